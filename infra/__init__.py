@@ -1,0 +1,1 @@
+"""The Stageline Pulumi program. Importing this package creates no resources."""

@@ -1,0 +1,89 @@
+"""The Stageline program: one `deploy()` that `pulumi up` and the driver both run.
+
+Data flows one way: stack config → `infra.config` (typed, validated) → components →
+resources and stack outputs. Only this module reads config and builds providers; components
+receive typed arguments and providers through ResourceOptions.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+import pulumi
+import pulumi_aws as aws
+
+from infra import outputs
+from infra.artifacts import ArtifactStore, ArtifactStoreArgs
+from infra.config import StackConfig, load
+from infra.github_env import GitHubEnvironment, GitHubEnvironmentArgs
+from infra.oidc import GitHubTrust, GitHubTrustArgs
+from infra.platform import build_platform
+
+
+def base_tags(cfg: StackConfig) -> dict[str, str]:
+    """Tags every AWS resource carries (as provider default tags)."""
+    return {**cfg.tags, "project": cfg.project, "environment": cfg.environment, "managed-by": "pulumi"}
+
+
+def aws_provider(cfg: StackConfig) -> aws.Provider:
+    return aws.Provider(
+        "aws",
+        region=cfg.region,
+        default_tags=aws.ProviderDefaultTagsArgs(tags=base_tags(cfg)),
+    )
+
+
+def github_provider(cfg: StackConfig) -> pulumi.ProviderResource:
+    import pulumi_github as github
+
+    # An explicit provider: the owner comes from the stack file, never from whoever runs it, and
+    # the token from `github:token` (a secret) or GITHUB_TOKEN.
+    token: pulumi.Input[str] | None = pulumi.Config("github").get_secret("token")
+    if token is None and os.environ.get("GITHUB_TOKEN"):
+        token = pulumi.Output.secret(os.environ["GITHUB_TOKEN"])
+    return github.Provider("github", owner=cfg.github.owner, token=token)
+
+
+def deploy() -> None:
+    cfg = load()
+    aws_opts = pulumi.ResourceOptions(providers={"aws": aws_provider(cfg)})
+
+    trust = GitHubTrust("trust", GitHubTrustArgs.from_config(cfg), aws_opts)
+    artifacts = ArtifactStore("artifacts", ArtifactStoreArgs.from_config(cfg), aws_opts)
+    platform = build_platform(cfg, aws_opts, artifacts)
+
+    exports: dict[str, pulumi.Input[object]] = {
+        outputs.REGION: cfg.region,
+        outputs.ENVIRONMENT: cfg.environment,
+        outputs.RELEASE_VERSION: cfg.release.version,
+        outputs.OIDC_PROVIDER_ARN: trust.provider_arn,
+        outputs.DEPLOY_ROLE_ARN: trust.deploy_role_arn,
+        outputs.PREVIEW_ROLE_ARN: trust.preview_role_arn,
+        outputs.ARTIFACT_BUCKET: artifacts.bucket_name,
+        outputs.ECR_REPOSITORY_NAME: artifacts.repository_name,
+        outputs.ECR_REPOSITORY_URL: artifacts.repository_url,
+        **platform.exports,
+    }
+    for name, value in exports.items():
+        pulumi.export(name, value)
+
+    if cfg.github.manage:
+        # Everything a workflow needs, derived from resource outputs so it cannot drift.
+        variables: Mapping[str, pulumi.Input[str]] = {
+            "AWS_ROLE_ARN": trust.deploy_role_arn,
+            "AWS_REGION": cfg.region,
+            "PULUMI_STACK": cfg.stack,
+            "ARTIFACT_BUCKET": artifacts.bucket_name,
+            "ECR_REPOSITORY": artifacts.repository_url,
+            **platform.variables,
+        }
+        secrets: dict[str, pulumi.Input[str]] = {}
+        if cfg.slack_webhook_url is not None:
+            secrets["SLACK_WEBHOOK_URL"] = cfg.slack_webhook_url
+        env = GitHubEnvironment(
+            "github",
+            GitHubEnvironmentArgs.from_config(cfg, variables=variables, secrets=secrets),
+            pulumi.ResourceOptions(providers={"github": github_provider(cfg)}),
+        )
+        pulumi.export(outputs.GITHUB_ENVIRONMENT, env.environment_name)
