@@ -15,17 +15,19 @@ import asyncio
 import hashlib
 import json
 import threading
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from infra.config import ConfigError, StackFile, read_stack_file
+from infra.config import ConfigError, Secret, StackFile, read_stack_file
 
 ACCOUNT_ID = "123456789012"
-SECRET_MASK = "[secret]"
-_SECRET_SIG = "4dabf18193072939515e22adb298388d"
-_SECRET_VALUE = "1b47061264138c4ac30d75fd1eb44270"
+SECRET_MASK = "[secret]"  # noqa: S105 - the mask shown instead of a secret, not a secret
+# The wire format marks a secret value with this signature key and value (pulumi/sdk rpc).
+_SECRET_SIG = "4dabf18193072939515e22adb298388d"  # noqa: S105
+_SECRET_VALUE = "1b47061264138c4ac30d75fd1eb44270"  # noqa: S105
 _UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
 _lock = threading.Lock()
 
@@ -45,6 +47,8 @@ class SimResource:
     provider: str = ""
     delete_before_replace: bool = False
     aliases: tuple[str, ...] = ()
+    dependencies: tuple[str, ...] = ()  # URNs of explicit and input dependencies, as the engine sees them
+    id: str = ""  # the physical ID the mocks assigned (what `resource.id` resolves to)
 
     @property
     def parent_type(self) -> str:
@@ -80,6 +84,11 @@ class Simulation:
         return {r.type for r in self.resources}
 
 
+def _digest(text: str) -> str:
+    """A stable hex string for mock identifiers: the same name gives the same ID in every run."""
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 # --- mock outputs -------------------------------------------------------------------------------
 
 
@@ -89,7 +98,7 @@ def _arn(service: str, region: str, resource: str, *, global_: bool = False) -> 
 
 def _computed(type_: str, name: str, inputs: dict[str, Any], region: str) -> dict[str, Any]:
     """Plausible provider-computed outputs for the resource types the program uses."""
-    physical = inputs.get("name") or f"{name}-{hashlib.sha1(name.encode()).hexdigest()[:7]}"  # noqa: S324
+    physical = inputs.get("name") or f"{name}-{_digest(name)[:7]}"
     out: dict[str, Any] = {}
     if type_ == "aws:iam/openIdConnectProvider:OpenIdConnectProvider":
         out["arn"] = f"arn:aws:iam::{ACCOUNT_ID}:oidc-provider/token.actions.githubusercontent.com"
@@ -97,44 +106,87 @@ def _computed(type_: str, name: str, inputs: dict[str, Any], region: str) -> dic
         out.update(name=physical, arn=f"arn:aws:iam::{ACCOUNT_ID}:role/{physical}")
     elif type_ == "aws:iam/policy:Policy":
         out.update(name=physical, arn=f"arn:aws:iam::{ACCOUNT_ID}:policy/{physical}")
-    elif type_ == "aws:s3/bucket:Bucket" or type_ == "aws:s3/bucketV2:BucketV2":
-        bucket = inputs.get("bucket") or physical
-        out.update(bucket=bucket, arn=f"arn:aws:s3:::{bucket}",
-                   bucketRegionalDomainName=f"{bucket}.s3.{region}.amazonaws.com",
-                   bucketDomainName=f"{bucket}.s3.amazonaws.com")
+    elif type_ in {"aws:s3/bucket:Bucket", "aws:s3/bucketV2:BucketV2"}:
+        bucket = inputs.get("bucket") or (
+            f"{inputs['bucketPrefix']}{_digest(name)[:12]}" if inputs.get("bucketPrefix") else physical
+        )
+        out.update(
+            bucket=bucket,
+            arn=f"arn:aws:s3:::{bucket}",
+            bucketRegionalDomainName=f"{bucket}.s3.{region}.amazonaws.com",
+            bucketDomainName=f"{bucket}.s3.amazonaws.com",
+        )
     elif type_ == "aws:ecr/repository:Repository":
-        out.update(name=physical, arn=_arn("ecr", region, f"repository/{physical}"),
-                   repositoryUrl=f"{ACCOUNT_ID}.dkr.ecr.{region}.amazonaws.com/{physical}",
-                   registryId=ACCOUNT_ID)
+        out.update(
+            name=physical,
+            arn=_arn("ecr", region, f"repository/{physical}"),
+            repositoryUrl=f"{ACCOUNT_ID}.dkr.ecr.{region}.amazonaws.com/{physical}",
+            registryId=ACCOUNT_ID,
+        )
     elif type_ == "aws:lambda/function:Function":
-        out.update(name=physical, arn=_arn("lambda", region, f"function:{physical}"), version="2",
-                   invokeArn=f"arn:aws:apigateway:{region}:lambda:path/2015-03-31/functions/"
-                             f"{_arn('lambda', region, f'function:{physical}')}/invocations",
-                   qualifiedArn=_arn("lambda", region, f"function:{physical}:2"))
+        out.update(
+            name=physical,
+            arn=_arn("lambda", region, f"function:{physical}"),
+            version="2",
+            invokeArn=f"arn:aws:apigateway:{region}:lambda:path/2015-03-31/functions/"
+            f"{_arn('lambda', region, f'function:{physical}')}/invocations",
+            qualifiedArn=_arn("lambda", region, f"function:{physical}:2"),
+        )
     elif type_ == "aws:lambda/alias:Alias":
         fn = inputs.get("functionName", "fn")
-        out.update(arn=_arn("lambda", region, f"function:{fn}:{physical}"),
-                   invokeArn=f"arn:aws:apigateway:{region}:lambda:path/2015-03-31/functions/"
-                             f"{_arn('lambda', region, f'function:{fn}:{physical}')}/invocations")
+        out.update(
+            arn=_arn("lambda", region, f"function:{fn}:{physical}"),
+            invokeArn=f"arn:aws:apigateway:{region}:lambda:path/2015-03-31/functions/"
+            f"{_arn('lambda', region, f'function:{fn}:{physical}')}/invocations",
+        )
     elif type_ == "aws:cloudwatch/logGroup:LogGroup":
         out.update(name=physical, arn=_arn("logs", region, f"log-group:{physical}"))
     elif type_ == "aws:apigatewayv2/api:Api":
-        out.update(apiEndpoint=f"https://{name[:10]}.execute-api.{region}.amazonaws.com",
-                   executionArn=_arn("execute-api", region, name[:10]), arn=_arn("apigateway", region, f"/apis/{name}"))
+        out.update(
+            apiEndpoint=f"https://{name[:10]}.execute-api.{region}.amazonaws.com",
+            executionArn=_arn("execute-api", region, name[:10]),
+            arn=_arn("apigateway", region, f"/apis/{name}"),
+        )
     elif type_ == "aws:apigatewayv2/stage:Stage":
-        out.update(invokeUrl=f"https://{name[:10]}.execute-api.{region}.amazonaws.com/",
-                   arn=_arn("apigateway", region, f"/apis/x/stages/{physical}"))
+        out.update(
+            invokeUrl=f"https://{name[:10]}.execute-api.{region}.amazonaws.com/",
+            arn=_arn("apigateway", region, f"/apis/x/stages/{physical}"),
+        )
     elif type_ == "aws:cloudfront/distribution:Distribution":
-        ident = "E" + hashlib.sha1(name.encode()).hexdigest()[:12].upper()  # noqa: S324
-        out.update(domainName=f"d{ident[1:9].lower()}.cloudfront.net", arn=_arn("cloudfront", region,
-                   f"distribution/{ident}", global_=True), hostedZoneId="Z2FDTNDATAQYW2")
+        ident = "E" + _digest(name)[:12].upper()
+        out.update(
+            domainName=f"d{ident[1:9].lower()}.cloudfront.net",
+            arn=_arn("cloudfront", region, f"distribution/{ident}", global_=True),
+            hostedZoneId="Z2FDTNDATAQYW2",
+        )
         return {**out, "_id": ident}
     elif type_ == "aws:sns/topic:Topic":
         out.update(name=physical, arn=_arn("sns", region, physical))
     elif type_ == "aws:cloudwatch/metricAlarm:MetricAlarm":
         out.update(name=physical, arn=_arn("cloudwatch", region, f"alarm:{physical}"))
+    elif type_ == "aws:kms/key:Key":
+        key_id = str(uuid.UUID(_digest(name)[:32]))
+        out.update(keyId=key_id, arn=_arn("kms", region, f"key/{key_id}"))
+    elif type_ == "aws:kms/alias:Alias":
+        out.update(
+            arn=_arn("kms", region, str(inputs.get("name", physical))),
+            targetKeyArn=_arn("kms", region, f"key/{inputs.get('targetKeyId', '')}"),
+        )
+    elif type_ == "aws:cloudwatch/dashboard:Dashboard":
+        board = inputs.get("dashboardName", physical)
+        out.update(dashboardArn=f"arn:aws:cloudwatch::{ACCOUNT_ID}:dashboard/{board}")
+    elif type_ == "aws:budgets/budget:Budget":
+        out.update(
+            name=physical, accountId=ACCOUNT_ID, arn=f"arn:aws:budgets::{ACCOUNT_ID}:budget/{physical}"
+        )
+    elif type_ == "aws:cloudfront/originAccessControl:OriginAccessControl":
+        ident = "E" + _digest(f"oac-{name}")[:12].upper()
+        return {**out, "etag": "ETAG", "_id": ident}
+    elif type_ == "aws:cloudfront/responseHeadersPolicy:ResponseHeadersPolicy":
+        ident = str(uuid.UUID(_digest(f"rhp-{name}")[:32]))
+        return {**out, "etag": "ETAG", "_id": ident}
     elif type_.startswith("aws:"):
-        out.setdefault("arn", _arn(type_.split(":")[1].split("/")[0], region, physical))
+        out.setdefault("arn", _arn(type_.split(":")[1].split("/", maxsplit=1)[0], region, physical))
     elif type_ == "github:index/repositoryEnvironment:RepositoryEnvironment":
         out.update(environment=inputs.get("environment"))
     if "name" not in out and "name" in inputs:
@@ -142,23 +194,34 @@ def _computed(type_: str, name: str, inputs: dict[str, Any], region: str) -> dic
     return out
 
 
-def _invoke_result(token: str, args: dict[str, Any], region: str) -> dict[str, Any]:
-    if token == "aws:index/getCallerIdentity:getCallerIdentity":
-        return {"accountId": ACCOUNT_ID, "arn": f"arn:aws:iam::{ACCOUNT_ID}:user/ci", "userId": "AIDA0000",
-                "id": ACCOUNT_ID}
-    if token == "aws:index/getPartition:getPartition":
+def _invoke_result(function: str, args: dict[str, Any], region: str) -> dict[str, Any]:
+    if function == "aws:index/getCallerIdentity:getCallerIdentity":
+        return {
+            "accountId": ACCOUNT_ID,
+            "arn": f"arn:aws:iam::{ACCOUNT_ID}:user/ci",
+            "userId": "AIDA0000",
+            "id": ACCOUNT_ID,
+        }
+    if function == "aws:index/getPartition:getPartition":
         return {"partition": "aws", "dnsSuffix": "amazonaws.com", "id": "aws"}
-    if token == "aws:index/getRegion:getRegion":
+    if function == "aws:index/getRegion:getRegion":
         return {"name": region, "region": region, "id": region}
-    if token == "github:index/getUser:getUser":
+    if function == "github:index/getUser:getUser":
         login = str(args.get("username", ""))
-        return {"id": str(int(hashlib.sha1(login.encode()).hexdigest()[:6], 16)), "login": login,  # noqa: S324
-                "nodeId": f"U_{login}"}
-    if token == "github:index/getTeam:getTeam":
+        return {
+            "id": str(int(_digest(login)[:6], 16)),
+            "login": login,
+            "nodeId": f"U_{login}",
+        }
+    if function == "github:index/getTeam:getTeam":
         slug = str(args.get("slug", ""))
-        return {"id": str(int(hashlib.sha1(slug.encode()).hexdigest()[:6], 16)), "slug": slug,  # noqa: S324
-                "nodeId": f"T_{slug}", "name": slug}
-    if token.startswith("aws:iam/getPolicyDocument"):
+        return {
+            "id": str(int(_digest(slug)[:6], 16)),
+            "slug": slug,
+            "nodeId": f"T_{slug}",
+            "name": slug,
+        }
+    if function.startswith("aws:iam/getPolicyDocument"):
         return {"json": json.dumps({"Version": "2012-10-17", "Statement": []})}
     return {}
 
@@ -186,7 +249,7 @@ def _mask(value: Any) -> tuple[Any, bool]:
 
 
 def _struct_to_python(struct: Any) -> Any:
-    from google.protobuf import json_format
+    from google.protobuf import json_format  # type: ignore[import-untyped]
 
     return json_format.MessageToDict(struct, preserving_proto_field_name=True)
 
@@ -194,8 +257,9 @@ def _struct_to_python(struct: Any) -> Any:
 # --- running the program ------------------------------------------------------------------------
 
 
-def _config_map(values: Mapping[str, Any], region: str | None, secret_values: Mapping[str, str],
-                extra: Mapping[str, Any]) -> tuple[dict[str, str], list[str]]:
+def _config_map(
+    values: Mapping[str, Any], region: str | None, secret_values: Mapping[str, str], extra: Mapping[str, Any]
+) -> tuple[dict[str, str], list[str]]:
     config: dict[str, str] = {}
     secrets: list[str] = []
     for key, value in values.items():
@@ -236,7 +300,10 @@ def simulate(
     from pulumi.runtime.stack import run_in_stack
 
     if program is None:
-        from infra.program import deploy as program
+        from infra.program import deploy
+
+        program = deploy
+    run: Callable[[], None] = program
 
     sim = Simulation(stack=stack)
     secret_values = dict(secret_values or {})
@@ -250,10 +317,10 @@ def simulate(
 
         def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, list[tuple[str, str]] | None]:
             sim.invokes.append((args.token, dict(args.args)))
-            return _invoke_result(args.token, dict(args.args), region_name), None
+            return _invoke_result(args.token, dict(args.args), region_name), []
 
     class _Monitor(pmocks.MockMonitor):
-        def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
+        def RegisterResource(self, request: Any) -> Any:
             response = super().RegisterResource(request)
             if request.type != "pulumi:pulumi:Stack":
                 raw = _struct_to_python(request.object)
@@ -261,17 +328,28 @@ def simulate(
                 secret_keys = frozenset(k for k, v in raw.items() if _mask(v)[1])
                 state = self.resources[response.urn].state if response.urn in self.resources else {}
                 outputs, _ = _mask(state if isinstance(state, dict) else {})
-                sim.resources.append(SimResource(
-                    urn=response.urn, type=request.type, name=request.name, parent=request.parent,
-                    inputs=masked, outputs=outputs, secret_paths=secret_keys,
-                    protect=bool(request.protect), retain_on_delete=bool(request.retainOnDelete),
-                    custom=bool(request.custom), provider=request.provider,
-                    delete_before_replace=bool(request.deleteBeforeReplace),
-                    aliases=tuple(str(a) for a in request.aliasURNs),
-                ))
+                sim.resources.append(
+                    SimResource(
+                        urn=response.urn,
+                        type=request.type,
+                        name=request.name,
+                        parent=request.parent,
+                        inputs=masked,
+                        outputs=outputs,
+                        secret_paths=secret_keys,
+                        protect=bool(request.protect),
+                        retain_on_delete=bool(request.retainOnDelete),
+                        custom=bool(request.custom),
+                        provider=request.provider,
+                        delete_before_replace=bool(request.deleteBeforeReplace),
+                        aliases=tuple(str(a) for a in request.aliasURNs),
+                        dependencies=tuple(str(d) for d in request.dependencies),
+                        id=str(response.id),
+                    )
+                )
             return response
 
-        def RegisterResourceOutputs(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
+        def RegisterResourceOutputs(self, request: Any) -> Any:
             if request.urn.endswith(f"pulumi:pulumi:Stack::{project}-{stack}"):
                 raw = _struct_to_python(request.outputs)
                 for key, value in raw.items():
@@ -288,15 +366,16 @@ def simulate(
         asyncio.set_event_loop(loop)
         try:
             mocks = _Mocks()
-            pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=False,
-                                     monitor=_Monitor(mocks))
+            pulumi.runtime.set_mocks(
+                mocks, project=project, stack=stack, preview=False, monitor=_Monitor(mocks)
+            )
             pulumi.runtime.set_all_config(config, secret_keys)
             psettings.SETTINGS.rpc_manager.clear()
             psettings.SETTINGS.outputs.clear()
             # set_mocks registers a root stack of its own; run_in_stack makes the real one, which
             # records the program's exports.
             psettings.set_root_resource(None)  # type: ignore[arg-type]
-            loop.run_until_complete(run_in_stack(program))
+            loop.run_until_complete(run_in_stack(run))
         except pulumi.RunError as exc:
             cause = exc.__cause__ or exc.__context__
             if isinstance(cause, ConfigError):
@@ -309,13 +388,27 @@ def simulate(
     return sim
 
 
-def simulate_stack_file(root: Path, stack: str, *, secret_placeholder: str = "placeholder-secret-value",
-                        program: Callable[[], None] | None = None) -> Simulation:
+PLACEHOLDER_SECRET = "placeholder-secret-value"  # noqa: S105 - stands in for ciphertext we cannot decrypt
+
+
+def simulate_stack_file(
+    root: Path,
+    stack: str,
+    *,
+    secret_placeholder: str = PLACEHOLDER_SECRET,
+    program: Callable[[], None] | None = None,
+) -> Simulation:
     """Simulate a shipped `Pulumi.<stack>.yaml`. Secret keys get a placeholder plaintext."""
     sf: StackFile = read_stack_file(root, stack)
     region = sf.other.get("aws:region")
     secrets = {k: secret_placeholder for k in sf.secret_keys}
-    extra = {k: v for k, v in sf.other.items() if k != "aws:region" and not isinstance(v, object.__class__)}
-    return simulate(sf.values, stack=stack, region=region if isinstance(region, str) else None,
-                    secret_values=secrets, extra_config={k: v for k, v in extra.items() if isinstance(v, str)},
-                    program=program)
+    # Other namespaces' plain values (e.g. github:owner) pass through; their secrets stay out.
+    extra = {k: v for k, v in sf.other.items() if k != "aws:region" and not isinstance(v, Secret)}
+    return simulate(
+        sf.values,
+        stack=stack,
+        region=region if isinstance(region, str) else None,
+        secret_values=secrets,
+        extra_config=extra,
+        program=program,
+    )

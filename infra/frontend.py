@@ -1,0 +1,319 @@
+"""The frontend: a private bucket of immutable release uploads behind two CloudFront distributions.
+
+Every frontend build is uploaded once to `releases/<version>/` and never changed afterwards.
+Two distributions read from the same bucket:
+
+- **APP** serves users; its origin path is the live release (`release.version`).
+- **TEST** serves pre-promotion checks; its origin path is the candidate
+  (`release.candidate`, or the live release when there is none).
+
+Because the release prefixes are immutable, promoting or rolling back the frontend is a change
+of `origin_path` in config: nothing is re-uploaded, and rollback points back at files that
+were never touched. (Upload `index.html` with a short Cache-Control and content-hash the other
+assets: CloudFront's cache key does not include the origin path, so a switch is seen as soon
+as cached copies of `index.html` expire or are invalidated.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import pulumi
+import pulumi_aws as aws
+
+if TYPE_CHECKING:
+    from infra.config import StackConfig
+
+# AWS managed cache policy "Managed-CachingOptimized": honours the origin's Cache-Control
+# within 1 s..1 year, gzip/brotli, no cookies/headers/query strings in the cache key.
+CACHING_OPTIMIZED_POLICY_ID = "658327ea-f89d-4fab-a63d-7e88639e58f6"
+RELEASES_PREFIX = "releases"
+ORIGIN_ID = "frontend"
+HSTS_MAX_AGE_SECONDS = 63_072_000  # two years, as hstspreload.org asks
+
+
+def bucket_prefix(prefix: str) -> str:
+    return f"{prefix}-frontend-"
+
+
+def origin_path(version: str) -> str:
+    """The release prefix a distribution serves, in CloudFront's form ("/…", no trailing slash)."""
+    if not version or "/" in version:
+        raise ValueError(f"a release version is one path segment, got {version!r}")
+    return f"/{RELEASES_PREFIX}/{version}"
+
+
+def content_security_policy(api_endpoint: str | None = None) -> str:
+    """Same-origin everything; the browser may additionally call the environment's API."""
+    connect = ["'self'"]
+    if api_endpoint:
+        parts = urlsplit(api_endpoint)
+        connect.append(f"{parts.scheme}://{parts.netloc}")
+    return "; ".join(
+        [
+            "default-src 'self'",
+            "script-src 'self'",
+            "style-src 'self'",
+            "img-src 'self' data:",
+            "font-src 'self'",
+            f"connect-src {' '.join(connect)}",
+            "object-src 'none'",
+            "base-uri 'self'",
+            "form-action 'self'",
+            "frame-ancestors 'none'",
+        ]
+    )
+
+
+def frontend_bucket_policy(bucket_arn: str, distribution_arns: Sequence[str]) -> dict[str, Any]:
+    """TLS only, and readable only by CloudFront on behalf of the given distributions."""
+    if not distribution_arns:
+        raise ValueError("the frontend bucket policy needs the distributions allowed to read it")
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "DenyInsecureTransport",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "s3:*",
+                "Resource": [bucket_arn, f"{bucket_arn}/*"],
+                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+            },
+            {
+                "Sid": "AllowCloudFrontReadReleases",
+                "Effect": "Allow",
+                "Principal": {"Service": "cloudfront.amazonaws.com"},
+                "Action": "s3:GetObject",
+                "Resource": f"{bucket_arn}/{RELEASES_PREFIX}/*",
+                "Condition": {"StringEquals": {"AWS:SourceArn": sorted(distribution_arns)}},
+            },
+        ],
+    }
+
+
+@dataclass(frozen=True)
+class FrontendArgs:
+    name_prefix: str  # "stageline-<env>"
+    app_version: str  # the live release
+    test_version: str  # the candidate release
+    price_class: str = "PriceClass_100"
+    api_endpoint: pulumi.Input[str] | None = None  # allowed in the CSP's connect-src
+    noncurrent_version_days: int = 30
+    abort_multipart_days: int = 7
+    protect: bool = False
+
+    @classmethod
+    def from_config(cls, cfg: StackConfig, *, api_endpoint: pulumi.Input[str] | None = None) -> FrontendArgs:
+        return cls(
+            name_prefix=cfg.prefix,
+            app_version=cfg.release.version,
+            test_version=cfg.release.candidate_version,
+            price_class=cfg.frontend.price_class,
+            api_endpoint=api_endpoint,
+            noncurrent_version_days=cfg.artifacts.noncurrent_version_days,
+            abort_multipart_days=cfg.artifacts.abort_multipart_days,
+            # Release uploads are artifacts too: the same switch that keeps the artifact store.
+            protect=cfg.artifacts.protect,
+        )
+
+
+class Frontend(pulumi.ComponentResource):
+    bucket_name: pulumi.Output[str]
+    bucket_arn: pulumi.Output[str]
+    app_distribution_id: pulumi.Output[str]
+    app_domain: pulumi.Output[str]
+    test_distribution_id: pulumi.Output[str]
+    test_domain: pulumi.Output[str]
+
+    def __init__(self, name: str, args: FrontendArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("stageline:infra:Frontend", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+
+        bucket = aws.s3.Bucket(
+            f"{name}-bucket",
+            bucket_prefix=bucket_prefix(args.name_prefix),
+            opts=pulumi.ResourceOptions(parent=self, protect=args.protect, retain_on_delete=args.protect),
+        )
+        ownership = aws.s3.BucketOwnershipControls(
+            f"{name}-ownership",
+            bucket=bucket.id,
+            rule=aws.s3.BucketOwnershipControlsRuleArgs(object_ownership="BucketOwnerEnforced"),
+            opts=child,
+        )
+        public_access = aws.s3.BucketPublicAccessBlock(
+            f"{name}-public-access",
+            bucket=bucket.id,
+            block_public_acls=True,
+            block_public_policy=True,
+            ignore_public_acls=True,
+            restrict_public_buckets=True,
+            opts=child,
+        )
+        aws.s3.BucketServerSideEncryptionConfiguration(
+            f"{name}-encryption",
+            bucket=bucket.id,
+            rules=[
+                aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
+                    apply_server_side_encryption_by_default=aws.s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
+                        sse_algorithm="AES256",
+                    ),
+                )
+            ],
+            opts=child,
+        )
+        versioning = aws.s3.BucketVersioning(
+            f"{name}-versioning",
+            bucket=bucket.id,
+            versioning_configuration=aws.s3.BucketVersioningVersioningConfigurationArgs(status="Enabled"),
+            opts=child,
+        )
+        aws.s3.BucketLifecycleConfiguration(
+            f"{name}-lifecycle",
+            bucket=bucket.id,
+            rules=[
+                aws.s3.BucketLifecycleConfigurationRuleArgs(
+                    id="expire-noncurrent-and-abort-uploads",
+                    status="Enabled",
+                    filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
+                    noncurrent_version_expiration=aws.s3.BucketLifecycleConfigurationRuleNoncurrentVersionExpirationArgs(
+                        noncurrent_days=args.noncurrent_version_days,
+                    ),
+                    abort_incomplete_multipart_upload=aws.s3.BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs(
+                        days_after_initiation=args.abort_multipart_days,
+                    ),
+                )
+            ],
+            # S3 rejects lifecycle rules on noncurrent versions until versioning is on.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[versioning]),
+        )
+
+        oac = aws.cloudfront.OriginAccessControl(
+            f"{name}-oac",
+            name=f"{args.name_prefix}-frontend",
+            description="CloudFront signs every origin request to the private frontend bucket",
+            origin_access_control_origin_type="s3",
+            signing_behavior="always",
+            signing_protocol="sigv4",
+            opts=child,
+        )
+        csp: pulumi.Output[str] = pulumi.Output.from_input(args.api_endpoint).apply(content_security_policy)
+        headers = aws.cloudfront.ResponseHeadersPolicy(
+            f"{name}-security-headers",
+            name=f"{args.name_prefix}-security-headers",
+            comment=f"{args.name_prefix}: security headers for the frontend",
+            security_headers_config=aws.cloudfront.ResponseHeadersPolicySecurityHeadersConfigArgs(
+                strict_transport_security=aws.cloudfront.ResponseHeadersPolicySecurityHeadersConfigStrictTransportSecurityArgs(
+                    access_control_max_age_sec=HSTS_MAX_AGE_SECONDS,
+                    include_subdomains=True,
+                    preload=False,  # preloading is a promise about a whole registrable domain
+                    override=True,
+                ),
+                content_type_options=aws.cloudfront.ResponseHeadersPolicySecurityHeadersConfigContentTypeOptionsArgs(
+                    override=True,
+                ),
+                frame_options=aws.cloudfront.ResponseHeadersPolicySecurityHeadersConfigFrameOptionsArgs(
+                    frame_option="DENY",
+                    override=True,
+                ),
+                referrer_policy=aws.cloudfront.ResponseHeadersPolicySecurityHeadersConfigReferrerPolicyArgs(
+                    referrer_policy="strict-origin-when-cross-origin",
+                    override=True,
+                ),
+                xss_protection=aws.cloudfront.ResponseHeadersPolicySecurityHeadersConfigXssProtectionArgs(
+                    protection=True,
+                    mode_block=True,
+                    override=True,
+                ),
+                content_security_policy=aws.cloudfront.ResponseHeadersPolicySecurityHeadersConfigContentSecurityPolicyArgs(
+                    content_security_policy=csp,
+                    override=True,
+                ),
+            ),
+            opts=child,
+        )
+
+        distributions: dict[str, aws.cloudfront.Distribution] = {}
+        for role, version in (("app", args.app_version), ("test", args.test_version)):
+            distributions[role] = aws.cloudfront.Distribution(
+                f"{name}-{role}",
+                comment=f"{args.name_prefix} {role.upper()}: release {version}",
+                enabled=True,
+                is_ipv6_enabled=True,
+                http_version="http2and3",
+                price_class=args.price_class,
+                default_root_object="index.html",
+                origins=[
+                    aws.cloudfront.DistributionOriginArgs(
+                        origin_id=ORIGIN_ID,
+                        domain_name=bucket.bucket_regional_domain_name,
+                        origin_access_control_id=oac.id,
+                        # The switch that promotes or rolls back this distribution's frontend: the
+                        # release prefixes are immutable, so changing this path is the whole change.
+                        origin_path=origin_path(version),
+                    )
+                ],
+                default_cache_behavior=aws.cloudfront.DistributionDefaultCacheBehaviorArgs(
+                    target_origin_id=ORIGIN_ID,
+                    viewer_protocol_policy="redirect-to-https",
+                    allowed_methods=["GET", "HEAD", "OPTIONS"],
+                    cached_methods=["GET", "HEAD"],
+                    compress=True,
+                    cache_policy_id=CACHING_OPTIMIZED_POLICY_ID,
+                    response_headers_policy_id=headers.id,
+                ),
+                # Client-side routes have no object behind them. Without s3:ListBucket, S3
+                # answers a missing key with 403, not 404, so both fall back to the SPA shell.
+                custom_error_responses=[
+                    aws.cloudfront.DistributionCustomErrorResponseArgs(
+                        error_code=code,
+                        response_code=200,
+                        response_page_path="/index.html",
+                        error_caching_min_ttl=10,
+                    )
+                    for code in (403, 404)
+                ],
+                restrictions=aws.cloudfront.DistributionRestrictionsArgs(
+                    geo_restriction=aws.cloudfront.DistributionRestrictionsGeoRestrictionArgs(
+                        restriction_type="none"
+                    ),
+                ),
+                # The *.cloudfront.net certificate: CloudFront fixes its minimum TLS version and
+                # the TLS policy cannot be chosen. A custom domain brings an ACM certificate and
+                # minimum_protocol_version="TLSv1.2_2021".
+                viewer_certificate=aws.cloudfront.DistributionViewerCertificateArgs(
+                    cloudfront_default_certificate=True,
+                ),
+                opts=child,
+            )
+        app, test = distributions["app"], distributions["test"]
+
+        aws.s3.BucketPolicy(
+            f"{name}-policy",
+            bucket=bucket.id,
+            policy=pulumi.Output.json_dumps(
+                pulumi.Output.all(bucket.arn, app.arn, test.arn).apply(
+                    lambda a: frontend_bucket_policy(a[0], [a[1], a[2]])
+                )
+            ),
+            # S3 rejects a policy PUT while a public-access-block change is still settling, and
+            # the policy only makes sense once object ownership is enforced.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[public_access, ownership]),
+        )
+
+        self.bucket_name = bucket.bucket
+        self.bucket_arn = bucket.arn
+        self.app_distribution_id = app.id
+        self.app_domain = app.domain_name
+        self.test_distribution_id = test.id
+        self.test_domain = test.domain_name
+        self.register_outputs(
+            {
+                "bucket_name": self.bucket_name,
+                "app_distribution_id": self.app_distribution_id,
+                "test_distribution_id": self.test_distribution_id,
+            }
+        )

@@ -1,0 +1,366 @@
+"""Services: digest-pinned Lambda functions behind a `live` alias, with canary routing from config."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from infra.config import ConfigError, Grant, load, parse, read_stack_file
+from infra.services import (
+    LambdaService,
+    LambdaServiceArgs,
+    execution_policy,
+    image_uri,
+    lambda_trust_policy,
+    live_routing,
+)
+from infra.simulate import Simulation, simulate
+
+ROOT = Path(__file__).resolve().parents[2]
+REPO_URL = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/stageline-dev"
+BOUNDARY = "arn:aws:iam::123456789012:policy/stageline-dev-boundary"
+DIGEST = "sha256:" + "ab" * 32
+MOCK_PUBLISHED_VERSION = "2"  # what infra.simulate returns as a function's published version
+
+
+def stack_values(stack: str = "dev") -> dict[str, Any]:
+    return copy.deepcopy(read_stack_file(ROOT, stack).values)
+
+
+def run_services(values: dict[str, Any], stack: str = "dev") -> Simulation:
+    def program() -> None:
+        cfg = load()
+        for svc in cfg.services:
+            LambdaService(
+                f"service-{svc.name}",
+                LambdaServiceArgs.from_config(
+                    cfg, svc, repository_url=REPO_URL, permissions_boundary_arn=BOUNDARY
+                ),
+            )
+
+    return simulate(values, stack=stack, program=program)
+
+
+def config_error(values: dict[str, Any], stack: str = "dev") -> str:
+    with pytest.raises(ConfigError) as info:
+        parse(values, stack=stack, region="eu-west-1")
+    message = str(info.value)
+    assert "\n" not in message
+    return message
+
+
+def with_canary(values: dict[str, Any], weight: Any, stable: dict[str, str]) -> dict[str, Any]:
+    values = copy.deepcopy(values)
+    values["release"]["canary"] = {"weight": weight, "stableVersions": stable}
+    return values
+
+
+@pytest.fixture(scope="module")
+def dev() -> Simulation:
+    values = stack_values("dev")
+    values["services"][0]["grants"] = [
+        {
+            "actions": ["dynamodb:GetItem", "dynamodb:PutItem"],
+            "resources": ["arn:aws:dynamodb:eu-west-1:123456789012:table/orders"],
+        }
+    ]
+    return run_services(values)
+
+
+# --- pure rules ---------------------------------------------------------------------------------
+
+
+def test_image_uri_pins_the_digest() -> None:
+    assert image_uri(REPO_URL, DIGEST) == f"{REPO_URL}@{DIGEST}"
+
+
+@pytest.mark.parametrize("digest", ["latest", "v1.2.3", "sha256:abc", "sha256:" + "AB" * 32])
+def test_image_uri_refuses_anything_but_a_sha256_digest(digest: str) -> None:
+    with pytest.raises(ValueError, match="sha256"):
+        image_uri(REPO_URL, digest)
+
+
+def test_image_uri_refuses_a_repository_that_already_names_an_image() -> None:
+    with pytest.raises(ValueError, match="repository URL"):
+        image_uri(f"{REPO_URL}:latest", DIGEST)
+
+
+def test_without_a_canary_live_moves_to_the_new_version() -> None:
+    assert live_routing("8") == live_routing("8", canary_weight=None)
+    routing = live_routing("8")
+    assert routing.function_version == "8"
+    assert routing.additional_version_weights == {}
+
+
+def test_with_a_canary_live_keeps_the_stable_version_and_weights_the_new_one() -> None:
+    routing = live_routing("8", canary_weight=0.1, stable_version="7")
+    assert routing.function_version == "7"
+    assert routing.additional_version_weights == {"8": 0.1}
+
+
+def test_a_canary_never_splits_traffic_between_a_version_and_itself() -> None:
+    routing = live_routing("7", canary_weight=0.1, stable_version="7")
+    assert routing.function_version == "7"
+    assert routing.additional_version_weights == {}
+
+
+@pytest.mark.parametrize(("weight", "stable"), [(0.0, "7"), (1.0, "7"), (0.1, None), (0.1, "$LATEST")])
+def test_an_invalid_canary_is_refused(weight: float, stable: str | None) -> None:
+    with pytest.raises(ValueError):
+        live_routing("8", canary_weight=weight, stable_version=stable)
+
+
+def test_execution_policy_writes_only_to_its_own_log_group() -> None:
+    arn = "arn:aws:logs:eu-west-1:123456789012:log-group:/aws/lambda/stageline-dev-api"
+    policy = execution_policy(arn)
+    assert policy["Statement"] == [
+        {
+            "Sid": "OwnLogGroup",
+            "Effect": "Allow",
+            "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+            "Resource": [arn, f"{arn}:log-stream:*"],
+        }
+    ]
+    # The ":*" form some ARNs carry is normalised rather than widened.
+    assert execution_policy(arn + ":*") == policy
+
+
+def test_execution_policy_adds_exactly_the_configured_grants() -> None:
+    arn = "arn:aws:logs:eu-west-1:123456789012:log-group:/aws/lambda/stageline-dev-api"
+    grant = Grant(actions=("sqs:SendMessage",), resources=("arn:aws:sqs:eu-west-1:123456789012:jobs",))
+    statements = execution_policy(arn, (grant,))["Statement"]
+    assert len(statements) == 2
+    assert statements[1] == {
+        "Sid": "Grant0",
+        "Effect": "Allow",
+        "Action": ["sqs:SendMessage"],
+        "Resource": ["arn:aws:sqs:eu-west-1:123456789012:jobs"],
+    }
+
+
+def test_only_lambda_can_assume_an_execution_role() -> None:
+    (statement,) = lambda_trust_policy()["Statement"]
+    assert statement == {
+        "Effect": "Allow",
+        "Principal": {"Service": "lambda.amazonaws.com"},
+        "Action": "sts:AssumeRole",
+    }
+
+
+# --- the component under mocks ------------------------------------------------------------------
+
+
+def test_every_function_runs_its_release_image_pinned_by_digest(dev: Simulation) -> None:
+    images = stack_values("dev")["release"]["images"]
+    functions = dev.of_type("aws:lambda/function:Function")
+    assert {f.inputs["name"] for f in functions} == {f"stageline-dev-{s}" for s in images}
+    for fn in functions:
+        service = fn.inputs["name"].removeprefix("stageline-dev-")
+        assert fn.inputs["packageType"] == "Image"
+        assert fn.inputs["imageUri"] == f"{REPO_URL}@{images[service]}"
+        assert fn.inputs["publish"] is True
+
+
+def test_function_sizing_and_environment_come_from_the_service_config(dev: Simulation) -> None:
+    for svc in stack_values("dev")["services"]:
+        fn = dev.named(f"service-{svc['name']}-function")
+        assert fn.inputs["memorySize"] == svc["memory"]
+        assert fn.inputs["timeout"] == svc["timeout"]
+        assert "reservedConcurrentExecutions" not in fn.inputs  # dev reserves none
+        assert fn.inputs["environment"]["variables"] == {
+            **svc["environment"],
+            "STAGELINE_RELEASE": "4f9c2d1",
+            "STAGELINE_ENVIRONMENT": "dev",
+        }
+
+
+def test_reserved_concurrency_is_set_when_configured() -> None:
+    values = stack_values("dev")
+    values["services"][1]["reservedConcurrency"] = 7
+    sim = run_services(values)
+    assert sim.named("service-worker-function").inputs["reservedConcurrentExecutions"] == 7
+    assert "reservedConcurrentExecutions" not in sim.named("service-api-function").inputs
+
+
+def test_log_group_exists_before_its_function_with_the_configured_retention(dev: Simulation) -> None:
+    for fn in dev.of_type("aws:lambda/function:Function"):
+        service = fn.name.removesuffix("-function")
+        group = dev.named(f"{service}-logs")
+        assert group.inputs["name"] == f"/aws/lambda/{fn.inputs['name']}"
+        assert group.inputs["retentionInDays"] == 7
+        assert fn.inputs["loggingConfig"]["logGroup"] == group.inputs["name"]
+        assert group.urn in fn.dependencies
+
+
+def test_execution_role_carries_the_boundary_and_may_only_log_plus_its_grants(dev: Simulation) -> None:
+    for fn in dev.of_type("aws:lambda/function:Function"):
+        service = fn.name.removesuffix("-function")
+        role = dev.named(f"{service}-exec")
+        assert role.inputs["name"] == f"{fn.inputs['name']}-exec"
+        assert role.inputs["permissionsBoundary"] == BOUNDARY
+        assert fn.inputs["role"] == role.outputs["arn"]
+        policy = json.loads(dev.named(f"{service}-exec-policy").inputs["policy"])
+        group_arn = dev.named(f"{service}-logs").outputs["arn"]
+        assert policy["Statement"][0]["Resource"] == [group_arn, f"{group_arn}:log-stream:*"]
+        assert dev.named(f"{service}-exec-policy").urn in fn.dependencies
+    api_grants = json.loads(dev.named("service-api-exec-policy").inputs["policy"])["Statement"][1:]
+    assert api_grants == [
+        {
+            "Sid": "Grant0",
+            "Effect": "Allow",
+            "Action": ["dynamodb:GetItem", "dynamodb:PutItem"],
+            "Resource": ["arn:aws:dynamodb:eu-west-1:123456789012:table/orders"],
+        }
+    ]
+    assert len(json.loads(dev.named("service-worker-exec-policy").inputs["policy"])["Statement"]) == 1
+
+
+def test_every_function_has_a_live_alias_on_its_published_version(dev: Simulation) -> None:
+    aliases = dev.of_type("aws:lambda/alias:Alias")
+    functions = dev.of_type("aws:lambda/function:Function")
+    assert sorted(a.inputs["functionName"] for a in aliases) == sorted(f.inputs["name"] for f in functions)
+    for alias in aliases:
+        assert alias.inputs["name"] == "live"
+        assert alias.inputs["functionVersion"] == MOCK_PUBLISHED_VERSION
+        assert "routingConfig" not in alias.inputs
+
+
+def test_a_configured_canary_keeps_stable_and_routes_its_weight_to_the_new_version() -> None:
+    sim = run_services(with_canary(stack_values("dev"), 0.25, {"api": "1", "worker": "1"}))
+    for alias in sim.of_type("aws:lambda/alias:Alias"):
+        assert alias.inputs["functionVersion"] == "1"
+        assert alias.inputs["routingConfig"] == {"additionalVersionWeights": {MOCK_PUBLISHED_VERSION: 0.25}}
+
+
+def test_a_canary_on_an_unchanged_function_routes_everything_to_it() -> None:
+    sim = run_services(with_canary(stack_values("dev"), 0.5, {"api": MOCK_PUBLISHED_VERSION, "worker": "1"}))
+    api = sim.named("service-api-live").inputs
+    assert api["functionVersion"] == MOCK_PUBLISHED_VERSION
+    assert api["routingConfig"] == {"additionalVersionWeights": {}}
+    worker = sim.named("service-worker-live").inputs
+    assert worker["functionVersion"] == "1"
+    assert worker["routingConfig"] == {"additionalVersionWeights": {MOCK_PUBLISHED_VERSION: 0.5}}
+
+
+# --- config errors --------------------------------------------------------------------------------
+
+
+def test_duplicate_service_names_are_a_config_error() -> None:
+    values = stack_values()
+    values["services"][1]["name"] = "api"
+    assert config_error(values) == 'stageline:services[1].name duplicates services[0]: "api"'
+
+
+def test_an_unknown_service_key_is_a_config_error_with_a_suggestion() -> None:
+    values = stack_values()
+    values["services"][0]["memorySize"] = 512
+    assert (
+        config_error(values) == 'stageline:services[0].memorySize is not a known key (did you mean "memory"?)'
+    )
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("memory", 64, "stageline:services[0].memory must be between 128 and 10240, got 64"),
+        ("memory", 20480, "stageline:services[0].memory must be between 128 and 10240, got 20480"),
+        ("memory", "lots", 'stageline:services[0].memory must be a whole number, got "lots"'),
+        ("timeout", 0, "stageline:services[0].timeout must be between 1 and 900, got 0"),
+        ("timeout", 901, "stageline:services[0].timeout must be between 1 and 900, got 901"),
+        (
+            "reservedConcurrency",
+            -1,
+            "stageline:services[0].reservedConcurrency must be between 0 and 1000, got -1",
+        ),
+        (
+            "healthPath",
+            "health",
+            'stageline:services[0].healthPath must look like a path starting with "/", got "health"',
+        ),
+        (
+            "name",
+            "Api",
+            "stageline:services[0].name must look like a lower-case name (letters, digits, -; up to 30), "
+            'got "Api"',
+        ),
+    ],
+)
+def test_out_of_range_service_values_are_config_errors(key: str, value: Any, expected: str) -> None:
+    values = stack_values()
+    values["services"][0][key] = value
+    assert config_error(values) == expected
+
+
+def test_a_reserved_lambda_variable_is_a_config_error() -> None:
+    values = stack_values()
+    values["services"][0]["environment"]["AWS_REGION"] = "us-east-1"
+    assert config_error(values) == "stageline:services[0].environment.AWS_REGION is reserved by Lambda"
+
+
+def test_a_stack_name_too_long_for_the_physical_names_is_a_config_error() -> None:
+    # "stageline-<stack>-frontend-" must fit S3's 37-character bucket prefix; every other name
+    # (function, execution role) then fits its own limit too.
+    assert config_error(stack_values(), stack="feature-checkout-v2") == (
+        'stack name "feature-checkout-v2" is too long for project "stageline": the frontend bucket prefix '
+        '"stageline-feature-checkout-v2-frontend-" has 39 characters, S3 allows 37'
+    )
+
+
+def test_an_image_given_by_tag_is_a_config_error() -> None:
+    values = stack_values()
+    values["release"]["images"]["api"] = "latest"
+    assert config_error(values) == (
+        'stageline:release.images.api must look like "sha256:" and 64 hex digits, got "latest"'
+    )
+
+
+def test_a_service_without_an_image_is_a_config_error() -> None:
+    values = stack_values()
+    del values["release"]["images"]["worker"]
+    assert (
+        config_error(values) == 'stageline:release.images.worker is required: service "worker" has no image'
+    )
+
+
+def test_an_image_for_an_unknown_service_is_a_config_error() -> None:
+    values = stack_values()
+    values["release"]["images"]["wroker"] = DIGEST
+    assert config_error(values) == (
+        'stageline:release.images.wroker names an unknown service (did you mean "worker"?)'
+    )
+
+
+def test_a_malformed_release_version_is_a_config_error() -> None:
+    values = stack_values()
+    values["release"]["version"] = "release 1"
+    assert config_error(values).startswith("stageline:release.version must look like a version or git SHA")
+
+
+@pytest.mark.parametrize("weight", [0, 1, 1.5, -0.1])
+def test_a_canary_weight_outside_zero_and_one_is_a_config_error(weight: float) -> None:
+    values = with_canary(stack_values(), weight, {"api": "1", "worker": "1"})
+    assert (
+        config_error(values)
+        == f"stageline:release.canary.weight must be strictly between 0.0 and 1.0, got {weight}"
+    )
+
+
+def test_a_canary_without_a_stable_version_per_service_is_a_config_error() -> None:
+    values = with_canary(stack_values(), 0.1, {"api": "1"})
+    assert config_error(values) == "stageline:release.canary.stableVersions.worker is required"
+    values = with_canary(stack_values(), 0.1, {"api": "1", "worker": "$LATEST"})
+    assert config_error(values) == (
+        "stageline:release.canary.stableVersions.worker must be a published Lambda "
+        'version number, got "$LATEST"'
+    )
+
+
+def test_the_program_fails_with_the_config_error_not_a_traceback() -> None:
+    values = stack_values()
+    values["services"][0]["memory"] = 64
+    with pytest.raises(ConfigError, match=r"^stageline:services\[0\]\.memory must be between 128 and 10240"):
+        run_services(values)
