@@ -1,0 +1,78 @@
+"""The few git facts the driver needs: the current commit, whether a commit exists, and worktrees.
+
+Plain `git` subprocesses with argument lists (no shell). Every failure is a one-line
+ConfigurationError/StagelineError, never a CalledProcessError traceback.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from automation.errors import ConfigurationError, StagelineError
+
+_SHA = re.compile(r"^[0-9a-f]{4,64}$")
+
+
+def _git(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    if shutil.which("git") is None:
+        raise ConfigurationError("git is not on PATH: install git to record and restore commits")
+    result = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=False)
+    if check and result.returncode != 0:
+        detail = (result.stderr or result.stdout).strip().splitlines()
+        raise StagelineError(
+            f"git {args[0]} failed: {detail[-1] if detail else 'exit ' + str(result.returncode)}"
+        )
+    return result
+
+
+def head_commit(path: Path) -> str | None:
+    """The full SHA of HEAD in the repository containing `path`, or None outside a git repository."""
+    if shutil.which("git") is None:
+        return None
+    result = subprocess.run(
+        ["git", "rev-parse", "--verify", "HEAD"], cwd=path, capture_output=True, text=True, check=False
+    )
+    sha = result.stdout.strip()
+    return sha if result.returncode == 0 and _SHA.match(sha) else None
+
+
+def short(sha: str | None) -> str:
+    return (sha or "")[:7]
+
+
+def commit_exists(root: Path, sha: str) -> bool:
+    """Whether `sha` names a commit object in the repository at `root`."""
+    if not _SHA.match(sha):
+        return False
+    result = _git(root, "cat-file", "-e", f"{sha}^{{commit}}", check=False)
+    return result.returncode == 0
+
+
+@contextmanager
+def worktree(root: Path, sha: str, where: Path) -> Iterator[Path]:
+    """A detached `git worktree` of `sha` at `where`, removed (with its admin entry) afterwards.
+
+    The project's virtualenv is not in git; Pulumi.yaml points the runtime at `.venv`, so the
+    worktree gets a symlink to the main checkout's `.venv` when there is one.
+    """
+    where.parent.mkdir(parents=True, exist_ok=True)
+    if where.exists():
+        _git(root, "worktree", "remove", "--force", str(where), check=False)
+        if where.exists():
+            shutil.rmtree(where)
+    _git(root, "worktree", "add", "--detach", str(where), sha)
+    try:
+        venv = root / ".venv"
+        if venv.is_dir() and not (where / ".venv").exists():
+            (where / ".venv").symlink_to(venv, target_is_directory=True)
+        yield where
+    finally:
+        _git(root, "worktree", "remove", "--force", str(where), check=False)
+        if where.exists():
+            shutil.rmtree(where, ignore_errors=True)
+        _git(root, "worktree", "prune", check=False)

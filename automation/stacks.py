@@ -1,0 +1,1015 @@
+"""The engine seam: the only module that touches `pulumi.automation`.
+
+Everything above this module (preview, drift, rollback, history, promotion …) is orchestration over
+plain frozen dataclasses and the `Engine` protocol below. Two implementations exist:
+
+* `LocalEngine` (here) wraps `pulumi.automation.LocalWorkspace` with work_dir = the repository root,
+  so `pulumi up -s dev` and the driver share `Pulumi.<stack>.yaml`.
+* `automation.fake.FakeEngine` keeps stacks in memory for tests and benchmarks.
+
+Importing this module is cheap (click via automation.errors, nothing else): the SDK is imported inside
+`LocalEngine` and the pure converters, so capability modules can import the dataclasses freely.
+
+How commands get an engine: they call `open_engine()`, which calls the module attribute
+`engine_factory`. Tests replace it::
+
+    monkeypatch.setattr(automation.stacks, "engine_factory", lambda: fake)
+
+Conventions every implementation follows (this is the contract):
+
+* Stack names are validated by the engine: an unknown stack raises `UnknownStackError` (exit 2) whose
+  message lists the known stacks.
+* Methods that read (`preview`, `preview_refresh`, `history`, `outputs`, `get_release`,
+  `pending_operations`) are safe to call from several threads at once for *different* stacks.
+* Lock contention raises `ConcurrentUpdateError`; callers retry (see automation.updates). Any other
+  engine failure raises `EngineError` whose message is the engine's own, with secrets redacted.
+* No method prints. Progress, if wanted, goes through the optional `progress` callback (one line each).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from automation.errors import ConfigurationError, StagelineError
+from automation.redact import MASK, redact, redact_value
+
+if TYPE_CHECKING:
+    from pulumi.automation import EngineEvent, Stack, UpdateSummary
+    from pulumi.automation.events import StepEventMetadata, StepEventStateMetadata
+
+RELEASE_KEY = "stageline:release"
+PROJECT_FILE = "Pulumi.yaml"
+INSTALL_URL = "https://www.pulumi.com/docs/iac/download-install/"
+DEFAULT_STATE_DIR = Path(".stageline") / "state"
+
+ProgressFn = Callable[[str], None]
+Release = dict[str, Any]  # the `stageline:release` object exactly as in Pulumi.<stack>.yaml
+
+
+# --- errors -------------------------------------------------------------------------------------
+
+
+class EngineError(StagelineError):
+    """The engine reported a failure (exit 1). The message is the engine's, secrets redacted."""
+
+
+class ConcurrentUpdateError(EngineError):
+    """Another update holds the stack's lock. Retry later (automation.updates retries with backoff)."""
+
+
+class EngineUnavailable(ConfigurationError):
+    """The engine cannot start: no `pulumi` on PATH, no Pulumi.yaml, unreadable backend (exit 2)."""
+
+
+class UnknownStackError(ConfigurationError):
+    """The stack has no Pulumi.<stack>.yaml in this project (exit 2). The message lists known stacks."""
+
+
+def unknown_stack(stack: str, known: Iterable[str]) -> UnknownStackError:
+    names = ", ".join(sorted(known)) or "none"
+    return UnknownStackError(f"unknown stack {stack!r} (known stacks: {names})")
+
+
+# --- stateful classification --------------------------------------------------------------------
+
+# Resource types whose replacement or deletion loses data or identity that cannot be recreated
+# (objects, images, logs, keys, rows). A gate treats a replace/delete of one of these as dangerous.
+STATEFUL_TYPES = frozenset(
+    {
+        "aws:s3/bucket:Bucket",
+        "aws:s3/bucketV2:BucketV2",
+        "aws:s3/directoryBucket:DirectoryBucket",
+        "aws:ecr/repository:Repository",
+        "aws:cloudwatch/logGroup:LogGroup",
+        "aws:dynamodb/table:Table",
+        "aws:rds/instance:Instance",
+        "aws:rds/cluster:Cluster",
+        "aws:efs/fileSystem:FileSystem",
+        "aws:kms/key:Key",
+        "aws:secretsmanager/secret:Secret",
+        "aws:sqs/queue:Queue",
+        "aws:kinesis/stream:Stream",
+        "aws:backup/vault:Vault",
+        "aws:opensearch/domain:Domain",
+        "aws:elasticache/replicationGroup:ReplicationGroup",
+        "aws:cognito/userPool:UserPool",
+        "github:index/repository:Repository",
+    }
+)
+
+
+def is_stateful(type_token: str, *, protected: bool = False, retain_on_delete: bool = False) -> bool:
+    """Whether losing this resource loses data: a known stateful type, or anything protected/retained.
+
+    Protection is the program's own statement that a resource matters, so it counts whatever the type.
+    """
+    return protected or retain_on_delete or type_token in STATEFUL_TYPES
+
+
+# --- the dataclasses ----------------------------------------------------------------------------
+
+
+def parse_urn(urn: str) -> tuple[str, str]:
+    """(type token, name) of `urn:pulumi:STACK::PROJECT::[parent$]TYPE::NAME`."""
+    parts = urn.split("::")
+    if len(parts) < 4:
+        return "", urn
+    return parts[2].rsplit("$", 1)[-1], "::".join(parts[3:])
+
+
+# Normalised step operations. Pulumi reports a replacement as up to three steps
+# (create-replacement, replace, delete-replaced); a report shows it once, as "replace".
+_OP_NORMAL = {
+    "create-replacement": "replace",
+    "delete-replaced": "replace",
+    "replace": "replace",
+    "discard": "delete",
+    "discard-replaced": "replace",
+    "import-replacement": "replace",
+    "read-replacement": "read",
+    "remove-pending-replace": "replace",
+}
+CHANGE_OPS = ("create", "update", "replace", "delete", "import")
+
+
+def normal_op(op: str) -> str:
+    return _OP_NORMAL.get(op, op)
+
+
+@dataclass(frozen=True)
+class ResourceStep:
+    """One resource's planned operation in a preview."""
+
+    urn: str
+    type: str
+    name: str
+    op: str  # create | update | replace | delete | import | read | same | refresh
+    changed: tuple[str, ...] = ()  # property paths that differ (the replace-causing ones for replace)
+    protected: bool = False
+    stateful: bool = False  # see is_stateful; computed by whoever builds the step
+
+    @property
+    def destructive(self) -> bool:
+        """A replace or delete: the current resource goes away."""
+        return self.op in ("replace", "delete")
+
+    @property
+    def dangerous(self) -> bool:
+        """A replace or delete of a stateful resource: what a gate refuses without an explicit flag."""
+        return self.destructive and self.stateful
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "urn": self.urn,
+            "type": self.type,
+            "name": self.name,
+            "op": self.op,
+            "changed": list(self.changed),
+            "protected": self.protected,
+            "stateful": self.stateful,
+        }
+
+
+@dataclass(frozen=True)
+class PreviewSummary:
+    """What `up` would do to one stack."""
+
+    stack: str
+    counts: Mapping[str, int]  # op -> number of resources, "same" included
+    steps: tuple[ResourceStep, ...] = ()  # every step except "same", in engine order
+
+    @property
+    def has_changes(self) -> bool:
+        return any(n for op, n in self.counts.items() if op in CHANGE_OPS) or any(
+            s.op in CHANGE_OPS for s in self.steps
+        )
+
+    @property
+    def dangerous(self) -> tuple[ResourceStep, ...]:
+        return tuple(s for s in self.steps if s.dangerous)
+
+    def by_op(self, op: str) -> tuple[ResourceStep, ...]:
+        return tuple(s for s in self.steps if s.op == op)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "stack": self.stack,
+            "hasChanges": self.has_changes,
+            "counts": dict(self.counts),
+            "steps": [s.to_json() for s in self.steps],
+            "dangerous": [s.urn for s in self.dangerous],
+        }
+
+
+@dataclass(frozen=True)
+class PropertyDrift:
+    """One property whose real value differs from what the state recorded."""
+
+    path: str  # Pulumi property path: "tags.Owner", "environment.variables.LOG_LEVEL", "rules[0].cidr"
+    kind: str  # update | add | delete  (add: exists in the cloud only; delete: recorded only)
+    old: Any = None  # the value the state recorded (what the program last set); secrets masked
+    new: Any = None  # the value found in the cloud now; secrets masked
+
+    def to_json(self) -> dict[str, Any]:
+        return {"path": self.path, "kind": self.kind, "old": self.old, "new": self.new}
+
+
+@dataclass(frozen=True)
+class ResourceDrift:
+    urn: str
+    type: str
+    name: str
+    kind: str = "update"  # update: properties differ; delete: the resource no longer exists
+    properties: tuple[PropertyDrift, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "urn": self.urn,
+            "type": self.type,
+            "name": self.name,
+            "kind": self.kind,
+            "properties": [p.to_json() for p in self.properties],
+        }
+
+
+@dataclass(frozen=True)
+class DriftReport:
+    """The result of a preview-only refresh of one stack: what drifted, resource by resource."""
+
+    stack: str
+    resources: tuple[ResourceDrift, ...] = ()
+    ignored: tuple[str, ...] = ()  # "URN path" of property drifts silenced by the ignore file
+    error: str | None = None  # set when the refresh itself failed (the report is then incomplete)
+
+    @property
+    def drifted(self) -> bool:
+        return bool(self.resources)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "stack": self.stack,
+            "drifted": self.drifted,
+            "error": self.error,
+            "resources": [r.to_json() for r in self.resources],
+            "ignored": list(self.ignored),
+        }
+
+
+@dataclass(frozen=True)
+class UpdateRecord:
+    """One entry of a stack's history (newest first in `Engine.history`)."""
+
+    version: int
+    kind: str  # update | preview | refresh | destroy | import | rename …
+    result: str  # succeeded | failed | in-progress | cancelled
+    start: datetime  # timezone-aware, UTC
+    end: datetime | None = None
+    message: str = ""
+    environment: Mapping[str, str] = field(default_factory=dict)  # "git.head", "exec.kind" …
+    config: Mapping[str, Any] = field(default_factory=dict)  # decoded values; secrets are "[secret]"
+    resource_changes: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def succeeded(self) -> bool:
+        return self.result == "succeeded"
+
+    @property
+    def commit(self) -> str | None:
+        """The git commit the program ran from (Pulumi records `git.head` for a git work dir)."""
+        return self.environment.get("git.head") or None
+
+    @property
+    def short_commit(self) -> str:
+        return (self.commit or "")[:7]
+
+    @property
+    def release(self) -> Release | None:
+        value = self.config.get(RELEASE_KEY)
+        return dict(value) if isinstance(value, Mapping) else None
+
+    @property
+    def release_version(self) -> str | None:
+        release = self.release
+        version = release.get("version") if release else None
+        return str(version) if version is not None else None
+
+    @property
+    def duration(self) -> timedelta | None:
+        return self.end - self.start if self.end is not None else None
+
+    def to_json(self) -> dict[str, Any]:
+        duration = self.duration
+        return {
+            "version": self.version,
+            "kind": self.kind,
+            "result": self.result,
+            "start": self.start.isoformat(),
+            "end": self.end.isoformat() if self.end else None,
+            "durationSeconds": duration.total_seconds() if duration is not None else None,
+            "message": self.message,
+            "commit": self.commit,
+            "release": self.release,
+            "resourceChanges": dict(self.resource_changes),
+        }
+
+
+@dataclass(frozen=True)
+class StackOutputs:
+    stack: str
+    values: Mapping[str, Any]
+    secret_keys: frozenset[str] = frozenset()
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self.values.get(name, default)
+
+    def to_json(self) -> dict[str, Any]:
+        """Secret outputs masked: this is what may be printed."""
+        return {k: (MASK if k in self.secret_keys else v) for k, v in self.values.items()}
+
+
+@dataclass(frozen=True)
+class PendingOperation:
+    """A resource operation an interrupted update started and never finished."""
+
+    urn: str
+    type: str
+    kind: str  # creating | updating | deleting | reading | importing
+
+    @property
+    def name(self) -> str:
+        return parse_urn(self.urn)[1]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"urn": self.urn, "type": self.type, "kind": self.kind}
+
+
+@dataclass(frozen=True)
+class BackendInfo:
+    url: str
+    source: str  # "PULUMI_BACKEND_URL" or "default"
+    secrets: str = ""  # how secrets are encrypted, as told to the user
+
+    def describe(self) -> str:
+        origin = "from PULUMI_BACKEND_URL" if self.source == "PULUMI_BACKEND_URL" else "default, local"
+        extra = f"; secrets: {self.secrets}" if self.secrets else ""
+        return f"state backend: {self.url} ({origin}{extra})"
+
+
+# --- the protocol -------------------------------------------------------------------------------
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """The engine operations the driver needs. Implemented by `LocalEngine` and `fake.FakeEngine`.
+
+    Every method takes the stack name; implementations select the stack themselves. All methods
+    raise `UnknownStackError` for a stack outside `stack_names()`, `ConcurrentUpdateError` when the
+    stack is locked by another update, and `EngineError` for any other engine failure.
+    """
+
+    @property
+    def project_dir(self) -> Path:
+        """The repository root: holds Pulumi.yaml and the Pulumi.<stack>.yaml files."""
+        ...
+
+    def backend(self) -> BackendInfo:
+        """Where state lives, for the one line the CLI prints on stderr."""
+        ...
+
+    def stack_names(self) -> list[str]:
+        """The stacks of this project (those with a Pulumi.<stack>.yaml), sorted; what `--all` means."""
+        ...
+
+    def ensure_stack(self, stack: str) -> None:
+        """Select `stack`, creating it in the backend when it does not exist there yet."""
+        ...
+
+    def preview(self, stack: str, *, progress: ProgressFn | None = None) -> PreviewSummary:
+        """What `up` would change, per resource. Changes nothing."""
+        ...
+
+    def up(
+        self,
+        stack: str,
+        *,
+        message: str,
+        work_dir: Path | None = None,
+        progress: ProgressFn | None = None,
+    ) -> UpdateRecord:
+        """Run the program and apply it; return the history entry it wrote.
+
+        `message` is recorded with the update. `work_dir` runs the program from another checkout of
+        the project (a git worktree at an earlier commit, for `rollback --code`), using that
+        checkout's Pulumi.<stack>.yaml but the same backend. The update's environment records the
+        checkout's git commit as "git.head". A failed update raises `EngineError` and is still in
+        history with result "failed". An interrupted call (KeyboardInterrupt) propagates; the caller
+        then calls `cancel`.
+        """
+        ...
+
+    def preview_refresh(self, stack: str, *, progress: ProgressFn | None = None) -> DriftReport:
+        """Compare state with the cloud without writing state (a preview-only refresh)."""
+        ...
+
+    def history(self, stack: str, *, limit: int | None = None) -> list[UpdateRecord]:
+        """Past operations, newest first; `limit` keeps the newest N."""
+        ...
+
+    def outputs(self, stack: str) -> StackOutputs:
+        """The stack outputs of the last update; secret ones listed in `secret_keys`."""
+        ...
+
+    def get_release(self, stack: str, *, work_dir: Path | None = None) -> Release | None:
+        """The `stageline:release` object in Pulumi.<stack>.yaml (of `work_dir`'s checkout if given)."""
+        ...
+
+    def set_release(self, stack: str, release: Mapping[str, Any], *, work_dir: Path | None = None) -> None:
+        """Replace `stageline:release` in Pulumi.<stack>.yaml with `release`, as a structured object."""
+        ...
+
+    def pending_operations(self, stack: str) -> list[PendingOperation]:
+        """Operations an interrupted update left unfinished in the state."""
+        ...
+
+    def clear_pending(self, stack: str) -> int:
+        """Drop the pending operations from the state; return how many were dropped."""
+        ...
+
+    def cancel(self, stack: str) -> None:
+        """Ask the engine to stop the update running on `stack`. Never raises for "nothing to cancel"."""
+        ...
+
+
+EngineFactory = Callable[[], Engine]
+
+
+def _default_factory() -> Engine:
+    return LocalEngine.open()
+
+
+# Tests and benchmarks replace this (see module docstring); commands call open_engine().
+engine_factory: EngineFactory = _default_factory
+
+
+def open_engine() -> Engine:
+    return engine_factory()
+
+
+def resolve_stacks(engine: Engine, names: Sequence[str], all_stacks: bool) -> list[str]:
+    """The stacks a command acts on: STACK… or --all (never both, never neither), in the order given."""
+    known = engine.stack_names()
+    if all_stacks and names:
+        raise ConfigurationError("give stack names or --all, not both")
+    if all_stacks:
+        if not known:
+            raise ConfigurationError("--all: this project has no Pulumi.<stack>.yaml files")
+        return list(known)
+    if not names:
+        raise ConfigurationError("give at least one stack name, or --all")
+    for name in names:
+        if name not in known:
+            raise unknown_stack(name, known)
+    return list(dict.fromkeys(names))
+
+
+# --- pure helpers over engine data --------------------------------------------------------------
+
+_PATH_TOKEN = re.compile(r'\["((?:[^"\\]|\\.)*)"\]|\[(\d+)\]|\.?([^.\[\]]+)')
+
+
+def split_property_path(path: str) -> list[str | int]:
+    """`a.b[0]["c.d"]` -> ["a", "b", 0, "c.d"] (Pulumi's property path syntax)."""
+    out: list[str | int] = []
+    for quoted, index, plain in _PATH_TOKEN.findall(path):
+        if index:
+            out.append(int(index))
+        elif quoted:
+            out.append(quoted.replace('\\"', '"'))
+        elif plain:
+            out.append(plain)
+    return out
+
+
+def value_at(document: Any, path: str) -> Any:
+    """The value at a property path, or None when any step is missing."""
+    current = document
+    for part in split_property_path(path):
+        if isinstance(part, int) and isinstance(current, list) and 0 <= part < len(current):
+            current = current[part]
+        elif isinstance(current, Mapping) and str(part) in current:
+            current = current[str(part)]
+        else:
+            return None
+    return current
+
+
+# The engine's marker for a secret value in state and events.
+_SECRET_SIG = "4dabf18193072939515e22adb298388d"  # noqa: S105 - a marker, not a credential
+
+
+def _mask_engine_secrets(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        if _SECRET_SIG in value:
+            return MASK
+        return {str(k): _mask_engine_secrets(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_mask_engine_secrets(v) for v in value]
+    return value
+
+
+def _state(meta: StepEventStateMetadata | None) -> Mapping[str, Any]:
+    if meta is None:
+        return {}
+    return meta.outputs or meta.inputs or {}
+
+
+def _metadata(event: EngineEvent) -> StepEventMetadata | None:
+    if event.resource_pre_event is not None:
+        return event.resource_pre_event.metadata
+    if event.res_outputs_event is not None:
+        return event.res_outputs_event.metadata
+    return None
+
+
+def _skip_resource(type_token: str) -> bool:
+    # The stack itself and provider resources are engine bookkeeping, not infrastructure.
+    return type_token.startswith(("pulumi:pulumi:Stack", "pulumi:providers:"))
+
+
+def _op_value(op: Any) -> str:
+    return str(getattr(op, "value", op))
+
+
+def _diff_kind(value: Any) -> str:
+    kind = str(getattr(value, "value", value))
+    return kind.split("-", 1)[0]  # "update-replace" -> "update"
+
+
+def drift_report_from_events(
+    stack: str, events: Iterable[EngineEvent], secrets: Iterable[str] = ()
+) -> DriftReport:
+    """Build the drift report from the events of a preview-only refresh.
+
+    For a refresh, a step's `old` is the state Pulumi recorded and `new` is what the provider read from
+    the cloud. A resource drifted when its step is an update (or carries diffs) — the changed paths
+    come from `detailed_diff`, else `diffs` — or when it is a delete (gone from the cloud).
+    Secret values (engine-marked, known secret strings, credential-shaped strings) are masked.
+    """
+    known = tuple(secrets)
+    found: dict[str, ResourceDrift] = {}
+    order: list[str] = []
+    for event in events:
+        meta = _metadata(event)
+        if meta is None or _skip_resource(meta.type):
+            continue
+        op = normal_op(_op_value(meta.op))
+        paths: dict[str, str] = {}
+        for path, diff in (meta.detailed_diff or {}).items():
+            paths[path] = _diff_kind(diff.diff_kind)
+        for path in meta.diffs or ():
+            paths.setdefault(path, "update")
+        if op == "delete":
+            kind = "delete"
+        elif op in ("update", "replace", "refresh") and paths:
+            kind = "update"
+        else:
+            continue
+        old_state, new_state = _state(meta.old), _state(meta.new)
+        props = tuple(
+            PropertyDrift(
+                path=path,
+                kind=paths[path],
+                old=redact_value(_mask_engine_secrets(value_at(old_state, path)), known),
+                new=redact_value(_mask_engine_secrets(value_at(new_state, path)), known),
+            )
+            for path in sorted(paths)
+        )
+        type_token = meta.type or parse_urn(meta.urn)[0]
+        previous = found.get(meta.urn)
+        if previous is not None:
+            # ResourcePreEvent and ResOutputsEvent both describe the step; keep every path seen.
+            seen = {p.path for p in previous.properties}
+            props = previous.properties + tuple(p for p in props if p.path not in seen)
+            kind = "delete" if "delete" in (kind, previous.kind) else kind
+        else:
+            order.append(meta.urn)
+        found[meta.urn] = ResourceDrift(
+            urn=meta.urn, type=type_token, name=parse_urn(meta.urn)[1], kind=kind, properties=props
+        )
+    return DriftReport(stack=stack, resources=tuple(found[u] for u in order))
+
+
+def preview_summary_from_events(
+    stack: str, events: Iterable[EngineEvent], change_summary: Mapping[Any, int] | None = None
+) -> PreviewSummary:
+    """Build the preview summary from a preview's ResourcePreEvents and its change summary."""
+    steps: dict[str, ResourceStep] = {}
+    order: list[str] = []
+    for event in events:
+        if event.resource_pre_event is None:
+            continue
+        meta = event.resource_pre_event.metadata
+        if _skip_resource(meta.type):
+            continue
+        op = normal_op(_op_value(meta.op))
+        if op == "same":
+            continue
+        changed = tuple(sorted((meta.detailed_diff or {}).keys())) or tuple(meta.diffs or meta.keys or ())
+        protected = bool((meta.old and meta.old.protect) or (meta.new and meta.new.protect))
+        retained = bool((meta.old and meta.old.retain_on_delete) or (meta.new and meta.new.retain_on_delete))
+        type_token = meta.type or parse_urn(meta.urn)[0]
+        previous = steps.get(meta.urn)
+        if previous is not None:  # the parts of one replacement
+            changed = tuple(dict.fromkeys(previous.changed + changed))
+            protected = protected or previous.protected
+        else:
+            order.append(meta.urn)
+        steps[meta.urn] = ResourceStep(
+            urn=meta.urn,
+            type=type_token,
+            name=parse_urn(meta.urn)[1],
+            op=op,
+            changed=changed,
+            protected=protected,
+            stateful=is_stateful(type_token, protected=protected, retain_on_delete=retained)
+            or (previous.stateful if previous else False),
+        )
+    counts: dict[str, int] = {}
+    for op, n in (change_summary or {}).items():
+        name = normal_op(_op_value(op))
+        if name in ("create-replacement", "delete-replaced"):
+            continue
+        counts[name] = counts.get(name, 0) + int(n)
+    if not counts:
+        for step in steps.values():
+            counts[step.op] = counts.get(step.op, 0) + 1
+    return PreviewSummary(stack=stack, counts=counts, steps=tuple(steps[u] for u in order))
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def decode_config_value(value: Any) -> Any:
+    """History and `pulumi config --json` carry objects as JSON text; decode them."""
+    if isinstance(value, str) and value[:1] in ("{", "["):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return value
+
+
+def update_record_from_summary(summary: UpdateSummary, secrets: Iterable[str] = ()) -> UpdateRecord:
+    """Convert one `UpdateSummary` (from `Stack.history` or `UpResult.summary`) to an UpdateRecord."""
+    known = tuple(secrets)
+    config: dict[str, Any] = {}
+    for key, cv in (summary.config or {}).items():
+        config[key] = MASK if cv.secret else redact_value(decode_config_value(cv.value), known)
+    return UpdateRecord(
+        version=int(summary.version or 0),
+        kind=str(summary.kind),
+        result=str(summary.result),
+        start=_aware(summary.start_time),
+        end=_aware(summary.end_time) if summary.end_time else None,
+        message=redact(summary.message or "", known),
+        environment={str(k): str(v) for k, v in (summary.environment or {}).items()},
+        config=config,
+        resource_changes={_op_value(op): int(n) for op, n in (summary.resource_changes or {}).items()},
+    )
+
+
+def pending_from_deployment(deployment: Mapping[str, Any] | None) -> list[PendingOperation]:
+    """Pending operations from an exported deployment (`Stack.export_stack().deployment`)."""
+    out = []
+    for item in (deployment or {}).get("pending_operations") or []:
+        resource = item.get("resource") or {}
+        urn = str(resource.get("urn", ""))
+        out.append(
+            PendingOperation(
+                urn=urn,
+                type=str(resource.get("type") or parse_urn(urn)[0]),
+                kind=str(item.get("type", "unknown")),
+            )
+        )
+    return out
+
+
+def without_pending(deployment: Mapping[str, Any]) -> dict[str, Any]:
+    """The deployment with its pending operations dropped (what `--clear-pending` imports back)."""
+    cleaned = dict(deployment)
+    cleaned.pop("pending_operations", None)
+    return cleaned
+
+
+def engine_message(text: str, secrets: Iterable[str] = ()) -> str:
+    """The engine's own error from a CommandError's text: its `error:` lines, else the stderr tail."""
+    stderr = text.split("stderr:", 1)[1] if "stderr:" in text else text
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    errors = [ln for ln in lines if ln.lower().startswith("error:")]
+    chosen = errors or lines[-3:] or ["the engine failed without a message"]
+    message = " ".join(
+        ln[len("error:") :].strip() if ln.lower().startswith("error:") else ln for ln in chosen
+    )
+    return redact(message, secrets)
+
+
+# --- locating the project and the backend -------------------------------------------------------
+
+
+def find_project_root(start: Path) -> Path:
+    """The nearest directory at or above `start` that holds Pulumi.yaml."""
+    here = start.resolve()
+    for candidate in (here, *here.parents):
+        if (candidate / PROJECT_FILE).is_file():
+            return candidate
+    raise EngineUnavailable(f"no {PROJECT_FILE} in {here} or any parent: run from inside the repository")
+
+
+def choose_backend(root: Path, env: Mapping[str, str]) -> BackendInfo:
+    """PULUMI_BACKEND_URL when set, else a file:// backend in <root>/.stageline/state (git-ignored)."""
+    url = env.get("PULUMI_BACKEND_URL", "").strip()
+    if url:
+        return BackendInfo(url=url, source="PULUMI_BACKEND_URL")
+    return BackendInfo(url=(root / DEFAULT_STATE_DIR).as_uri(), source="default")
+
+
+def _is_diy(url: str) -> bool:
+    # Self-managed backends encrypt secrets themselves (a passphrase by default); Pulumi Cloud does not.
+    return not url.startswith(("https://", "http://"))
+
+
+def secrets_environment(
+    backend: BackendInfo, env: Mapping[str, str], stack_documents: Mapping[str, Mapping[str, Any]]
+) -> tuple[dict[str, str], str]:
+    """Extra environment for the engine's secrets provider, and how secrets are handled (one phrase).
+
+    * Pulumi Cloud, a passphrase in the environment, or every stack naming a `secretsprovider`: nothing added.
+    * The default local backend without a passphrase: an empty passphrase, said out loud — the state
+      never leaves the machine, and the stack files hold no secrets that need one.
+    * Any other self-managed backend without a passphrase: refuse (exit 2) rather than invent one,
+      since a made-up passphrase would encrypt shared state nobody else can read.
+    """
+    if not _is_diy(backend.url):
+        return {}, "Pulumi Cloud"
+    if "PULUMI_CONFIG_PASSPHRASE" in env or "PULUMI_CONFIG_PASSPHRASE_FILE" in env:
+        return {}, "passphrase from the environment"
+    providers = {str(doc.get("secretsprovider", "passphrase")) for doc in stack_documents.values()}
+    if stack_documents and "passphrase" not in providers:
+        return {}, "secretsprovider from the stack files"
+    if backend.source == "default":
+        return {"PULUMI_CONFIG_PASSPHRASE": ""}, "empty passphrase (local backend)"
+    raise EngineUnavailable(
+        f"the backend {backend.url} needs a secrets provider: set PULUMI_CONFIG_PASSPHRASE "
+        "(or PULUMI_CONFIG_PASSPHRASE_FILE), or a secretsprovider in Pulumi.<stack>.yaml"
+    )
+
+
+# --- the real engine ----------------------------------------------------------------------------
+
+
+class _EventLog:
+    """Collects engine events (the SDK calls on_event from its own thread) and reports progress."""
+
+    def __init__(self, progress: ProgressFn | None) -> None:
+        self.events: list[EngineEvent] = []
+        self._progress = progress
+        self._lock = threading.Lock()
+
+    def __call__(self, event: EngineEvent) -> None:
+        with self._lock:
+            self.events.append(event)
+        if self._progress is not None and event.resource_pre_event is not None:
+            meta = event.resource_pre_event.metadata
+            op = normal_op(_op_value(meta.op))
+            if op != "same" and not _skip_resource(meta.type):
+                self._progress(f"  {op:<8} {meta.type} {parse_urn(meta.urn)[1]}")
+
+
+class LocalEngine:
+    """`Engine` over `pulumi.automation.LocalWorkspace` (work_dir = repository root)."""
+
+    def __init__(self, root: Path, backend: BackendInfo, env: Mapping[str, str]) -> None:
+        self._root = root
+        self._backend = backend
+        self._env = dict(env)
+        self._lock = threading.Lock()
+        self._stacks: dict[tuple[str, str], Stack] = {}
+        self._secret_values: set[str] = set()
+        self._secrets_read: set[str] = set()
+
+    @classmethod
+    def open(cls, start: Path | None = None, environ: Mapping[str, str] | None = None) -> LocalEngine:
+        """Locate the project, check the CLI and choose the backend; raise EngineUnavailable on failure."""
+        from infra.config import ConfigError, known_stacks, read_stack_file
+
+        environ = os.environ if environ is None else environ
+        root = find_project_root(start or Path.cwd())
+        if shutil.which("pulumi", path=environ.get("PATH")) is None:
+            raise EngineUnavailable(f"the Pulumi CLI is not on PATH: install it ({INSTALL_URL}) and retry")
+        backend = choose_backend(root, environ)
+        if backend.source == "default":
+            try:
+                (root / DEFAULT_STATE_DIR).mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise EngineUnavailable(
+                    f"cannot create the state directory {root / DEFAULT_STATE_DIR}: {exc.strerror}"
+                ) from None
+        documents: dict[str, Mapping[str, Any]] = {}
+        for name in known_stacks(root):
+            try:
+                documents[name] = read_stack_file(root, name).document
+            except ConfigError as exc:
+                raise EngineUnavailable(str(exc)) from None
+        extra, secrets_note = secrets_environment(backend, environ, documents)
+        env = {"PULUMI_BACKEND_URL": backend.url, "PULUMI_SKIP_UPDATE_CHECK": "true", **extra}
+        backend = BackendInfo(url=backend.url, source=backend.source, secrets=secrets_note)
+        return cls(root, backend, env)
+
+    # -- plumbing
+
+    @property
+    def project_dir(self) -> Path:
+        return self._root
+
+    def backend(self) -> BackendInfo:
+        return self._backend
+
+    def stack_names(self) -> list[str]:
+        from infra.config import known_stacks
+
+        return known_stacks(self._root)
+
+    def _check_known(self, stack: str, work_dir: Path | None = None) -> None:
+        root = work_dir or self._root
+        if not (root / f"Pulumi.{stack}.yaml").is_file():
+            raise unknown_stack(stack, self.stack_names())
+
+    def _stack(self, stack: str, work_dir: Path | None = None) -> Stack:
+        import pulumi.automation as auto
+
+        self._check_known(stack, work_dir)
+        key = (stack, str(work_dir or self._root))
+        with self._lock:
+            cached = self._stacks.get(key)
+        if cached is not None:
+            return cached
+        try:
+            workspace = auto.LocalWorkspace(work_dir=key[1], env_vars=self._env)
+            selected = auto.Stack.create_or_select(stack, workspace)
+        except auto.CommandError as exc:
+            raise self._translate(exc, unavailable=True) from None
+        except (auto.InvalidVersionError, OSError, subprocess.CalledProcessError) as exc:
+            raise EngineUnavailable(f"cannot run the Pulumi CLI: {redact(str(exc))}") from None
+        with self._lock:
+            self._stacks[key] = selected
+        return selected
+
+    def _translate(self, exc: Exception, *, unavailable: bool = False) -> StagelineError:
+        import pulumi.automation as auto
+
+        message = engine_message(str(exc), self._secret_values)
+        if isinstance(exc, auto.ConcurrentUpdateError):
+            return ConcurrentUpdateError(f"the stack is locked by another update: {message}")
+        if unavailable:
+            return EngineUnavailable(f"cannot open the stack in {self._backend.url}: {message}")
+        return EngineError(message)
+
+    def _remember_secrets(self, stack: Stack) -> None:
+        """Secret config values, so error messages and reports can be redacted (read once per stack)."""
+        with self._lock:
+            if stack.name in self._secrets_read:
+                return
+            self._secrets_read.add(stack.name)
+        try:
+            config = stack.get_all_config()
+        except Exception:  # redaction is best effort; the token patterns still apply
+            return
+        with self._lock:
+            self._secret_values.update(str(v.value) for v in config.values() if v.secret and v.value)
+
+    def _run(self, stack: str, action: Callable[[Stack], Any], work_dir: Path | None = None) -> Any:
+        import pulumi.automation as auto
+
+        selected = self._stack(stack, work_dir)
+        self._remember_secrets(selected)
+        try:
+            return action(selected)
+        except auto.CommandError as exc:
+            raise self._translate(exc) from None
+        except (RuntimeError, ValueError, OSError, KeyError) as exc:
+            # The SDK's own failures (e.g. "summary event never found" when the CLI died mid-run).
+            raise EngineError(f"the Pulumi SDK failed: {redact(str(exc), self._secret_values)}") from None
+
+    # -- operations
+
+    def ensure_stack(self, stack: str) -> None:
+        self._stack(stack)
+
+    def preview(self, stack: str, *, progress: ProgressFn | None = None) -> PreviewSummary:
+        log = _EventLog(progress)
+        result = self._run(stack, lambda s: s.preview(on_event=log, diff=True))
+        return preview_summary_from_events(stack, log.events, result.change_summary)
+
+    def up(
+        self,
+        stack: str,
+        *,
+        message: str,
+        work_dir: Path | None = None,
+        progress: ProgressFn | None = None,
+    ) -> UpdateRecord:
+        log = _EventLog(progress)
+        result = self._run(stack, lambda s: s.up(message=message, on_event=log), work_dir)
+        return update_record_from_summary(result.summary, self._secret_values)
+
+    def preview_refresh(self, stack: str, *, progress: ProgressFn | None = None) -> DriftReport:
+        log = _EventLog(progress)
+        # preview_refresh, never refresh: a drift check must not write state.
+        self._run(stack, lambda s: s.preview_refresh(on_event=log, show_secrets=False))
+        return drift_report_from_events(stack, log.events, self._secret_values)
+
+    def history(self, stack: str, *, limit: int | None = None) -> list[UpdateRecord]:
+        summaries = self._run(stack, lambda s: s.history(page_size=limit, show_secrets=False))
+        return [update_record_from_summary(s, self._secret_values) for s in summaries]
+
+    def outputs(self, stack: str) -> StackOutputs:
+        values = self._run(stack, lambda s: s.outputs())
+        return StackOutputs(
+            stack=stack,
+            values={k: v.value for k, v in values.items()},
+            secret_keys=frozenset(k for k, v in values.items() if v.secret),
+        )
+
+    def get_release(self, stack: str, *, work_dir: Path | None = None) -> Release | None:
+        from infra.config import ConfigError, read_stack_file
+
+        self._check_known(stack, work_dir)
+        try:
+            value = read_stack_file(work_dir or self._root, stack).values.get("release")
+        except ConfigError as exc:
+            raise ConfigurationError(str(exc)) from None
+        return dict(value) if isinstance(value, Mapping) else None
+
+    def set_release(self, stack: str, release: Mapping[str, Any], *, work_dir: Path | None = None) -> None:
+        # `config set-all --json` with objectValue writes a structured YAML object, not a JSON string,
+        # so the stack file stays readable and `pulumi config get --path release.version` works.
+        document = {RELEASE_KEY: {"value": json.dumps(release), "objectValue": release, "secret": False}}
+        self._run(stack, lambda s: s.set_all_config_json(json.dumps(document)), work_dir)
+
+    def pending_operations(self, stack: str) -> list[PendingOperation]:
+        deployment = self._run(stack, lambda s: s.export_stack())
+        return pending_from_deployment(deployment.deployment)
+
+    def clear_pending(self, stack: str) -> int:
+        import pulumi.automation as auto
+
+        def clear(s: Stack) -> int:
+            exported = s.export_stack()
+            pending = pending_from_deployment(exported.deployment)
+            if pending:
+                s.import_stack(
+                    auto.Deployment(
+                        version=exported.version, deployment=without_pending(exported.deployment or {})
+                    )
+                )
+            return len(pending)
+
+        return int(self._run(stack, clear))
+
+    def cancel(self, stack: str) -> None:
+        import pulumi.automation as auto
+
+        try:
+            self._stack(stack).cancel()
+        except auto.CommandError:
+            # Self-managed backends cannot cancel remotely; the CLI child got the same SIGINT from the
+            # terminal and stops on its own. Anything it leaves pending is reported before the next up.
+            return
+
+
+def all_secret_strings(values: Sequence[Any]) -> list[str]:
+    """Flatten secret values (strings, numbers, nested) into the strings redaction should mask."""
+    out: list[str] = []
+    for value in values:
+        if isinstance(value, Mapping):
+            out.extend(all_secret_strings(list(value.values())))
+        elif isinstance(value, list | tuple):
+            out.extend(all_secret_strings(list(value)))
+        elif value is not None:
+            out.append(str(value))
+    return out
+
+
+def _conforms(engine: LocalEngine) -> Engine:  # mypy checks LocalEngine against the protocol here
+    return engine

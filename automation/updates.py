@@ -1,0 +1,213 @@
+"""Running an update safely: lock retries, Ctrl-C/SIGTERM cancellation, pending operations, messages.
+
+Used by `up`, `drift --remediate`, `rollback` and promotion. Every function takes the engine, so tests
+drive them with the fake.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import TypeVar
+
+from automation.errors import ConfigurationError, Interrupted, StagelineError
+from automation.stacks import ConcurrentUpdateError, Engine, PendingOperation, ProgressFn, UpdateRecord
+
+T = TypeVar("T")
+
+BACKOFF_ENV = "STAGELINE_LOCK_BACKOFF"  # seconds before the first retry; doubles each time
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How long to wait for another update's lock: `tries` attempts, delays base, 2x, 4x … (capped)."""
+
+    tries: int = 5
+    base_delay: float = 2.0
+    max_delay: float = 60.0
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt number `attempt` (1-based)."""
+        return min(self.base_delay * (2 ** (attempt - 1)), self.max_delay)
+
+    @classmethod
+    def from_env(cls, tries: int = 5, environ: dict[str, str] | None = None) -> RetryPolicy:
+        env = os.environ if environ is None else environ
+        raw = env.get(BACKOFF_ENV, "").strip()
+        if not raw:
+            return cls(tries=tries)
+        try:
+            base = float(raw)
+        except ValueError:
+            raise ConfigurationError(f"{BACKOFF_ENV} must be a number of seconds, got {raw!r}") from None
+        if base < 0:
+            raise ConfigurationError(f"{BACKOFF_ENV} must not be negative, got {raw!r}")
+        return cls(tries=tries, base_delay=base)
+
+
+def with_lock_retry(
+    stack: str,
+    operation: Callable[[], T],
+    policy: RetryPolicy,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    progress: ProgressFn | None = None,
+) -> T:
+    """Run `operation`, retrying while the stack is locked by another update.
+
+    After `policy.tries` attempts the last ConcurrentUpdateError is raised again with advice.
+    """
+    waited = 0.0
+    for attempt in range(1, policy.tries + 1):
+        try:
+            return operation()
+        except ConcurrentUpdateError:
+            if attempt == policy.tries:
+                break
+            delay = policy.delay(attempt)
+            if progress is not None:
+                progress(
+                    f"{stack} is locked by another update; retrying in {delay:g}s "
+                    f"(attempt {attempt + 1} of {policy.tries})"
+                )
+            sleep(delay)
+            waited += delay
+    raise ConcurrentUpdateError(
+        f"{stack} is still locked by another update after {policy.tries} attempts ({waited:g}s): wait for "
+        f"it to finish; if it died, run `pulumi cancel -s {stack}` (Pulumi Cloud) or remove the lock in the "
+        "backend"
+    )
+
+
+# --- pending operations ---------------------------------------------------------------------------
+
+
+class PendingOperationsError(StagelineError):
+    """An interrupted update left operations pending; `up` would not be safe until they are handled."""
+
+
+def describe_pending(stack: str, pending: list[PendingOperation]) -> str:
+    listed = ", ".join(f"{p.kind} {p.type} {p.name}" for p in pending[:5])
+    more = f" and {len(pending) - 5} more" if len(pending) > 5 else ""
+    return (
+        f"{stack} has {len(pending)} pending operation(s) from an interrupted update: {listed}{more}. "
+        "Check those resources in the cloud (a pending create may exist without being in the state), "
+        "then rerun with --clear-pending"
+    )
+
+
+def check_pending(
+    engine: Engine, stack: str, *, clear: bool, progress: ProgressFn | None = None
+) -> list[PendingOperation]:
+    """Refuse (PendingOperationsError) when `stack` has pending operations, unless `clear` drops them."""
+    pending = engine.pending_operations(stack)
+    if not pending:
+        return []
+    if not clear:
+        raise PendingOperationsError(describe_pending(stack, pending))
+    dropped = engine.clear_pending(stack)
+    if progress is not None:
+        progress(f"{stack}: cleared {dropped} pending operation(s)")
+    return pending
+
+
+# --- interruption -------------------------------------------------------------------------------
+
+
+def child_pids(parent: int) -> list[int]:
+    """Direct child processes of `parent` (Linux /proc, else `pgrep -P`); empty when unknown."""
+    proc = Path("/proc")
+    if proc.is_dir():
+        children = []
+        for stat in proc.glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if len(fields) > 1 and fields[1] == str(parent):
+                children.append(int(stat.parent.name))
+        return children
+    try:
+        done = subprocess.run(["pgrep", "-P", str(parent)], capture_output=True, text=True, check=False)
+    except OSError:
+        return []
+    return [int(pid) for pid in done.stdout.split() if pid.isdigit()]
+
+
+def interrupt_children() -> None:
+    """Send SIGINT to our child processes (the pulumi CLI), which makes Pulumi cancel gracefully.
+
+    Ctrl-C reaches the whole process group by itself; SIGTERM reaches only this process, so it is
+    forwarded here. Without it the SDK would wait for the update to finish before we could cancel.
+    """
+    for pid in child_pids(os.getpid()):
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGINT)
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Inside the block SIGTERM interrupts the engine and raises KeyboardInterrupt, like Ctrl-C."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        interrupt_children()
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run_update(
+    engine: Engine,
+    stack: str,
+    *,
+    message: str,
+    policy: RetryPolicy,
+    work_dir: Path | None = None,
+    progress: ProgressFn | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> UpdateRecord:
+    """`engine.up` with lock retries; Ctrl-C or SIGTERM cancels the update and raises Interrupted (130)."""
+    with sigterm_as_interrupt():
+        try:
+            return with_lock_retry(
+                stack,
+                lambda: engine.up(stack, message=message, work_dir=work_dir, progress=progress),
+                policy,
+                sleep=sleep,
+                progress=progress,
+            )
+        except KeyboardInterrupt:
+            if progress is not None:
+                progress(f"interrupted: cancelling the update of {stack} …")
+            try:
+                engine.cancel(stack)
+            except StagelineError as exc:
+                raise Interrupted(
+                    f"update of {stack} interrupted; cancel failed: {exc.format_message()}"
+                ) from None
+            raise Interrupted(
+                f"update of {stack} interrupted and cancelled; check `python -m automation history {stack}` "
+                "and rerun (with --clear-pending if it reports pending operations)"
+            ) from None
+
+
+def update_message(text: str, commit: str | None) -> str:
+    """The message recorded with an update: `text`, tagged with the short commit the program ran from."""
+    tag = f"@{commit[:7]}" if commit else "@(no git commit)"
+    return f"{text} {tag}" if tag not in text else text

@@ -1,0 +1,52 @@
+"""Shared fixtures for the driver's tests: a fake engine installed as the CLI's engine, and a runner.
+
+`cli_engine(fake)` installs a FakeEngine through `automation.stacks.engine_factory` (the documented
+mechanism, see docs/driver.md "Testing"); `invoke(args)` runs the CLI in-process with click's CliRunner.
+Lock-retry backoff is zero so contention tests do not sleep.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+from driver_testkit import commit_file, git
+
+import automation.stacks
+from automation.cli import cli
+from automation.fake import FakeEngine
+
+
+@pytest.fixture(autouse=True)
+def _no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STAGELINE_LOCK_BACKOFF", "0")
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+
+
+@pytest.fixture
+def cli_engine(monkeypatch: pytest.MonkeyPatch) -> Callable[[FakeEngine], FakeEngine]:
+    def install(fake: FakeEngine) -> FakeEngine:
+        monkeypatch.setattr(automation.stacks, "engine_factory", lambda: fake)
+        return fake
+
+    return install
+
+
+@pytest.fixture
+def invoke() -> Callable[..., Result]:
+    def run(args: Sequence[str], input: str | None = None) -> Result:
+        return CliRunner().invoke(cli, list(args), input=input, catch_exceptions=False)
+
+    return run
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """A git repository holding a Pulumi project, with one commit."""
+    root = tmp_path / "repo"
+    root.mkdir()
+    git(root, "init", "-q", "-b", "main")
+    commit_file(root, "Pulumi.yaml", "name: stageline\nruntime: python\n")
+    return root

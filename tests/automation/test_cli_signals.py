@@ -1,0 +1,65 @@
+"""SIGTERM (a CI runner cancelling the job) during an update cancels it and exits 130.
+
+The driver runs in a child process with the fake engine installed and a slow `up`; the test sends a real
+SIGTERM once the update has started, then reads what the fake recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+CHILD = """
+import atexit, json, sys
+import automation.stacks
+from automation.cli import main
+from automation.fake import FakeEngine
+
+report = sys.argv[1]
+fake = FakeEngine(("dev",), latency={"up": 30.0}, git_head="a" * 40)
+automation.stacks.engine_factory = lambda: fake
+
+def record():
+    with open(report, "w") as fh:
+        json.dump({"ops": fake.ops("dev"), "results": [r.result for r in fake.history("dev")]}, fh)
+
+atexit.register(record)
+sys.argv = ["python -m automation", "up", "dev", "--yes"]
+main()
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_sigterm_during_up_cancels_and_exits_130(tmp_path: Path) -> None:
+    report = tmp_path / "fake.json"
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(report)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "STAGELINE_LOCK_BACKOFF": "0"},
+    )
+    assert child.stderr is not None
+    for line in child.stderr:  # wait until the update is under way
+        if "dev: updating" in line:
+            break
+    time.sleep(0.2)  # let the child enter the engine call
+    child.send_signal(signal.SIGTERM)
+    _, stderr = child.communicate(timeout=20)
+
+    assert child.returncode == 130
+    assert "update of dev interrupted and cancelled" in stderr
+    assert "Traceback" not in stderr
+    recorded = json.loads(report.read_text())
+    assert recorded["ops"][-2:] == ["up", "cancel"]
+    assert recorded["results"] == ["failed"]

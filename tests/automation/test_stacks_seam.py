@@ -1,0 +1,410 @@
+"""The seam where it is pure: engine events, history summaries and state exports -> plain dataclasses.
+
+SDK objects are built here exactly as the SDK builds them from the engine's JSON (`from_json`), so the
+converters are checked against the real event shapes of pulumi 3.x.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from pulumi.automation import EngineEvent, OpType, UpdateSummary
+
+from automation import stacks
+from automation.errors import USAGE
+from automation.fake import FakeEngine
+from automation.stacks import (
+    BackendInfo,
+    EngineUnavailable,
+    UnknownStackError,
+    choose_backend,
+    drift_report_from_events,
+    engine_message,
+    find_project_root,
+    is_stateful,
+    parse_urn,
+    pending_from_deployment,
+    preview_summary_from_events,
+    resolve_stacks,
+    secrets_environment,
+    split_property_path,
+    update_record_from_summary,
+    value_at,
+    without_pending,
+)
+
+FN = "aws:lambda/function:Function"
+FN_URN = f"urn:pulumi:prod::stageline::stageline:infra:Service${FN}::prod-api"
+BUCKET = "aws:s3/bucket:Bucket"
+BUCKET_URN = f"urn:pulumi:prod::stageline::{BUCKET}::prod-artifacts"
+SECRET_SIG = "4dabf18193072939515e22adb298388d"
+
+
+def step_event(
+    kind: str,
+    op: str,
+    urn: str,
+    type_: str,
+    *,
+    old: dict | None = None,
+    new: dict | None = None,
+    detailed: dict | None = None,
+    diffs: list | None = None,
+    keys: list | None = None,
+    seq: int = 1,
+) -> EngineEvent:
+    metadata: dict = {"op": op, "urn": urn, "type": type_, "provider": ""}
+    if old is not None:
+        metadata["old"] = {"urn": urn, "type": type_, **old}
+    if new is not None:
+        metadata["new"] = {"urn": urn, "type": type_, **new}
+    if detailed is not None:
+        metadata["detailedDiff"] = {k: {"diffKind": v} for k, v in detailed.items()}
+    if diffs is not None:
+        metadata["diffs"] = diffs
+    if keys is not None:
+        metadata["keys"] = keys
+    return EngineEvent.from_json({"sequence": seq, "timestamp": 0, kind: {"metadata": metadata}})
+
+
+# --- drift ----------------------------------------------------------------------------------------
+
+
+def test_drift_report_lists_each_drifted_property_with_recorded_and_actual_values() -> None:
+    events = [
+        step_event(
+            "resourcePreEvent",
+            "same",
+            "urn:pulumi:prod::stageline::pulumi:pulumi:Stack::stageline-prod",
+            "pulumi:pulumi:Stack",
+        ),
+        step_event(
+            "resourcePreEvent",
+            "update",
+            FN_URN,
+            FN,
+            old={"outputs": {"memorySize": 1024, "environment": {"variables": {"LOG_LEVEL": "warning"}}}},
+            new={"outputs": {"memorySize": 512, "environment": {"variables": {"LOG_LEVEL": "debug"}}}},
+            detailed={"memorySize": "update", "environment.variables.LOG_LEVEL": "update"},
+        ),
+        step_event("resourcePreEvent", "same", BUCKET_URN, BUCKET, old={"outputs": {}}, new={"outputs": {}}),
+    ]
+    report = drift_report_from_events("prod", events)
+
+    assert report.drifted
+    assert [r.name for r in report.resources] == ["prod-api"]
+    api = report.resources[0]
+    assert api.type == FN and api.kind == "update"
+    assert [(p.path, p.kind, p.old, p.new) for p in api.properties] == [
+        ("environment.variables.LOG_LEVEL", "update", "warning", "debug"),
+        ("memorySize", "update", 1024, 512),
+    ]
+
+
+def test_drift_merges_pre_and_outputs_events_of_one_resource_and_reports_deleted_resources() -> None:
+    events = [
+        step_event(
+            "resourcePreEvent",
+            "update",
+            FN_URN,
+            FN,
+            old={"outputs": {"timeout": 10}},
+            new={"outputs": {"timeout": 30}},
+            detailed={"timeout": "update"},
+        ),
+        step_event(
+            "resOutputsEvent",
+            "update",
+            FN_URN,
+            FN,
+            old={"outputs": {"timeout": 10, "tags": {}}},
+            new={"outputs": {"timeout": 30, "tags": {"Owner": "bob"}}},
+            detailed={"tags.Owner": "add"},
+        ),
+        step_event("resourcePreEvent", "delete", BUCKET_URN, BUCKET, old={"outputs": {"bucket": "b"}}),
+    ]
+    report = drift_report_from_events("prod", events)
+
+    assert [(r.name, r.kind) for r in report.resources] == [
+        ("prod-api", "update"),
+        ("prod-artifacts", "delete"),
+    ]
+    assert [(p.path, p.kind, p.new) for p in report.resources[0].properties] == [
+        ("timeout", "update", 30),
+        ("tags.Owner", "add", "bob"),
+    ]
+
+
+def test_drift_falls_back_to_top_level_diffs_when_the_provider_gives_no_detailed_diff() -> None:
+    event = step_event(
+        "resourcePreEvent",
+        "update",
+        FN_URN,
+        FN,
+        old={"inputs": {"handler": "a.main"}},
+        new={"inputs": {"handler": "b.main"}},
+        diffs=["handler"],
+    )
+    report = drift_report_from_events("prod", [event])
+    assert [(p.path, p.old, p.new) for p in report.resources[0].properties] == [
+        ("handler", "a.main", "b.main")
+    ]
+
+
+def test_drift_report_never_contains_secret_values() -> None:
+    engine_secret = {SECRET_SIG: "1b47061264138c4ac30d75fd1eb44270", "plaintext": '"hunter2-db-password"'}
+    event = step_event(
+        "resourcePreEvent",
+        "update",
+        FN_URN,
+        FN,
+        old={
+            "outputs": {
+                "environment": {"variables": {"DB_PASSWORD": engine_secret, "HOOK": "old-hook-value"}}
+            }
+        },
+        new={
+            "outputs": {
+                "environment": {
+                    "variables": {
+                        "DB_PASSWORD": "hunter2-db-password",
+                        "HOOK": "https://hooks.slack.com/services/T0/B0/xyz",
+                    }
+                }
+            }
+        },
+        detailed={"environment.variables.DB_PASSWORD": "update", "environment.variables.HOOK": "update"},
+    )
+    report = drift_report_from_events("prod", [event], secrets=["hunter2-db-password"])
+    text = json.dumps(report.to_json())
+
+    assert "hunter2" not in text
+    assert "hooks.slack.com/services/T0" not in text
+    props = {p.path: p for p in report.resources[0].properties}
+    assert props["environment.variables.DB_PASSWORD"].old == "[secret]"
+    assert props["environment.variables.DB_PASSWORD"].new == "[secret]"
+    assert props["environment.variables.HOOK"].old == "old-hook-value"
+
+
+def test_a_clean_refresh_gives_an_empty_report() -> None:
+    events = [
+        step_event(
+            "resourcePreEvent", "refresh", FN_URN, FN, old={"outputs": {"a": 1}}, new={"outputs": {"a": 1}}
+        ),
+        step_event("resOutputsEvent", "same", BUCKET_URN, BUCKET),
+        EngineEvent.from_json(
+            {
+                "sequence": 9,
+                "timestamp": 0,
+                "summaryEvent": {
+                    "maybeCorrupt": False,
+                    "durationSeconds": 3,
+                    "resourceChanges": {"same": 2},
+                    "PolicyPacks": {},
+                },
+            }
+        ),
+    ]
+    report = drift_report_from_events("prod", events)
+    assert not report.drifted
+    assert report.resources == ()
+
+
+# --- preview --------------------------------------------------------------------------------------
+
+
+def test_preview_summary_folds_a_replacement_into_one_stateful_step() -> None:
+    protected = {"protect": True, "outputs": {"bucket": "prod-artifacts"}}
+    events = [
+        step_event(
+            "resourcePreEvent",
+            "create-replacement",
+            BUCKET_URN,
+            BUCKET,
+            old=protected,
+            new=protected,
+            detailed={"bucket": "update-replace"},
+            keys=["bucket"],
+        ),
+        step_event(
+            "resourcePreEvent", "replace", BUCKET_URN, BUCKET, old=protected, new=protected, keys=["bucket"]
+        ),
+        step_event("resourcePreEvent", "delete-replaced", BUCKET_URN, BUCKET, old=protected),
+        step_event(
+            "resourcePreEvent", "update", FN_URN, FN, old={}, new={}, detailed={"memorySize": "update"}
+        ),
+        step_event(
+            "resourcePreEvent",
+            "same",
+            "urn:pulumi:prod::stageline::aws:iam/role:Role::r",
+            "aws:iam/role:Role",
+        ),
+        step_event(
+            "resourcePreEvent",
+            "create",
+            "urn:pulumi:prod::stageline::pulumi:providers:aws::default",
+            "pulumi:providers:aws",
+        ),
+    ]
+    summary = preview_summary_from_events("prod", events, {"replace": 1, "update": 1, "same": 7})
+
+    assert [(s.name, s.op) for s in summary.steps] == [("prod-artifacts", "replace"), ("prod-api", "update")]
+    bucket = summary.steps[0]
+    assert bucket.protected and bucket.stateful and bucket.dangerous
+    assert bucket.changed == ("bucket",)
+    assert summary.steps[1].changed == ("memorySize",) and not summary.steps[1].dangerous
+    assert summary.counts == {"replace": 1, "update": 1, "same": 7}
+    assert summary.has_changes
+    assert [s.urn for s in summary.dangerous] == [BUCKET_URN]
+
+
+def test_preview_counts_come_from_the_steps_when_the_engine_gives_no_summary() -> None:
+    events = [step_event("resourcePreEvent", "delete", BUCKET_URN, BUCKET, old={})]
+    summary = preview_summary_from_events("prod", events, None)
+    assert summary.counts == {"delete": 1}
+    assert summary.steps[0].dangerous  # a bucket is stateful even unprotected
+
+
+def test_stateful_classification() -> None:
+    assert is_stateful("aws:s3/bucketV2:BucketV2")
+    assert is_stateful("aws:ecr/repository:Repository")
+    assert is_stateful("aws:cloudwatch/logGroup:LogGroup")
+    assert is_stateful("aws:iam/role:Role", protected=True)
+    assert is_stateful("aws:iam/role:Role", retain_on_delete=True)
+    assert not is_stateful("aws:iam/role:Role")
+    assert not is_stateful(FN)
+
+
+# --- history --------------------------------------------------------------------------------------
+
+
+def test_update_record_from_a_history_summary() -> None:
+    release = {"version": "4f9c2d1", "images": {"api": "sha256:" + "a" * 64}}
+    summary = UpdateSummary(
+        kind="update",
+        start_time=datetime(2025, 3, 1, 10, 0, 0),
+        message="up prod @4f9c2d1",
+        environment={"git.head": "4f9c2d1" + "0" * 33, "exec.kind": "auto.local"},
+        config={
+            "stageline:release": {"value": json.dumps(release), "secret": False},
+            "stageline:slackWebhookUrl": {"secret": True},
+            "aws:region": {"value": "eu-west-1", "secret": False},
+        },
+        result="succeeded",
+        end_time=datetime(2025, 3, 1, 10, 2, 30),
+        version=17,
+        resource_changes={OpType.UPDATE: 2, OpType.SAME: 30},
+    )
+    record = update_record_from_summary(summary)
+
+    assert record.version == 17 and record.kind == "update" and record.succeeded
+    assert record.start == datetime(2025, 3, 1, 10, 0, 0, tzinfo=UTC)
+    assert record.duration is not None and record.duration.total_seconds() == 150
+    assert record.commit == "4f9c2d1" + "0" * 33 and record.short_commit == "4f9c2d1"
+    assert record.release == release and record.release_version == "4f9c2d1"
+    assert record.config["stageline:slackWebhookUrl"] == "[secret]"
+    assert record.resource_changes == {"update": 2, "same": 30}
+    assert record.to_json()["durationSeconds"] == 150
+
+
+def test_update_record_of_an_unfinished_update_has_no_duration() -> None:
+    summary = UpdateSummary(
+        kind="refresh",
+        start_time=datetime(2025, 3, 1, 10, 0),
+        message="",
+        environment={},
+        config={},
+        result="in-progress",
+    )
+    record = update_record_from_summary(summary)
+    assert record.end is None and record.duration is None and record.release is None and record.commit is None
+    assert record.version == 0
+
+
+# --- state exports, errors, paths -----------------------------------------------------------------
+
+
+def test_pending_operations_from_an_export_and_clearing_them() -> None:
+    deployment = {
+        "manifest": {},
+        "resources": [{"urn": FN_URN}],
+        "pending_operations": [{"resource": {"urn": FN_URN, "type": FN}, "type": "creating"}],
+    }
+    pending = pending_from_deployment(deployment)
+    assert [(p.name, p.type, p.kind) for p in pending] == [("prod-api", FN, "creating")]
+    cleared = without_pending(deployment)
+    assert "pending_operations" not in cleared and cleared["resources"] == deployment["resources"]
+    assert pending_from_deployment(cleared) == []
+
+
+def test_engine_message_keeps_the_engines_error_lines_and_redacts() -> None:
+    text = (
+        "\n code: 255\n stdout: Updating (prod)\n stderr: warning: something\n"
+        "error: update failed: AccessDenied for token ghp_" + "a" * 36 + "\n"
+    )
+    assert engine_message(text) == "update failed: AccessDenied for token [secret]"
+    assert engine_message("\n code: 1\n stdout: \n stderr: boom\nbad thing\n") == "boom bad thing"
+
+
+def test_property_paths() -> None:
+    assert split_property_path('tags["aws:cloudformation:stack-name"]') == [
+        "tags",
+        "aws:cloudformation:stack-name",
+    ]
+    assert split_property_path("rules[0].cidr") == ["rules", 0, "cidr"]
+    doc = {"rules": [{"cidr": "10.0.0.0/8"}], "tags": {"a.b": "x"}}
+    assert value_at(doc, "rules[0].cidr") == "10.0.0.0/8"
+    assert value_at(doc, 'tags["a.b"]') == "x"
+    assert value_at(doc, "rules[3].cidr") is None
+    assert parse_urn(FN_URN) == (FN, "prod-api")
+
+
+def test_project_root_is_found_by_walking_up(tmp_path: Path) -> None:
+    (tmp_path / "Pulumi.yaml").write_text("name: x\n")
+    deep = tmp_path / "a" / "b"
+    deep.mkdir(parents=True)
+    assert find_project_root(deep) == tmp_path.resolve()
+
+
+def test_no_project_file_is_a_usage_error(tmp_path: Path) -> None:
+    with pytest.raises(EngineUnavailable, match=r"no Pulumi\.yaml") as info:
+        find_project_root(tmp_path)
+    assert info.value.exit_code == USAGE
+
+
+def test_backend_comes_from_the_environment_or_defaults_to_local_state(tmp_path: Path) -> None:
+    assert choose_backend(tmp_path, {"PULUMI_BACKEND_URL": "s3://state-bucket"}) == BackendInfo(
+        url="s3://state-bucket", source="PULUMI_BACKEND_URL"
+    )
+    local = choose_backend(tmp_path, {})
+    assert local.url == (tmp_path / ".stageline" / "state").as_uri() and local.source == "default"
+    assert "default, local" in local.describe()
+
+
+def test_secrets_provider_is_never_invented_for_a_shared_backend(tmp_path: Path) -> None:
+    shared = BackendInfo(url="s3://state-bucket", source="PULUMI_BACKEND_URL")
+    with pytest.raises(EngineUnavailable, match="PULUMI_CONFIG_PASSPHRASE"):
+        secrets_environment(shared, {}, {"prod": {"config": {}}})
+    assert secrets_environment(shared, {"PULUMI_CONFIG_PASSPHRASE": "x"}, {})[0] == {}
+    kms = {"prod": {"secretsprovider": "awskms://alias/stageline"}}
+    assert secrets_environment(shared, {}, kms)[0] == {}
+    cloud = BackendInfo(url="https://api.pulumi.com", source="PULUMI_BACKEND_URL")
+    assert secrets_environment(cloud, {}, {"prod": {}})[0] == {}
+    local = choose_backend(tmp_path, {})
+    extra, note = secrets_environment(local, {}, {"prod": {}})
+    assert extra == {"PULUMI_CONFIG_PASSPHRASE": ""} and "empty passphrase" in note
+
+
+def test_stack_selection_rules() -> None:
+    fake = FakeEngine(("dev", "staging", "prod"))
+    assert resolve_stacks(fake, ("prod", "dev", "prod"), False) == ["prod", "dev"]
+    assert resolve_stacks(fake, (), True) == ["dev", "prod", "staging"]
+    with pytest.raises(UnknownStackError, match=r"unknown stack 'qa' \(known stacks: dev, prod, staging\)"):
+        resolve_stacks(fake, ("qa",), False)
+    with pytest.raises(stacks.ConfigurationError, match="or --all"):
+        resolve_stacks(fake, (), False)
+    with pytest.raises(stacks.ConfigurationError, match="not both"):
+        resolve_stacks(fake, ("dev",), True)

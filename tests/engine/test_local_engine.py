@@ -1,0 +1,136 @@
+"""The real seam against a real Pulumi CLI: a throwaway project, a file:// backend, no cloud.
+
+Skipped when `pulumi` is not on PATH (as on the development machines for this project, which cannot
+download it). The program has no resources, so no provider plugin is needed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = [
+    pytest.mark.engine,
+    pytest.mark.skipif(shutil.which("pulumi") is None, reason="needs the Pulumi CLI on PATH"),
+]
+
+PROGRAM = """
+import pulumi
+
+cfg = pulumi.Config("stageline")
+release = cfg.get_object("release") or {}
+pulumi.export("releaseVersion", release.get("version"))
+pulumi.export("token", pulumi.Output.secret("s3cr3t-output-value"))
+"""
+
+
+def git(repo: Path, *args: str) -> str:
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@e.x",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@e.x",
+    }
+    return subprocess.run(
+        ["git", *args], cwd=repo, env=env, capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    root = tmp_path / "proj"
+    root.mkdir()
+    venv = Path(sys.prefix)
+    (root / "Pulumi.yaml").write_text(
+        f"name: enginetest\nruntime:\n  name: python\n  options:\n    virtualenv: {venv}\nmain: prog/\n"
+    )
+    (root / "prog").mkdir()
+    (root / "prog" / "__main__.py").write_text(PROGRAM)
+    (root / "Pulumi.dev.yaml").write_text(
+        "config:\n  stageline:release:\n    version: r1\n    images:\n      api: sha256:" + "a" * 64 + "\n"
+    )
+    (root / ".gitignore").write_text(".stageline/\n")
+    git(root, "init", "-q", "-b", "main")
+    git(root, "add", ".")
+    git(root, "commit", "-q", "-m", "init")
+    monkeypatch.delenv("PULUMI_BACKEND_URL", raising=False)
+    monkeypatch.delenv("PULUMI_CONFIG_PASSPHRASE", raising=False)
+    monkeypatch.delenv("PULUMI_CONFIG_PASSPHRASE_FILE", raising=False)
+    return root
+
+
+def test_up_history_outputs_and_release_round_trip(project: Path) -> None:
+    from automation.stacks import LocalEngine
+
+    engine = LocalEngine.open(project)
+    assert engine.backend().url == (project / ".stageline" / "state").as_uri()
+    assert engine.stack_names() == ["dev"]
+    engine.ensure_stack("dev")
+
+    head = git(project, "rev-parse", "HEAD")
+    record = engine.up("dev", message=f"up dev @{head[:7]}")
+    assert record.succeeded and record.version == 1
+    assert record.commit == head
+    assert record.release_version == "r1"
+
+    outputs = engine.outputs("dev")
+    assert outputs.get("releaseVersion") == "r1"
+    assert outputs.to_json()["token"] == "[secret]"
+
+    engine.set_release("dev", {"version": "r2", "images": {"api": "sha256:" + "b" * 64}})
+    assert "version: r2" in (project / "Pulumi.dev.yaml").read_text()  # a YAML object, not a JSON string
+    assert engine.get_release("dev") == {"version": "r2", "images": {"api": "sha256:" + "b" * 64}}
+    engine.up("dev", message="second")
+    history = engine.history("dev")
+    assert [r.version for r in history] == [2, 1]
+    assert history[0].release_version == "r2"
+
+
+def direct_stack(project: Path, monkeypatch: pytest.MonkeyPatch) -> object:
+    """The same stack through the SDK directly, to inspect state behind the seam's back."""
+    import pulumi.automation as auto
+
+    monkeypatch.setenv("PULUMI_BACKEND_URL", (project / ".stageline" / "state").as_uri())
+    monkeypatch.setenv("PULUMI_CONFIG_PASSPHRASE", "")
+    return auto.select_stack("dev", work_dir=str(project))
+
+
+def test_preview_refresh_of_a_clean_stack_reports_no_drift_and_writes_no_state(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from automation.stacks import LocalEngine
+
+    engine = LocalEngine.open(project)
+    engine.up("dev", message="first")
+    stack = direct_stack(project, monkeypatch)
+    before = stack.export_stack().deployment  # type: ignore[attr-defined]
+    report = engine.preview_refresh("dev")
+    assert not report.drifted and report.resources == ()
+    assert stack.export_stack().deployment == before  # type: ignore[attr-defined]
+    assert engine.preview("dev").has_changes is False
+
+
+def test_pending_operations_are_read_and_cleared(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pulumi.automation as auto
+
+    from automation.stacks import LocalEngine
+
+    engine = LocalEngine.open(project)
+    engine.up("dev", message="first")
+    stack = direct_stack(project, monkeypatch)
+    exported = stack.export_stack()  # type: ignore[attr-defined]
+    deployment = dict(exported.deployment or {})
+    urn = "urn:pulumi:dev::enginetest::aws:s3/bucket:Bucket::ghost"
+    deployment["pending_operations"] = [
+        {"resource": {"urn": urn, "type": "aws:s3/bucket:Bucket", "custom": True}, "type": "creating"}
+    ]
+    stack.import_stack(auto.Deployment(version=exported.version, deployment=deployment))  # type: ignore[attr-defined]
+    assert [p.urn for p in engine.pending_operations("dev")] == [urn]
+    assert engine.clear_pending("dev") == 1
+    assert engine.pending_operations("dev") == []
