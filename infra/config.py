@@ -279,7 +279,11 @@ def _key(path: str) -> str:
 
 
 def _suggest(word: str, choices: Iterable[str]) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    options = list(choices)
+    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
+    if not close and len(word) >= 3:
+        # An abbreviation ("repo" for "repository") is too short for difflib's ratio.
+        close = [c for c in options if c.lower().startswith(word.lower())][:1]
     return f' (did you mean "{close[0]}"?)' if close else ""
 
 
@@ -615,8 +619,29 @@ def _budget(value: Any) -> BudgetConfig:
         if not isinstance(raw, list) or not raw:
             raise ConfigError(f"{_key('budget.thresholds')} must be a non-empty list of percentages")
         thresholds = tuple(_integer(f"budget.thresholds[{i}]", t, 1, 1000) for i, t in enumerate(raw))
-    return BudgetConfig(monthly_limit_usd=limit, thresholds=thresholds,
-                        emails=o.strings("emails", EMAIL_RE, "an e-mail address"))
+    emails = o.strings("emails", EMAIL_RE, "an e-mail address")
+    if len(emails) > 10:
+        raise ConfigError(f"{_key('budget.emails')} allows at most 10 addresses (an AWS Budgets limit), "
+                          f"got {len(emails)}")
+    return BudgetConfig(monthly_limit_usd=limit, thresholds=thresholds, emails=emails)
+
+
+# Physical names are "<project>-<stack>-…" (see StackConfig.prefix) and AWS caps their length.
+# The bucket prefixes are the tightest cap (the artifact bucket's by one character): within it,
+# every other name fits (a function "<prefix>-<service>" and its role "<prefix>-<service>-exec"
+# stay under 64 for any service name).
+BUCKET_PREFIX_MAX = 37
+
+
+def _check_name_lengths(project: str, stack: str) -> None:
+    for bucket in ("frontend", "artifacts"):
+        bucket_prefix = f"{project}-{stack}-{bucket}-"
+        if len(bucket_prefix) > BUCKET_PREFIX_MAX:
+            raise ConfigError(
+                f"stack name {_fmt(stack)} is too long for project {_fmt(project)}: the {bucket} bucket "
+                f"prefix {_fmt(bucket_prefix)} has {len(bucket_prefix)} characters, "
+                f"S3 allows {BUCKET_PREFIX_MAX}"
+            )
 
 
 def _promotion(value: Any, stack: str) -> PromotionConfig:
@@ -675,6 +700,11 @@ def parse(
     """
     if not STACK_NAME_RE.match(stack):
         raise ConfigError(f"stack name must be lower-case letters, digits and - (up to 31), got {_fmt(stack)}")
+    if stack.endswith("-readonly"):
+        # "<stack>-readonly" is the GitHub environment of another stack's read-only jobs.
+        raise ConfigError(f"stack name {_fmt(stack)} must not end in -readonly: that suffix names read-only "
+                          "GitHub environments")
+    _check_name_lengths(project, stack)
     for name in values:
         if name not in TOP_LEVEL_KEYS:
             raise ConfigError(f"{_key(name)} is not a known key{_suggest(name, TOP_LEVEL_KEYS)}")
@@ -775,7 +805,7 @@ def load() -> StackConfig:
     merged.update(runtime_config.CONFIG.get())
     prefix = f"{NAMESPACE}:"
     values = {k[len(prefix):]: _decode(v) for k, v in merged.items() if k.startswith(prefix)}
-    secret_keys = {k[len(prefix):] for k in values if runtime_config.is_config_secret(prefix + k)}
+    secret_keys = {k for k in values if runtime_config.is_config_secret(prefix + k)}
     cfg = pulumi.Config(NAMESPACE)
     region = pulumi.Config("aws").get("region")
     return parse(

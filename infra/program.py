@@ -16,7 +16,7 @@ import pulumi_aws as aws
 from infra import outputs
 from infra.artifacts import ArtifactStore, ArtifactStoreArgs
 from infra.config import StackConfig, load
-from infra.github_env import GitHubEnvironment, GitHubEnvironmentArgs
+from infra.github_env import GitHubEnvironment, GitHubEnvironmentArgs, preview_role_variable
 from infra.oidc import GitHubTrust, GitHubTrustArgs
 from infra.platform import build_platform
 
@@ -51,7 +51,7 @@ def deploy() -> None:
 
     trust = GitHubTrust("trust", GitHubTrustArgs.from_config(cfg), aws_opts)
     artifacts = ArtifactStore("artifacts", ArtifactStoreArgs.from_config(cfg), aws_opts)
-    platform = build_platform(cfg, aws_opts, artifacts)
+    platform = build_platform(cfg, aws_opts, artifacts, trust.permissions_boundary_arn)
 
     exports: dict[str, pulumi.Input[object]] = {
         outputs.REGION: cfg.region,
@@ -81,9 +81,30 @@ def deploy() -> None:
         secrets: dict[str, pulumi.Input[str]] = {}
         if cfg.slack_webhook_url is not None:
             secrets["SLACK_WEBHOOK_URL"] = cfg.slack_webhook_url
+        github_opts = pulumi.ResourceOptions(providers={"github": github_provider(cfg)})
         env = GitHubEnvironment(
             "github",
-            GitHubEnvironmentArgs.from_config(cfg, variables=variables, secrets=secrets),
-            pulumi.ResourceOptions(providers={"github": github_provider(cfg)}),
+            GitHubEnvironmentArgs.from_config(
+                cfg,
+                variables=variables,
+                secrets=secrets,
+                # Pull-request previews reference no environment (or their OIDC subject would
+                # not be `pull_request`), so they find the preview role in a repository variable.
+                repository_variables={preview_role_variable(cfg.stack): trust.preview_role_arn},
+            ),
+            github_opts,
+        )
+        # Scheduled drift checks: no reviewers to wait for, and only the read-only role.
+        GitHubEnvironment(
+            "github-readonly",
+            GitHubEnvironmentArgs.read_only_from_config(
+                cfg,
+                variables={
+                    "AWS_ROLE_ARN": trust.preview_role_arn,
+                    "AWS_REGION": cfg.region,
+                    "PULUMI_STACK": cfg.stack,
+                },
+            ),
+            github_opts,
         )
         pulumi.export(outputs.GITHUB_ENVIRONMENT, env.environment_name)

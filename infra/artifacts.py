@@ -1,0 +1,215 @@
+"""The artifact store: one S3 bucket for build artifacts and frontend releases, one ECR repository.
+
+Both are stateful: what they hold is what promotion moves between environments and what a
+rollback goes back to. So the bucket is versioned and its old versions expire only after a
+configured time, the registry's tags are immutable and images are referenced by digest, and
+with `artifacts.protect` Pulumi refuses to delete either and a destroy leaves them in place.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import pulumi
+import pulumi_aws as aws
+
+from infra.config import BUCKET_PREFIX_MAX
+from infra.policies import tls_only_bucket_policy
+
+if TYPE_CHECKING:
+    from infra.config import StackConfig
+
+
+def bucket_prefix(prefix: str) -> str:
+    return f"{prefix}-artifacts-"
+
+
+def repository_name(prefix: str) -> str:
+    return f"{prefix}-app"
+
+
+def lifecycle_rules(
+    *, noncurrent_version_days: int, abort_multipart_days: int
+) -> list[aws.s3.BucketLifecycleConfigurationRuleArgsDict]:
+    """The bucket's lifecycle rules, as BucketLifecycleConfiguration `rules` input.
+
+    Current objects never expire: a release stays available until someone deletes it. What
+    a delete or an overwrite leaves behind (noncurrent versions, then the lone delete markers)
+    and abandoned multipart uploads are cleaned up. Each rule does one thing: the provider
+    shows a permanent diff for an `expiration` that sets both `days` and
+    `expired_object_delete_marker`.
+    """
+    if noncurrent_version_days < 1 or abort_multipart_days < 1:
+        raise ValueError("lifecycle periods must be at least one day")
+    everything: aws.s3.BucketLifecycleConfigurationRuleFilterArgsDict = {}  # an empty filter: every object
+    return [
+        {
+            "id": "expire-noncurrent-versions",
+            "status": "Enabled",
+            "filter": everything,
+            "noncurrent_version_expiration": {"noncurrent_days": noncurrent_version_days},
+        },
+        {
+            "id": "remove-expired-delete-markers",
+            "status": "Enabled",
+            "filter": everything,
+            "expiration": {"expired_object_delete_marker": True},
+        },
+        {
+            "id": "abort-incomplete-multipart-uploads",
+            "status": "Enabled",
+            "filter": everything,
+            "abort_incomplete_multipart_upload": {"days_after_initiation": abort_multipart_days},
+        },
+    ]
+
+
+def ecr_lifecycle_policy(keep_images: int) -> dict[str, Any]:
+    """Expire all but the newest `keep_images` images, tagged or not.
+
+    Releases pin images by digest, so a rollback needs the old image to still exist: size
+    `keep_images` to cover the releases you may want to go back to.
+    """
+    if keep_images < 1:
+        raise ValueError("keep_images must be at least 1")
+    return {
+        "rules": [
+            {
+                "rulePriority": 1,
+                "description": f"Keep the newest {keep_images} images",
+                "selection": {
+                    "tagStatus": "any",
+                    "countType": "imageCountMoreThan",
+                    "countNumber": keep_images,
+                },
+                "action": {"type": "expire"},
+            }
+        ],
+    }
+
+
+@dataclass(frozen=True)
+class ArtifactStoreArgs:
+    bucket_prefix: str  # "<prefix>-artifacts-"; S3 appends a unique suffix
+    repository_name: str
+    noncurrent_version_days: int = 30
+    abort_multipart_days: int = 7
+    keep_images: int = 30
+    protect: bool = False
+
+    def __post_init__(self) -> None:
+        if len(self.bucket_prefix) > BUCKET_PREFIX_MAX:  # S3 appends 26 characters, up to 63
+            raise ValueError(
+                f"bucket prefix {self.bucket_prefix!r} is longer than {BUCKET_PREFIX_MAX} characters"
+            )
+
+    @classmethod
+    def from_config(cls, cfg: StackConfig) -> ArtifactStoreArgs:
+        # infra.config has already refused stack names that make this prefix too long.
+        return cls(
+            bucket_prefix=bucket_prefix(cfg.prefix),
+            repository_name=repository_name(cfg.prefix),
+            noncurrent_version_days=cfg.artifacts.noncurrent_version_days,
+            abort_multipart_days=cfg.artifacts.abort_multipart_days,
+            keep_images=cfg.artifacts.keep_images,
+            protect=cfg.artifacts.protect,
+        )
+
+
+class ArtifactStore(pulumi.ComponentResource):
+    bucket_name: pulumi.Output[str]
+    bucket_arn: pulumi.Output[str]
+    repository_name: pulumi.Output[str]
+    repository_url: pulumi.Output[str]
+    """`<account>.dkr.ecr.<region>.amazonaws.com/<name>`, without tag or digest."""
+    repository_arn: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: ArtifactStoreArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("stageline:infra:ArtifactStore", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        # Protection comes from config (artifacts.protect), never from the stack's name: the
+        # stateful resources refuse deletion and survive a destroy. Their sub-configurations
+        # are not protected: losing one loses no data and the next `up` restores it.
+        stateful = pulumi.ResourceOptions(parent=self, protect=args.protect, retain_on_delete=args.protect)
+
+        # No force_destroy: a destroy of a non-empty bucket fails loudly instead of deleting
+        # every artifact and release upload with it.
+        bucket = aws.s3.Bucket(f"{name}-bucket", bucket_prefix=args.bucket_prefix, opts=stateful)
+        ownership = aws.s3.BucketOwnershipControls(
+            f"{name}-ownership",
+            bucket=bucket.id,
+            rule={"object_ownership": "BucketOwnerEnforced"},  # ACLs off: the bucket policy decides
+            opts=child,
+        )
+        public_access = aws.s3.BucketPublicAccessBlock(
+            f"{name}-public-access",
+            bucket=bucket.id,
+            block_public_acls=True,
+            block_public_policy=True,
+            ignore_public_acls=True,
+            restrict_public_buckets=True,
+            opts=child,
+        )
+        aws.s3.BucketServerSideEncryptionConfiguration(
+            f"{name}-encryption",
+            bucket=bucket.id,
+            # SSE-S3: readers need no KMS permissions (CloudFront, Lambda, CI jobs).
+            rules=[{"apply_server_side_encryption_by_default": {"sse_algorithm": "AES256"}}],
+            opts=child,
+        )
+        versioning = aws.s3.BucketVersioning(
+            f"{name}-versioning",
+            bucket=bucket.id,
+            versioning_configuration={"status": "Enabled"},
+            opts=child,
+        )
+        aws.s3.BucketPolicy(
+            f"{name}-policy",
+            bucket=bucket.id,
+            policy=bucket.arn.apply(lambda arn: json.dumps(tls_only_bucket_policy(arn))),
+            # S3 rejects a policy PUT while a public-access-block change is still settling.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[public_access, ownership]),
+        )
+        aws.s3.BucketLifecycleConfiguration(
+            f"{name}-lifecycle",
+            bucket=bucket.id,
+            rules=lifecycle_rules(
+                noncurrent_version_days=args.noncurrent_version_days,
+                abort_multipart_days=args.abort_multipart_days,
+            ),
+            # S3 rejects rules on noncurrent versions until versioning is on.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[versioning]),
+        )
+
+        # No force_delete, for the same reason as the bucket. IMMUTABLE: a tag can never be
+        # moved to another image, and releases pin digests anyway.
+        repository = aws.ecr.Repository(
+            f"{name}-repository",
+            name=args.repository_name,
+            image_tag_mutability="IMMUTABLE",
+            image_scanning_configuration={"scan_on_push": True},
+            encryption_configurations=[{"encryption_type": "AES256"}],
+            opts=stateful,
+        )
+        aws.ecr.LifecyclePolicy(
+            f"{name}-repository-lifecycle",
+            repository=repository.name,
+            policy=json.dumps(ecr_lifecycle_policy(args.keep_images)),
+            opts=child,
+        )
+
+        self.bucket_name = bucket.bucket
+        self.bucket_arn = bucket.arn
+        self.repository_name = repository.name
+        self.repository_url = repository.repository_url
+        self.repository_arn = repository.arn
+        self.register_outputs(
+            {
+                "bucket_name": self.bucket_name,
+                "repository_url": self.repository_url,
+            }
+        )

@@ -1,0 +1,897 @@
+"""IAM and bucket policy documents of the trust layer, as pure functions.
+
+Everything here is plain data in, plain dicts out: the components render these documents
+inside an `apply`, and the tests call the same functions directly, without mocks.
+
+Scoping rules, in order of preference:
+
+1. **Name patterns.** Every resource the program creates is named `<prefix>-…` where the
+   prefix is `<project>-<stack>` (see `StackConfig.prefix`), so most rights are granted on ARN
+   patterns such as `function:stageline-dev-*`.
+2. **Tags.** CloudFront distributions and HTTP APIs get generated IDs, not names. They are
+   scoped with `aws:RequestTag/environment` on create and `aws:ResourceTag/environment`
+   afterwards (the provider's default tags set `environment` on every resource).
+3. **The service's own ARN shape,** where a service supports neither (API Gateway v2 child
+   resources, CloudFront origin access controls and response-headers policies).
+4. **`"*"`** only for the few actions AWS authorizes on nothing else (`STAR_ONLY_ACTIONS`).
+
+Privilege escalation is closed by a permissions boundary: the deploy role may create and change
+roles under its prefix only when they carry the boundary, may not edit the boundary (or any
+policy under its prefix), may not touch its own or the preview role, and may pass roles only to
+Lambda. A deploy job therefore cannot grant itself more than the boundary allows, and changing
+the trust layer itself needs an administrator.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from infra.config import Grant
+
+Document = dict[str, Any]
+Statement = dict[str, Any]
+
+OIDC_HOST = "token.actions.githubusercontent.com"
+OIDC_URL = f"https://{OIDC_HOST}"
+OIDC_AUDIENCE = "sts.amazonaws.com"
+ENVIRONMENT_TAG = "environment"
+# IAM's limit for one managed policy, counted without whitespace.
+MANAGED_POLICY_MAX_CHARS = 6144
+DEPLOY_POLICY_PARTS = ("iam", "compute", "edge", "ops")
+PREVIEW_POLICY_PARTS = ("read",)
+STATE_PART = "state"
+# The DIY backend keeps these prefixes under `.pulumi/` (project-scoped layout, the default
+# for backends created since Pulumi 3.61).
+STATE_ROOT = ".pulumi"
+
+# Actions AWS authorizes only on Resource "*" (the Service Authorization Reference lists no
+# resource type for them). They are the only ones `violations` accepts on "*".
+STAR_ONLY_ACTIONS = frozenset(
+    {
+        "ecr:GetAuthorizationToken",
+        "logs:DescribeLogGroups",
+        # API Gateway writes HTTP API access logs through CloudWatch Logs' vended-log delivery,
+        # which the caller of UpdateStage must be allowed to set up.
+        "logs:CreateLogDelivery",
+        "logs:GetLogDelivery",
+        "logs:UpdateLogDelivery",
+        "logs:DeleteLogDelivery",
+        "logs:ListLogDeliveries",
+        "logs:PutResourcePolicy",
+        "logs:DescribeResourcePolicies",
+        "kms:CreateKey",
+        "kms:ListAliases",
+        "cloudfront:CreateDistribution",
+        "cloudfront:CreateOriginAccessControl",
+        "cloudfront:CreateResponseHeadersPolicy",
+        "sns:Unsubscribe",
+        "sns:GetSubscriptionAttributes",
+        "sns:SetSubscriptionAttributes",
+    }
+)
+
+FORBIDDEN_MANAGED_POLICIES = ("AdministratorAccess", "PowerUserAccess", "IAMFullAccess")
+
+# Role changes that could widen what a role may do. All of them accept the
+# iam:PermissionsBoundary condition key except tagging.
+_ROLE_WRITE_ACTIONS = (
+    "iam:CreateRole",
+    "iam:DeleteRole",
+    "iam:UpdateRole",
+    "iam:UpdateRoleDescription",
+    "iam:UpdateAssumeRolePolicy",
+    "iam:PutRolePolicy",
+    "iam:DeleteRolePolicy",
+    "iam:PutRolePermissionsBoundary",
+)
+_ROLE_ATTACH_ACTIONS = ("iam:AttachRolePolicy", "iam:DetachRolePolicy")
+_ROLE_TAG_ACTIONS = ("iam:TagRole", "iam:UntagRole")
+_ROLE_READ_ACTIONS = (
+    "iam:GetRole",
+    "iam:GetRolePolicy",
+    "iam:ListRolePolicies",
+    "iam:ListAttachedRolePolicies",
+    "iam:ListInstanceProfilesForRole",
+    "iam:ListRoleTags",
+)
+_POLICY_READ_ACTIONS = ("iam:GetPolicy", "iam:GetPolicyVersion", "iam:ListPolicyVersions")
+_POLICY_WRITE_ACTIONS = (
+    "iam:CreatePolicyVersion",
+    "iam:DeletePolicy",
+    "iam:DeletePolicyVersion",
+    "iam:SetDefaultPolicyVersion",
+    "iam:TagPolicy",
+    "iam:UntagPolicy",
+)
+
+_LAMBDA_READ_ACTIONS = (
+    "lambda:GetFunction",
+    "lambda:GetFunctionConfiguration",
+    "lambda:GetFunctionCodeSigningConfig",
+    "lambda:GetRuntimeManagementConfig",
+    "lambda:GetFunctionConcurrency",
+    "lambda:GetAlias",
+    "lambda:ListAliases",
+    "lambda:ListVersionsByFunction",
+    "lambda:GetPolicy",
+    "lambda:ListTags",
+)
+_LAMBDA_WRITE_ACTIONS = (
+    "lambda:CreateFunction",
+    "lambda:DeleteFunction",
+    "lambda:UpdateFunctionCode",
+    "lambda:UpdateFunctionConfiguration",
+    "lambda:PublishVersion",
+    "lambda:CreateAlias",
+    "lambda:UpdateAlias",
+    "lambda:DeleteAlias",
+    "lambda:RemovePermission",
+    "lambda:PutFunctionConcurrency",
+    "lambda:DeleteFunctionConcurrency",
+    "lambda:TagResource",
+    "lambda:UntagResource",
+)
+_LOG_GROUP_READ_ACTIONS = ("logs:ListTagsForResource", "logs:ListTagsLogGroup")
+_LOG_GROUP_WRITE_ACTIONS = (
+    "logs:CreateLogGroup",
+    "logs:DeleteLogGroup",
+    "logs:PutRetentionPolicy",
+    "logs:DeleteRetentionPolicy",
+    "logs:TagResource",
+    "logs:UntagResource",
+    "logs:TagLogGroup",
+    "logs:UntagLogGroup",
+)
+_DISTRIBUTION_READ_ACTIONS = (
+    "cloudfront:GetDistribution",
+    "cloudfront:GetDistributionConfig",
+    "cloudfront:GetInvalidation",
+    "cloudfront:ListInvalidations",
+    "cloudfront:ListTagsForResource",
+)
+_DISTRIBUTION_WRITE_ACTIONS = (
+    "cloudfront:UpdateDistribution",
+    "cloudfront:DeleteDistribution",
+    "cloudfront:CreateInvalidation",
+    "cloudfront:TagResource",
+    "cloudfront:UntagResource",
+)
+_CLOUDFRONT_CONFIG_READ_ACTIONS = (
+    "cloudfront:GetOriginAccessControl",
+    "cloudfront:GetOriginAccessControlConfig",
+    "cloudfront:GetResponseHeadersPolicy",
+    "cloudfront:GetResponseHeadersPolicyConfig",
+)
+_CLOUDFRONT_CONFIG_WRITE_ACTIONS = (
+    "cloudfront:UpdateOriginAccessControl",
+    "cloudfront:DeleteOriginAccessControl",
+    "cloudfront:UpdateResponseHeadersPolicy",
+    "cloudfront:DeleteResponseHeadersPolicy",
+)
+_BUCKET_READ_ACTIONS = (
+    "s3:ListBucket",
+    "s3:ListBucketVersions",
+    "s3:GetBucket*",
+    "s3:GetAccelerateConfiguration",
+    "s3:GetEncryptionConfiguration",
+    "s3:GetLifecycleConfiguration",
+    "s3:GetReplicationConfiguration",
+)
+# Deleting a bucket's sub-configuration is authorized by the matching Put action.
+_BUCKET_WRITE_ACTIONS = (
+    "s3:CreateBucket",
+    "s3:DeleteBucket",
+    "s3:PutBucketPolicy",
+    "s3:DeleteBucketPolicy",
+    "s3:PutBucketVersioning",
+    "s3:PutEncryptionConfiguration",
+    "s3:PutBucketPublicAccessBlock",
+    "s3:PutBucketOwnershipControls",
+    "s3:PutLifecycleConfiguration",
+    "s3:PutBucketTagging",
+)
+# No s3:DeleteObjectVersion: a delete only adds a delete marker to a versioned bucket, so a
+# deploy job can never destroy an artifact or a release upload.
+_OBJECT_ACTIONS = (
+    "s3:GetObject",
+    "s3:GetObjectVersion",
+    "s3:PutObject",
+    "s3:DeleteObject",
+    "s3:AbortMultipartUpload",
+)
+_ECR_READ_ACTIONS = (
+    "ecr:DescribeRepositories",
+    "ecr:GetLifecyclePolicy",
+    "ecr:GetRepositoryPolicy",
+    "ecr:ListTagsForResource",
+    "ecr:DescribeImages",
+    "ecr:ListImages",
+    "ecr:DescribeImageScanFindings",
+)
+# No ecr:BatchDeleteImage: only the lifecycle policy removes images.
+_ECR_WRITE_ACTIONS = (
+    "ecr:CreateRepository",
+    "ecr:DeleteRepository",
+    "ecr:PutImageTagMutability",
+    "ecr:PutImageScanningConfiguration",
+    "ecr:PutLifecyclePolicy",
+    "ecr:DeleteLifecyclePolicy",
+    "ecr:TagResource",
+    "ecr:UntagResource",
+    "ecr:BatchCheckLayerAvailability",
+    "ecr:InitiateLayerUpload",
+    "ecr:UploadLayerPart",
+    "ecr:CompleteLayerUpload",
+    "ecr:PutImage",
+    "ecr:BatchGetImage",
+    "ecr:GetDownloadUrlForLayer",
+)
+_TOPIC_READ_ACTIONS = ("sns:GetTopicAttributes", "sns:ListSubscriptionsByTopic", "sns:ListTagsForResource")
+_TOPIC_WRITE_ACTIONS = (
+    "sns:CreateTopic",
+    "sns:DeleteTopic",
+    "sns:SetTopicAttributes",
+    "sns:Subscribe",
+    "sns:TagResource",
+    "sns:UntagResource",
+)
+_ALARM_READ_ACTIONS = ("cloudwatch:DescribeAlarms", "cloudwatch:ListTagsForResource")
+_ALARM_WRITE_ACTIONS = (
+    "cloudwatch:PutMetricAlarm",
+    "cloudwatch:DeleteAlarms",
+    "cloudwatch:TagResource",
+    "cloudwatch:UntagResource",
+)
+_KEY_READ_ACTIONS = (
+    "kms:DescribeKey",
+    "kms:GetKeyPolicy",
+    "kms:GetKeyRotationStatus",
+    "kms:ListResourceTags",
+)
+# No kms:Decrypt/Encrypt: the deploy role manages the alert topic's key, the services that
+# publish to the topic use it.
+_KEY_WRITE_ACTIONS = (
+    "kms:EnableKeyRotation",
+    "kms:UpdateKeyDescription",
+    "kms:ScheduleKeyDeletion",
+    "kms:TagResource",
+    "kms:UntagResource",
+    "kms:CreateAlias",
+    "kms:UpdateAlias",
+    "kms:DeleteAlias",
+)
+_ALIAS_ACTIONS = ("kms:CreateAlias", "kms:UpdateAlias", "kms:DeleteAlias")
+_BUDGET_READ_ACTIONS = ("budgets:ViewBudget", "budgets:ListTagsForResource")
+_BUDGET_WRITE_ACTIONS = ("budgets:ModifyBudget", "budgets:TagResource", "budgets:UntagResource")
+
+
+# --- names shared by the components and the policies ----------------------------------------
+
+
+def deploy_role_name(prefix: str) -> str:
+    return f"{prefix}-deploy"
+
+
+def preview_role_name(prefix: str) -> str:
+    return f"{prefix}-preview"
+
+
+def read_only_environment(environment: str) -> str:
+    """The GitHub environment of scheduled read-only jobs (drift checks) for `environment`.
+
+    It has no reviewers (a scheduled job cannot wait for one) and admits protected branches
+    only; the preview role trusts its subject besides `pull_request`.
+    """
+    return f"{environment}-readonly"
+
+
+def boundary_policy_name(prefix: str) -> str:
+    return f"{prefix}-boundary"
+
+
+def deploy_policy_name(prefix: str, part: str) -> str:
+    return f"{prefix}-deploy-{part}"
+
+
+def preview_policy_name(prefix: str, part: str) -> str:
+    return f"{prefix}-preview-{part}"
+
+
+def deploy_policy_parts(*, has_state: bool) -> tuple[str, ...]:
+    """Managed policies the deploy role gets: split by service so each stays under IAM's size limit."""
+    return (*DEPLOY_POLICY_PARTS, STATE_PART) if has_state else DEPLOY_POLICY_PARTS
+
+
+def preview_policy_parts(*, has_state: bool) -> tuple[str, ...]:
+    return (*PREVIEW_POLICY_PARTS, STATE_PART) if has_state else PREVIEW_POLICY_PARTS
+
+
+# --- trust ----------------------------------------------------------------------------------
+
+
+def check_subject(subject: str) -> str:
+    """Refuse any OIDC subject that is not one exact repository and context."""
+    if any(c in subject for c in "*?"):
+        raise ValueError(f"OIDC subject must be exact, without wildcards, got {subject!r}")
+    if not subject.startswith("repo:") or subject.count(":") < 2:
+        raise ValueError(f'OIDC subject must look like "repo:OWNER/REPO:CONTEXT", got {subject!r}')
+    return subject
+
+
+def oidc_trust_policy(provider_arn: str, subjects: str | Sequence[str]) -> Document:
+    """Trust for GitHub Actions jobs whose token carries exactly one of `subjects` for AWS STS.
+
+    StringEquals, never StringLike: a job that references the GitHub environment `prod` gets
+    `…:environment:prod` and nothing else may match. Both claims are required; `aud` alone
+    would let any repository on GitHub assume the role.
+    """
+    listed = [subjects] if isinstance(subjects, str) else list(subjects)
+    if not listed:
+        raise ValueError("a trust policy needs at least one OIDC subject")
+    for subject in listed:
+        check_subject(subject)
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "GitHubActions",
+                "Effect": "Allow",
+                "Principal": {"Federated": provider_arn},
+                "Action": "sts:AssumeRoleWithWebIdentity",
+                "Condition": {
+                    "StringEquals": {
+                        f"{OIDC_HOST}:aud": OIDC_AUDIENCE,
+                        f"{OIDC_HOST}:sub": listed[0] if len(listed) == 1 else listed,
+                    },
+                },
+            }
+        ],
+    }
+
+
+# --- scope ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Everything an environment's permission documents are scoped by."""
+
+    partition: str
+    account_id: str
+    region: str
+    prefix: str  # "<project>-<stack>"
+    environment: str
+    project: str
+    stack: str
+    oidc_provider_arn: str
+    boundary_policy_arn: str
+    state_bucket: str | None = None
+    state_kms_key_arn: str | None = None
+
+    @property
+    def has_state(self) -> bool:
+        return self.state_bucket is not None or self.state_kms_key_arn is not None
+
+    def arn(self, service: str, resource: str, *, regional: bool = True, account: bool = True) -> str:
+        region = self.region if regional else ""
+        account_id = self.account_id if account else ""
+        return f"arn:{self.partition}:{service}:{region}:{account_id}:{resource}"
+
+    def iam(self, resource: str) -> str:
+        return self.arn("iam", resource, regional=False)
+
+    @property
+    def own_roles(self) -> str:
+        return self.iam(f"role/{self.prefix}-*")
+
+    @property
+    def own_policies(self) -> str:
+        return self.iam(f"policy/{self.prefix}-*")
+
+    @property
+    def trust_roles(self) -> list[str]:
+        return [
+            self.iam(f"role/{deploy_role_name(self.prefix)}"),
+            self.iam(f"role/{preview_role_name(self.prefix)}"),
+        ]
+
+    @property
+    def functions(self) -> str:
+        # Also matches qualified ARNs (":live", ":7"): "*" spans the colon.
+        return self.arn("lambda", f"function:{self.prefix}-*")
+
+    @property
+    def lambda_log_groups(self) -> str:
+        return self.arn("logs", f"log-group:/aws/lambda/{self.prefix}-*")
+
+    @property
+    def log_groups(self) -> list[str]:
+        return [self.lambda_log_groups, self.arn("logs", f"log-group:/aws/apigateway/{self.prefix}-*")]
+
+    @property
+    def buckets(self) -> list[str]:
+        return [
+            f"arn:{self.partition}:s3:::{self.prefix}-artifacts-*",
+            f"arn:{self.partition}:s3:::{self.prefix}-frontend-*",
+        ]
+
+    @property
+    def objects(self) -> list[str]:
+        return [f"{bucket}/*" for bucket in self.buckets]
+
+    @property
+    def repositories(self) -> str:
+        return self.arn("ecr", f"repository/{self.prefix}-*")
+
+    @property
+    def topics(self) -> str:
+        return self.arn("sns", f"{self.prefix}-*")
+
+    @property
+    def alarms(self) -> str:
+        return self.arn("cloudwatch", f"alarm:{self.prefix}-*")
+
+    @property
+    def dashboards(self) -> list[str]:
+        return [
+            self.arn("cloudwatch", f"dashboard/{self.prefix}", regional=False),
+            self.arn("cloudwatch", f"dashboard/{self.prefix}-*", regional=False),
+        ]
+
+    @property
+    def keys(self) -> str:
+        return self.arn("kms", "key/*")
+
+    @property
+    def key_aliases(self) -> str:
+        return self.arn("kms", f"alias/{self.prefix}-*")
+
+    @property
+    def budgets(self) -> str:
+        return self.arn("budgets", f"budget/{self.prefix}-*", regional=False)
+
+    @property
+    def distributions(self) -> str:
+        return self.arn("cloudfront", "distribution/*", regional=False)
+
+    def apigateway(self, path: str) -> str:
+        # API Gateway ARNs carry no account: "arn:aws:apigateway:eu-west-1::/apis/abc".
+        return self.arn("apigateway", path, account=False)
+
+    @property
+    def env_tag_is_ours(self) -> dict[str, dict[str, str]]:
+        return {"StringEquals": {f"aws:ResourceTag/{ENVIRONMENT_TAG}": self.environment}}
+
+    @property
+    def request_tags_ours(self) -> dict[str, dict[str, str]]:
+        return {"StringEquals": {f"aws:RequestTag/{ENVIRONMENT_TAG}": self.environment}}
+
+    def state_object(self, key: str) -> str:
+        assert self.state_bucket is not None
+        return f"arn:{self.partition}:s3:::{self.state_bucket}/{STATE_ROOT}/{key}"
+
+
+def _allow(
+    sid: str,
+    actions: Iterable[str],
+    resources: str | Sequence[str],
+    condition: Mapping[str, Any] | None = None,
+) -> Statement:
+    statement: Statement = {
+        "Sid": sid,
+        "Effect": "Allow",
+        "Action": list(actions),
+        "Resource": resources if isinstance(resources, str) else list(resources),
+    }
+    if condition:
+        statement["Condition"] = dict(condition)
+    return statement
+
+
+def _deny(
+    sid: str,
+    actions: Iterable[str],
+    resources: str | Sequence[str],
+    condition: Mapping[str, Any] | None = None,
+) -> Statement:
+    statement = _allow(sid, actions, resources, condition)
+    statement["Effect"] = "Deny"
+    return statement
+
+
+def _document(statements: Iterable[Statement]) -> Document:
+    return {"Version": "2012-10-17", "Statement": list(statements)}
+
+
+# --- the permissions boundary -----------------------------------------------------------------
+
+
+def boundary_policy(
+    *, partition: str, account_id: str, region: str, prefix: str, grants: Iterable[Grant] = ()
+) -> Document:
+    """The most any role the deploy role creates may ever do.
+
+    Service execution roles write their own log groups and use what `services[].grants` in
+    the stack file allow (config already refuses `iam:` grants). Nothing else: no IAM, no STS,
+    so code running in a function cannot reach beyond what the stack file says.
+    """
+    log_groups = f"arn:{partition}:logs:{region}:{account_id}:log-group:/aws/lambda/{prefix}-*"
+    statements = [
+        _allow(
+            "OwnLogGroups",
+            ("logs:CreateLogStream", "logs:PutLogEvents"),
+            [log_groups, f"{log_groups}:log-stream:*"],
+        )
+    ]
+    seen: set[tuple[tuple[str, ...], tuple[str, ...]]] = set()
+    for grant in grants:
+        key = (tuple(sorted(grant.actions)), tuple(sorted(grant.resources)))
+        if key in seen:
+            continue
+        seen.add(key)
+        statements.append(_allow(f"ServiceGrant{len(seen)}", key[0], list(key[1])))
+    return _document(statements)
+
+
+# --- deploy ---------------------------------------------------------------------------------
+
+
+def _deploy_iam(s: Scope) -> list[Statement]:
+    boundary = {"StringEquals": {"iam:PermissionsBoundary": s.boundary_policy_arn}}
+    return [
+        _allow("ReadOwnRoles", _ROLE_READ_ACTIONS, s.own_roles),
+        _allow("ReadOwnPolicies", _POLICY_READ_ACTIONS, s.own_policies),
+        _allow("ReadOidcProvider", ("iam:GetOpenIDConnectProvider",), s.oidc_provider_arn),
+        # Service execution roles: only ever with the boundary attached, so whatever their
+        # inline policies say, they can do no more than the boundary allows.
+        _allow("ServiceRolesWithBoundary", _ROLE_WRITE_ACTIONS, s.own_roles, boundary),
+        _allow(
+            "AttachAwsServiceRolePolicies",
+            _ROLE_ATTACH_ACTIONS,
+            s.own_roles,
+            {
+                **boundary,
+                "ArnLike": {"iam:PolicyARN": f"arn:{s.partition}:iam::aws:policy/service-role/*"},
+            },
+        ),
+        _allow("TagServiceRoles", _ROLE_TAG_ACTIONS, s.own_roles),
+        _allow(
+            "PassServiceRolesToLambda",
+            ("iam:PassRole",),
+            s.own_roles,
+            {"StringEquals": {"iam:PassedToService": "lambda.amazonaws.com"}},
+        ),
+        # Explicit denies win over any allow, including ones added to the role by hand later.
+        _deny(
+            "NeverChangeTrustRoles",
+            (
+                *_ROLE_WRITE_ACTIONS,
+                *_ROLE_ATTACH_ACTIONS,
+                *_ROLE_TAG_ACTIONS,
+                "iam:DeleteRolePermissionsBoundary",
+                "iam:PassRole",
+            ),
+            s.trust_roles,
+        ),
+        _deny("NeverChangeOwnPolicies", _POLICY_WRITE_ACTIONS, s.own_policies),
+        _deny("NeverDropBoundaries", ("iam:DeleteRolePermissionsBoundary",), s.own_roles),
+    ]
+
+
+def _deploy_compute(s: Scope) -> list[Statement]:
+    return [
+        _allow("Functions", (*_LAMBDA_READ_ACTIONS, *_LAMBDA_WRITE_ACTIONS), s.functions),
+        # Invoke permissions only for API Gateway: a deploy job cannot open a function to
+        # another account or to the public.
+        _allow(
+            "FunctionInvokeByApiGateway",
+            ("lambda:AddPermission",),
+            s.functions,
+            {"StringEquals": {"lambda:Principal": "apigateway.amazonaws.com"}},
+        ),
+        _allow("LogGroups", (*_LOG_GROUP_READ_ACTIONS, *_LOG_GROUP_WRITE_ACTIONS), s.log_groups),
+        _allow("DescribeLogGroups", ("logs:DescribeLogGroups",), "*"),
+        _allow(
+            "HttpApiAccessLogDelivery",
+            (
+                "logs:CreateLogDelivery",
+                "logs:GetLogDelivery",
+                "logs:UpdateLogDelivery",
+                "logs:DeleteLogDelivery",
+                "logs:ListLogDeliveries",
+                "logs:PutResourcePolicy",
+                "logs:DescribeResourcePolicies",
+            ),
+            "*",
+        ),
+        _allow("CreateTaggedHttpApi", ("apigateway:POST",), s.apigateway("/apis"), s.request_tags_ours),
+        _allow(
+            "ManageTaggedHttpApi",
+            ("apigateway:GET", "apigateway:PATCH", "apigateway:DELETE"),
+            s.apigateway("/apis/*"),
+            s.env_tag_is_ours,
+        ),
+        # Routes, integrations, stages and deployments of an HTTP API do not inherit the API's
+        # tags (only REST APIs do), so they can only be scoped to this region's APIs. Tag changes
+        # are not granted at all: tags are set on create, and re-tagging someone else's API
+        # would hand it to this environment.
+        _allow(
+            "ManageHttpApiChildren",
+            ("apigateway:GET", "apigateway:POST", "apigateway:PATCH", "apigateway:DELETE"),
+            s.apigateway("/apis/*/*"),
+        ),
+    ]
+
+
+def _deploy_edge(s: Scope) -> list[Statement]:
+    other_env = {
+        "StringNotEquals": {f"aws:ResourceTag/{ENVIRONMENT_TAG}": s.environment},
+        "Null": {f"aws:ResourceTag/{ENVIRONMENT_TAG}": "false"},
+    }
+    return [
+        _allow("CreateTaggedDistributions", ("cloudfront:CreateDistribution",), "*", s.request_tags_ours),
+        _allow("TagNewDistributions", ("cloudfront:TagResource",), s.distributions, s.request_tags_ours),
+        _allow(
+            "ManageTaggedDistributions",
+            (*_DISTRIBUTION_READ_ACTIONS, *_DISTRIBUTION_WRITE_ACTIONS),
+            s.distributions,
+            s.env_tag_is_ours,
+        ),
+        # Without this, TagNewDistributions would let this environment re-tag another
+        # environment's distribution as its own and then manage it.
+        _deny(
+            "NeverTouchOtherEnvironmentsDistributions",
+            _DISTRIBUTION_WRITE_ACTIONS,
+            s.distributions,
+            other_env,
+        ),
+        _allow(
+            "CreateCloudFrontConfigs",
+            ("cloudfront:CreateOriginAccessControl", "cloudfront:CreateResponseHeadersPolicy"),
+            "*",
+        ),
+        _allow(
+            "ManageCloudFrontConfigs",
+            (*_CLOUDFRONT_CONFIG_READ_ACTIONS, *_CLOUDFRONT_CONFIG_WRITE_ACTIONS),
+            [
+                s.arn("cloudfront", "origin-access-control/*", regional=False),
+                s.arn("cloudfront", "response-headers-policy/*", regional=False),
+            ],
+        ),
+        _allow("OwnBuckets", (*_BUCKET_READ_ACTIONS, *_BUCKET_WRITE_ACTIONS), s.buckets),
+        _allow("OwnObjects", _OBJECT_ACTIONS, s.objects),
+    ]
+
+
+def _deploy_ops(s: Scope) -> list[Statement]:
+    return [
+        _allow("Repository", (*_ECR_READ_ACTIONS, *_ECR_WRITE_ACTIONS), s.repositories),
+        _allow("RegistryLogin", ("ecr:GetAuthorizationToken",), "*"),
+        _allow("AlertTopics", (*_TOPIC_READ_ACTIONS, *_TOPIC_WRITE_ACTIONS), s.topics),
+        _allow(
+            "AlertSubscriptions",
+            ("sns:GetSubscriptionAttributes", "sns:SetSubscriptionAttributes", "sns:Unsubscribe"),
+            "*",
+        ),
+        _allow("Alarms", (*_ALARM_READ_ACTIONS, *_ALARM_WRITE_ACTIONS), s.alarms),
+        _allow(
+            "Dashboards",
+            ("cloudwatch:GetDashboard", "cloudwatch:PutDashboard", "cloudwatch:DeleteDashboards"),
+            s.dashboards,
+        ),
+        _allow("Budgets", (*_BUDGET_READ_ACTIONS, *_BUDGET_WRITE_ACTIONS), s.budgets),
+        # KMS keys have generated IDs: created with the environment tag, managed only while
+        # they carry it. The key policy's lockout check always applies.
+        _allow(
+            "CreateTaggedKeys",
+            ("kms:CreateKey",),
+            "*",
+            {**s.request_tags_ours, "BoolIfExists": {"kms:BypassPolicyLockoutSafetyCheck": "false"}},
+        ),
+        _allow("ManageTaggedKeys", (*_KEY_READ_ACTIONS, *_KEY_WRITE_ACTIONS), s.keys, s.env_tag_is_ours),
+        _allow(
+            "SetTaggedKeyPolicies",
+            ("kms:PutKeyPolicy",),
+            s.keys,
+            {**s.env_tag_is_ours, "BoolIfExists": {"kms:BypassPolicyLockoutSafetyCheck": "false"}},
+        ),
+        # An alias change is authorized on both the alias and the key it points at.
+        _allow("OwnKeyAliases", _ALIAS_ACTIONS, s.key_aliases),
+        _allow("ListKeyAliases", ("kms:ListAliases",), "*"),
+    ]
+
+
+def _state(s: Scope, *, write: bool) -> list[Statement]:
+    """The DIY backend's objects for this stack, and its secrets key.
+
+    Both roles read `meta.yaml` and their own checkpoint, and take the stack's lock (the DIY
+    backend locks even for a preview). The deploy role also writes its checkpoint, history and
+    backups, and reads the other stacks of the project, whose outputs and history promotion
+    compares; it can delete only its lock and checkpoint files, never history or backups.
+    """
+    statements: list[Statement] = []
+    project, stack = s.project, s.stack
+    if s.state_bucket is not None:
+        checkpoint = s.state_object(f"stacks/{project}/{stack}.json*")
+        lock = s.state_object(f"locks/{project}/{stack}/*")
+        statements.append(
+            _allow(
+                "StateBucket",
+                ("s3:ListBucket", "s3:GetBucketLocation"),
+                f"arn:{s.partition}:s3:::{s.state_bucket}",
+            )
+        )
+        if write:
+            statements += [
+                _allow(
+                    "ReadProjectState",
+                    ("s3:GetObject",),
+                    [
+                        s.state_object("meta.yaml"),
+                        s.state_object(f"stacks/{project}/*"),
+                        s.state_object(f"history/{project}/*"),
+                        s.state_object(f"backups/{project}/{stack}/*"),
+                        lock,
+                    ],
+                ),
+                _allow("WriteOwnState", ("s3:PutObject", "s3:DeleteObject"), [checkpoint, lock]),
+                _allow(
+                    "AppendOwnHistory",
+                    ("s3:PutObject",),
+                    [
+                        s.state_object(f"history/{project}/{stack}/*"),
+                        s.state_object(f"backups/{project}/{stack}/*"),
+                    ],
+                ),
+            ]
+        else:
+            statements += [
+                _allow("ReadOwnState", ("s3:GetObject",), [s.state_object("meta.yaml"), checkpoint, lock]),
+                _allow("LockOwnState", ("s3:PutObject", "s3:DeleteObject"), lock),
+            ]
+    if s.state_kms_key_arn is not None:
+        actions = (
+            ("kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey")
+            if write
+            else ("kms:Decrypt", "kms:DescribeKey")
+        )
+        statements.append(_allow("StateSecretsKey", actions, s.state_kms_key_arn))
+    return statements
+
+
+def deploy_policies(scope: Scope) -> dict[str, Document]:
+    """The deploy role's managed policies, by part (see `deploy_policy_parts`)."""
+    builders = {"iam": _deploy_iam, "compute": _deploy_compute, "edge": _deploy_edge, "ops": _deploy_ops}
+    docs = {part: _document(builders[part](scope)) for part in DEPLOY_POLICY_PARTS}
+    if scope.has_state:
+        docs[STATE_PART] = _document(_state(scope, write=True))
+    return docs
+
+
+# --- preview --------------------------------------------------------------------------------
+
+
+def _preview_read(s: Scope) -> list[Statement]:
+    return [
+        _allow("ReadOwnIam", (*_ROLE_READ_ACTIONS, *_POLICY_READ_ACTIONS), [s.own_roles, s.own_policies]),
+        _allow("ReadOidcProvider", ("iam:GetOpenIDConnectProvider",), s.oidc_provider_arn),
+        _allow("ReadFunctions", _LAMBDA_READ_ACTIONS, s.functions),
+        _allow("ReadLogGroups", _LOG_GROUP_READ_ACTIONS, s.log_groups),
+        _allow("DescribeLogGroups", ("logs:DescribeLogGroups",), "*"),
+        _allow("ReadHttpApis", ("apigateway:GET",), s.apigateway("/apis/*")),
+        _allow("ReadTaggedDistributions", _DISTRIBUTION_READ_ACTIONS, s.distributions, s.env_tag_is_ours),
+        _allow(
+            "ReadCloudFrontConfigs",
+            _CLOUDFRONT_CONFIG_READ_ACTIONS,
+            [
+                s.arn("cloudfront", "origin-access-control/*", regional=False),
+                s.arn("cloudfront", "response-headers-policy/*", regional=False),
+            ],
+        ),
+        _allow("ReadBuckets", _BUCKET_READ_ACTIONS, s.buckets),
+        _allow("ReadRepository", _ECR_READ_ACTIONS, s.repositories),
+        _allow("ReadTopics", _TOPIC_READ_ACTIONS, s.topics),
+        _allow("ReadSubscriptions", ("sns:GetSubscriptionAttributes",), "*"),
+        _allow("ReadAlarms", _ALARM_READ_ACTIONS, s.alarms),
+        _allow("ReadDashboards", ("cloudwatch:GetDashboard",), s.dashboards),
+        _allow("ReadBudgets", _BUDGET_READ_ACTIONS, s.budgets),
+        _allow("ReadTaggedKeys", _KEY_READ_ACTIONS, s.keys, s.env_tag_is_ours),
+        _allow("ListKeyAliases", ("kms:ListAliases",), "*"),
+    ]
+
+
+def preview_policies(scope: Scope) -> dict[str, Document]:
+    """The preview role's managed policies: read what the stack owns, lock its state, nothing else."""
+    docs = {"read": _document(_preview_read(scope))}
+    if scope.has_state:
+        docs[STATE_PART] = _document(_state(scope, write=False))
+    return docs
+
+
+# --- buckets --------------------------------------------------------------------------------
+
+
+def tls_only_bucket_policy(bucket_arn: str) -> Document:
+    """Refuse every request to the bucket and its objects that does not arrive over TLS."""
+    return _document(
+        [
+            {
+                "Sid": "DenyInsecureTransport",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "s3:*",
+                "Resource": [bucket_arn, f"{bucket_arn}/*"],
+                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+            }
+        ]
+    )
+
+
+# --- checks ---------------------------------------------------------------------------------
+
+
+def statements(document: Mapping[str, Any]) -> list[Statement]:
+    raw = document.get("Statement", [])
+    return [dict(raw)] if isinstance(raw, Mapping) else [dict(s) for s in raw]
+
+
+def as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list | tuple) else [value]
+
+
+def policy_size(document: Mapping[str, Any]) -> int:
+    """Characters IAM counts against a policy's size limit (it ignores whitespace)."""
+    return len(json.dumps(document, separators=(",", ":")))
+
+
+def _is_everything(resource: str) -> bool:
+    """`*`, or an ARN whose resource part is only `*` (every bucket, every function …)."""
+    if resource == "*":
+        return True
+    parts = resource.split(":", 5)
+    return len(parts) == 6 and parts[5] in ("*", "*/*")
+
+
+def violations(
+    document: Mapping[str, Any], *, star_only_actions: Iterable[str] = STAR_ONLY_ACTIONS
+) -> list[str]:
+    """What makes a permission document unacceptable, one line per problem; [] when none.
+
+    Only Allow statements can grant, so only they are judged: no `NotAction`/`NotResource`,
+    no `*` or `service:*` actions, no IAM action patterns, nothing on Resource "*" except the
+    actions AWS authorizes only there, and `iam:PassRole` only on named roles and only to a
+    named service.
+    """
+    star_ok = frozenset(star_only_actions)
+    found: list[str] = []
+    for i, st in enumerate(statements(document)):
+        if st.get("Effect") != "Allow":
+            continue
+        where = f"statement {st.get('Sid') or i}"
+        if "NotAction" in st or "NotResource" in st:
+            found.append(f"{where}: NotAction/NotResource in an Allow grants everything else")
+        actions = [str(a) for a in as_list(st.get("Action"))]
+        resources = [str(r) for r in as_list(st.get("Resource"))]
+        for action in actions:
+            service, _, name = action.partition(":")
+            if action == "*" or name == "*":
+                found.append(f"{where}: allows every action of {service if name else 'every service'}")
+            elif service == "iam" and any(c in name for c in "*?"):
+                found.append(f"{where}: IAM actions must be named, got {action}")
+            if action not in star_ok and any(_is_everything(r) for r in resources):
+                found.append(f"{where}: allows {action} on every resource")
+            if action == "iam:PassRole" or (service == "iam" and fnmatch.fnmatchcase("PassRole", name)):
+                condition = st.get("Condition") or {}
+                passed = any("iam:PassedToService" in (block or {}) for block in condition.values())
+                if not passed:
+                    found.append(f"{where}: iam:PassRole without an iam:PassedToService condition")
+                for resource in resources:
+                    if resource == "*" or resource.endswith(":role/*"):
+                        found.append(f"{where}: iam:PassRole on every role ({resource})")
+    return found
