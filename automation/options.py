@@ -34,7 +34,9 @@ def stack_argument(f: F) -> F:
 
 def stacks_argument(f: F) -> F:
     """STACK… or --all (every stack with a Pulumi.<stack>.yaml)."""
-    f = click.option("--all", "all_stacks", is_flag=True, help="Every stack that has a Pulumi.<stack>.yaml.")(f)
+    f = click.option("--all", "all_stacks", is_flag=True, help="Every stack that has a Pulumi.<stack>.yaml.")(
+        f
+    )
     return click.argument("stacks", nargs=-1, type=STACK)(f)
 
 

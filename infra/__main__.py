@@ -8,6 +8,6 @@ from pathlib import Path
 # when the project is not pip-installed into the Pulumi virtualenv.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from infra.program import deploy  # noqa: E402
+from infra.program import deploy
 
 deploy()

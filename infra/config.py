@@ -38,17 +38,54 @@ EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 LAMBDA_VERSION_RE = re.compile(r"^[1-9][0-9]*$")
 
 # The values CloudWatch Logs accepts for retention_in_days.
-LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192,
-                      2557, 2922, 3288, 3653)
+LOG_RETENTION_DAYS = (
+    1,
+    3,
+    5,
+    7,
+    14,
+    30,
+    60,
+    90,
+    120,
+    150,
+    180,
+    365,
+    400,
+    545,
+    731,
+    1096,
+    1827,
+    2192,
+    2557,
+    2922,
+    3288,
+    3653,
+)
 PRICE_CLASSES = ("PriceClass_100", "PriceClass_200", "PriceClass_All")
 # Lambda environment variables AWS reserves for its own runtime.
-RESERVED_ENV_VARS = frozenset({
-    "_HANDLER", "_X_AMZN_TRACE_ID", "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_EXECUTION_ENV",
-    "AWS_LAMBDA_FUNCTION_NAME", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "AWS_LAMBDA_FUNCTION_VERSION",
-    "AWS_LAMBDA_INITIALIZATION_TYPE", "AWS_LAMBDA_LOG_GROUP_NAME", "AWS_LAMBDA_LOG_STREAM_NAME",
-    "AWS_ACCESS_KEY", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
-    "AWS_LAMBDA_RUNTIME_API", "LAMBDA_TASK_ROOT", "LAMBDA_RUNTIME_DIR",
-})
+RESERVED_ENV_VARS = frozenset(
+    {
+        "_HANDLER",
+        "_X_AMZN_TRACE_ID",
+        "AWS_DEFAULT_REGION",
+        "AWS_REGION",
+        "AWS_EXECUTION_ENV",
+        "AWS_LAMBDA_FUNCTION_NAME",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+        "AWS_LAMBDA_FUNCTION_VERSION",
+        "AWS_LAMBDA_INITIALIZATION_TYPE",
+        "AWS_LAMBDA_LOG_GROUP_NAME",
+        "AWS_LAMBDA_LOG_STREAM_NAME",
+        "AWS_ACCESS_KEY",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_LAMBDA_RUNTIME_API",
+        "LAMBDA_TASK_ROOT",
+        "LAMBDA_RUNTIME_DIR",
+    }
+)
 
 # Keys read as secrets. A plain-text value for any of them is an error, so a webhook URL
 # cannot end up readable in a committed stack file.
@@ -313,8 +350,15 @@ class _Obj:
     def raw(self, name: str) -> Any:
         return self.value.get(name)
 
-    def string(self, name: str, *, required: bool = False, default: str | None = None,
-               pattern: re.Pattern[str] | None = None, expect: str = "") -> str | None:
+    def string(
+        self,
+        name: str,
+        *,
+        required: bool = False,
+        default: str | None = None,
+        pattern: re.Pattern[str] | None = None,
+        expect: str = "",
+    ) -> str | None:
         value = self.value.get(name)
         if value is None:
             if required:
@@ -328,8 +372,9 @@ class _Obj:
             return default
         return _integer(self.sub(name), value, lo, hi)
 
-    def number(self, name: str, default: float | None, lo: float, hi: float, *, open_range: bool = False
-               ) -> float | None:
+    def number(
+        self, name: str, default: float | None, lo: float, hi: float, *, open_range: bool = False
+    ) -> float | None:
         value = self.value.get(name)
         if value is None:
             return default
@@ -393,7 +438,9 @@ def _boolean(path: str, value: Any) -> bool:
     raise ConfigError(f"{_key(path)} must be true or false, got {_fmt(value)}")
 
 
-def _strings(path: str, value: Any, pattern: re.Pattern[str] | None = None, expect: str = "") -> tuple[str, ...]:
+def _strings(
+    path: str, value: Any, pattern: re.Pattern[str] | None = None, expect: str = ""
+) -> tuple[str, ...]:
     if not isinstance(value, list):
         raise ConfigError(f"{_key(path)} must be a list of strings, got {_fmt(value)}")
     return tuple(_string(f"{path}[{i}]", item, pattern, expect) for i, item in enumerate(value))
@@ -413,8 +460,21 @@ def _string_map(path: str, value: Any, key_pattern: re.Pattern[str], key_expect:
 
 
 TOP_LEVEL_KEYS = (
-    "github", "oidc", "state", "artifacts", "release", "services", "logRetentionDays", "api", "frontend",
-    "alarms", "budget", "promotion", "tags", "waivers", "slackWebhookUrl",
+    "github",
+    "oidc",
+    "state",
+    "artifacts",
+    "release",
+    "services",
+    "logRetentionDays",
+    "api",
+    "frontend",
+    "alarms",
+    "budget",
+    "promotion",
+    "tags",
+    "waivers",
+    "slackWebhookUrl",
 )
 REQUIRED_KEYS = ("github", "release", "services", "budget")
 
@@ -427,11 +487,16 @@ def _github(value: Any, stack: str) -> GitHubConfig:
     repository_id = o.integer("repositoryId", None, 1, 2**53)
     if (owner_id is None) != (repository_id is None):
         missing = "repositoryId" if repository_id is None else "ownerId"
-        raise ConfigError(f"{_key('github.' + missing)} is required when the other immutable-subject ID is set")
+        raise ConfigError(
+            f"{_key('github.' + missing)} is required when the other immutable-subject ID is set"
+        )
     protection = EnvironmentProtection()
     if o.has("environment"):
-        e = _Obj("github.environment", o.raw("environment"), (
-            "reviewers", "preventSelfReview", "canAdminsBypass", "waitTimerMinutes", "deploymentBranches"))
+        e = _Obj(
+            "github.environment",
+            o.raw("environment"),
+            ("reviewers", "preventSelfReview", "canAdminsBypass", "waitTimerMinutes", "deploymentBranches"),
+        )
         reviewers = Reviewers()
         if e.has("reviewers"):
             r = _Obj("github.environment.reviewers", e.raw("reviewers"), ("users", "teams"))
@@ -440,27 +505,38 @@ def _github(value: Any, stack: str) -> GitHubConfig:
                 teams=r.strings("teams", re.compile(r"^[A-Za-z0-9._-]{1,100}$"), "a team slug"),
             )
             if len(reviewers.users) + len(reviewers.teams) > 6:
-                raise ConfigError(f"{_key('github.environment.reviewers')} allows at most 6 users and teams "
-                                  f"in all (a GitHub limit), got {len(reviewers.users) + len(reviewers.teams)}")
+                raise ConfigError(
+                    f"{_key('github.environment.reviewers')} allows at most 6 users and teams "
+                    f"in all (a GitHub limit), got {len(reviewers.users) + len(reviewers.teams)}"
+                )
         branches = None
         if e.has("deploymentBranches"):
-            b = _Obj("github.environment.deploymentBranches", e.raw("deploymentBranches"),
-                     ("protectedBranches", "branches", "tags"))
+            b = _Obj(
+                "github.environment.deploymentBranches",
+                e.raw("deploymentBranches"),
+                ("protectedBranches", "branches", "tags"),
+            )
             branches = DeploymentBranches(
                 protected_branches=b.boolean("protectedBranches", False),
                 branch_patterns=b.strings("branches"),
                 tag_patterns=b.strings("tags"),
             )
             if branches.protected_branches and (branches.branch_patterns or branches.tag_patterns):
-                raise ConfigError(f"{_key('github.environment.deploymentBranches')} takes either "
-                                  "protectedBranches: true or branches/tags patterns, not both")
+                raise ConfigError(
+                    f"{_key('github.environment.deploymentBranches')} takes either "
+                    "protectedBranches: true or branches/tags patterns, not both"
+                )
             if not (branches.protected_branches or branches.branch_patterns or branches.tag_patterns):
-                raise ConfigError(f"{_key('github.environment.deploymentBranches')} must set "
-                                  "protectedBranches: true or list branches/tags patterns")
+                raise ConfigError(
+                    f"{_key('github.environment.deploymentBranches')} must set "
+                    "protectedBranches: true or list branches/tags patterns"
+                )
         prevent_self_review = e.boolean("preventSelfReview", False)
         if prevent_self_review and not reviewers:
-            raise ConfigError(f"{_key('github.environment.preventSelfReview')} needs reviewers in "
-                              f"{_key('github.environment.reviewers')}")
+            raise ConfigError(
+                f"{_key('github.environment.preventSelfReview')} needs reviewers in "
+                f"{_key('github.environment.reviewers')}"
+            )
         protection = EnvironmentProtection(
             reviewers=reviewers,
             prevent_self_review=prevent_self_review,
@@ -479,23 +555,33 @@ def _github(value: Any, stack: str) -> GitHubConfig:
 
 def _release(value: Any, service_names: tuple[str, ...]) -> Release:
     o = _Obj("release", value, ("version", "images", "canary", "candidate"))
-    version = o.string("version", required=True, pattern=VERSION_RE,
-                       expect="a version or git SHA (letters, digits, . _ -; up to 64)")
-    candidate = o.string("candidate", pattern=VERSION_RE,
-                         expect="a version or git SHA (letters, digits, . _ -; up to 64)")
+    version = o.string(
+        "version",
+        required=True,
+        pattern=VERSION_RE,
+        expect="a version or git SHA (letters, digits, . _ -; up to 64)",
+    )
+    candidate = o.string(
+        "candidate", pattern=VERSION_RE, expect="a version or git SHA (letters, digits, . _ -; up to 64)"
+    )
     if not o.has("images"):
         raise ConfigError(f"{_key('release.images')} is required")
     images = _string_map("release.images", o.raw("images"), SERVICE_NAME_RE, "a service name")
     for name, digest in images.items():
         if not DIGEST_RE.match(digest):
-            raise ConfigError(f'{_key("release.images." + name)} must look like "sha256:" and 64 hex digits, '
-                              f"got {_fmt(digest)}")
+            raise ConfigError(
+                f'{_key("release.images." + name)} must look like "sha256:" and 64 hex digits, '
+                f"got {_fmt(digest)}"
+            )
         if name not in service_names:
-            raise ConfigError(f"{_key('release.images.' + name)} names an unknown service"
-                              f"{_suggest(name, service_names)}")
+            raise ConfigError(
+                f"{_key('release.images.' + name)} names an unknown service{_suggest(name, service_names)}"
+            )
     for name in service_names:
         if name not in images:
-            raise ConfigError(f"{_key('release.images.' + name)} is required: service {_fmt(name)} has no image")
+            raise ConfigError(
+                f"{_key('release.images.' + name)} is required: service {_fmt(name)} has no image"
+            )
     canary = None
     if o.has("canary"):
         c = _Obj("release.canary", o.raw("canary"), ("weight", "stableVersions"))
@@ -503,17 +589,24 @@ def _release(value: Any, service_names: tuple[str, ...]) -> Release:
         if weight is None:
             raise ConfigError(f"{_key('release.canary.weight')} is required")
         if not c.has("stableVersions"):
-            raise ConfigError(f"{_key('release.canary.stableVersions')} is required: the published version "
-                              "each service keeps for the rest of the traffic")
-        stable = _string_map("release.canary.stableVersions", c.raw("stableVersions"), SERVICE_NAME_RE,
-                             "a service name")
+            raise ConfigError(
+                f"{_key('release.canary.stableVersions')} is required: the published version "
+                "each service keeps for the rest of the traffic"
+            )
+        stable = _string_map(
+            "release.canary.stableVersions", c.raw("stableVersions"), SERVICE_NAME_RE, "a service name"
+        )
         for name, number in stable.items():
             if name not in service_names:
-                raise ConfigError(f"{_key('release.canary.stableVersions.' + name)} names an unknown service"
-                                  f"{_suggest(name, service_names)}")
+                raise ConfigError(
+                    f"{_key('release.canary.stableVersions.' + name)} names an unknown service"
+                    f"{_suggest(name, service_names)}"
+                )
             if not LAMBDA_VERSION_RE.match(number):
-                raise ConfigError(f"{_key('release.canary.stableVersions.' + name)} must be a published "
-                                  f"Lambda version number, got {_fmt(number)}")
+                raise ConfigError(
+                    f"{_key('release.canary.stableVersions.' + name)} must be a published "
+                    f"Lambda version number, got {_fmt(number)}"
+                )
         for name in service_names:
             if name not in stable:
                 raise ConfigError(f"{_key('release.canary.stableVersions.' + name)} is required")
@@ -524,22 +617,36 @@ def _release(value: Any, service_names: tuple[str, ...]) -> Release:
 
 def _service(index: int, value: Any) -> Service:
     path = f"services[{index}]"
-    o = _Obj(path, value, ("name", "memory", "timeout", "reservedConcurrency", "environment", "healthPath",
-                           "routes", "grants"))
-    name = o.string("name", required=True, pattern=SERVICE_NAME_RE,
-                    expect="a lower-case name (letters, digits, -; up to 30)")
+    o = _Obj(
+        path,
+        value,
+        ("name", "memory", "timeout", "reservedConcurrency", "environment", "healthPath", "routes", "grants"),
+    )
+    name = o.string(
+        "name",
+        required=True,
+        pattern=SERVICE_NAME_RE,
+        expect="a lower-case name (letters, digits, -; up to 30)",
+    )
     assert name is not None
     environment: dict[str, str] = {}
     if o.has("environment"):
-        environment = _string_map(o.sub("environment"), o.raw("environment"), ENV_VAR_RE,
-                                  "an environment variable name")
+        environment = _string_map(
+            o.sub("environment"), o.raw("environment"), ENV_VAR_RE, "an environment variable name"
+        )
         for var in environment:
             if var in RESERVED_ENV_VARS:
                 raise ConfigError(f"{_key(o.sub('environment.' + var))} is reserved by Lambda")
-    health_path = o.string("healthPath", default=f"/{name}/health", pattern=re.compile(r"^/[^\s]*$"),
-                           expect='a path starting with "/"')
+    health_path = o.string(
+        "healthPath",
+        default=f"/{name}/health",
+        pattern=re.compile(r"^/[^\s]*$"),
+        expect='a path starting with "/"',
+    )
     routes = o.strings("routes", ROUTE_RE, '"METHOD /path", e.g. "GET /orders/{id}"') or (
-        f"ANY /{name}", f"ANY /{name}/{{proxy+}}")
+        f"ANY /{name}",
+        f"ANY /{name}/{{proxy+}}",
+    )
     grants: list[Grant] = []
     if o.has("grants"):
         raw = o.raw("grants")
@@ -552,8 +659,10 @@ def _service(index: int, value: Any) -> Service:
             if not actions or not resources:
                 raise ConfigError(f"{_key(g.path)} needs both actions and resources")
             if any(a == "*" or a.endswith(":*") for a in actions) and "*" in resources:
-                raise ConfigError(f"{_key(g.path)} grants every action of a service on every resource; "
-                                  "name the actions or the resources")
+                raise ConfigError(
+                    f"{_key(g.path)} grants every action of a service on every resource; "
+                    "name the actions or the resources"
+                )
             if any(a.startswith("iam:") for a in actions):
                 raise ConfigError(f"{_key(g.path)} may not grant iam: actions to a service")
             grants.append(Grant(actions=actions, resources=resources))
@@ -576,27 +685,43 @@ def _services(value: Any) -> tuple[Service, ...]:
     seen: dict[str, int] = {}
     for i, svc in enumerate(services):
         if svc.name in seen:
-            raise ConfigError(f"{_key(f'services[{i}].name')} duplicates services[{seen[svc.name]}]: "
-                              f"{_fmt(svc.name)}")
+            raise ConfigError(
+                f"{_key(f'services[{i}].name')} duplicates services[{seen[svc.name]}]: {_fmt(svc.name)}"
+            )
         seen[svc.name] = i
     routes: dict[str, str] = {}
     for svc in services:
         for route in svc.routes:
             if route in routes:
-                raise ConfigError(f"{_key('services')} route {_fmt(route)} is claimed by both "
-                                  f"{_fmt(routes[route])} and {_fmt(svc.name)}")
+                raise ConfigError(
+                    f"{_key('services')} route {_fmt(route)} is claimed by both "
+                    f"{_fmt(routes[route])} and {_fmt(svc.name)}"
+                )
             routes[route] = svc.name
     return services
 
 
 def _alarms(value: Any) -> AlarmsConfig:
-    o = _Obj("alarms", value, ("email", "errorThreshold", "throttleThreshold", "p95DurationMs",
-                               "api5xxThreshold", "periodSeconds", "evaluationPeriods"))
+    o = _Obj(
+        "alarms",
+        value,
+        (
+            "email",
+            "errorThreshold",
+            "throttleThreshold",
+            "p95DurationMs",
+            "api5xxThreshold",
+            "periodSeconds",
+            "evaluationPeriods",
+        ),
+    )
     d = AlarmsConfig()
     period = o.integer("periodSeconds", d.period_seconds, 10, 86400)
     assert period is not None
     if period not in (10, 20, 30) and period % 60:
-        raise ConfigError(f"{_key('alarms.periodSeconds')} must be 10, 20, 30 or a multiple of 60, got {period}")
+        raise ConfigError(
+            f"{_key('alarms.periodSeconds')} must be 10, 20, 30 or a multiple of 60, got {period}"
+        )
     return AlarmsConfig(
         email=o.string("email", pattern=EMAIL_RE, expect="an e-mail address"),
         error_threshold=o.integer("errorThreshold", d.error_threshold, 1, 1_000_000) or 1,
@@ -621,8 +746,9 @@ def _budget(value: Any) -> BudgetConfig:
         thresholds = tuple(_integer(f"budget.thresholds[{i}]", t, 1, 1000) for i, t in enumerate(raw))
     emails = o.strings("emails", EMAIL_RE, "an e-mail address")
     if len(emails) > 10:
-        raise ConfigError(f"{_key('budget.emails')} allows at most 10 addresses (an AWS Budgets limit), "
-                          f"got {len(emails)}")
+        raise ConfigError(
+            f"{_key('budget.emails')} allows at most 10 addresses (an AWS Budgets limit), got {len(emails)}"
+        )
     return BudgetConfig(monthly_limit_usd=limit, thresholds=thresholds, emails=emails)
 
 
@@ -645,7 +771,9 @@ def _check_name_lengths(project: str, stack: str) -> None:
 
 
 def _promotion(value: Any, stack: str) -> PromotionConfig:
-    o = _Obj("promotion", value, ("source", "approval", "bakeSeconds", "canaryWeight", "verify", "pre", "post"))
+    o = _Obj(
+        "promotion", value, ("source", "approval", "bakeSeconds", "canaryWeight", "verify", "pre", "post")
+    )
     source = o.string("source", pattern=STACK_NAME_RE, expect="a stack name")
     if source == stack:
         raise ConfigError(f"{_key('promotion.source')} cannot be the stack itself ({_fmt(stack)})")
@@ -655,8 +783,10 @@ def _promotion(value: Any, stack: str) -> PromotionConfig:
         verify = VerifyConfig(
             timeout_seconds=v.integer("timeoutSeconds", verify.timeout_seconds, 1, 3600) or 1,
             interval_seconds=v.number("intervalSeconds", verify.interval_seconds, 0.0, 300.0) or 0.0,
-            frontend_path=v.string("frontendPath", default="/", pattern=re.compile(r"^/"),
-                                   expect='a path starting with "/"') or "/",
+            frontend_path=v.string(
+                "frontendPath", default="/", pattern=re.compile(r"^/"), expect='a path starting with "/"'
+            )
+            or "/",
         )
     return PromotionConfig(
         source=source,
@@ -699,11 +829,15 @@ def parse(
     value for a secret key (the engine's `get_secret` Output, or a `Secret` placeholder).
     """
     if not STACK_NAME_RE.match(stack):
-        raise ConfigError(f"stack name must be lower-case letters, digits and - (up to 31), got {_fmt(stack)}")
+        raise ConfigError(
+            f"stack name must be lower-case letters, digits and - (up to 31), got {_fmt(stack)}"
+        )
     if stack.endswith("-readonly"):
         # "<stack>-readonly" is the GitHub environment of another stack's read-only jobs.
-        raise ConfigError(f"stack name {_fmt(stack)} must not end in -readonly: that suffix names read-only "
-                          "GitHub environments")
+        raise ConfigError(
+            f"stack name {_fmt(stack)} must not end in -readonly: that suffix names read-only "
+            "GitHub environments"
+        )
     _check_name_lengths(project, stack)
     for name in values:
         if name not in TOP_LEVEL_KEYS:
@@ -716,8 +850,9 @@ def parse(
     secret_keys = set(secret_keys)
     for name in SECRET_KEYS:
         if values.get(name) is not None and name not in secret_keys:
-            raise ConfigError(f"{_key(name)} must be a secret: set it with "
-                              f"`pulumi config set --secret {name} … -s {stack}`")
+            raise ConfigError(
+                f"{_key(name)} must be a secret: set it with `pulumi config set --secret {name} … -s {stack}`"
+            )
 
     github = _github(values["github"], stack)
     services = _services(values["services"])
@@ -727,8 +862,11 @@ def parse(
         return _Obj(name, values.get(name) or {}, allowed)
 
     oidc = obj("oidc", ("providerArn",))
-    provider_arn = oidc.string("providerArn", pattern=re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:oidc-provider/"),
-                               expect="arn:aws:iam::ACCOUNT:oidc-provider/token.actions.githubusercontent.com")
+    provider_arn = oidc.string(
+        "providerArn",
+        pattern=re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:oidc-provider/"),
+        expect="arn:aws:iam::ACCOUNT:oidc-provider/token.actions.githubusercontent.com",
+    )
     state = obj("state", ("bucket", "kmsKeyArn"))
     artifacts = obj("artifacts", ("noncurrentVersionDays", "abortMultipartDays", "keepImages", "protect"))
     api = obj("api", ("burstLimit", "rateLimit"))
@@ -736,15 +874,19 @@ def parse(
     retention = values.get("logRetentionDays")
     log_retention = 14 if retention is None else _integer("logRetentionDays", retention, 1, 3653)
     if log_retention not in LOG_RETENTION_DAYS:
-        raise ConfigError(f"{_key('logRetentionDays')} must be one of CloudWatch's values "
-                          f"({', '.join(map(str, LOG_RETENTION_DAYS))}), got {log_retention}")
+        raise ConfigError(
+            f"{_key('logRetentionDays')} must be one of CloudWatch's values "
+            f"({', '.join(map(str, LOG_RETENTION_DAYS))}), got {log_retention}"
+        )
     tags: dict[str, str] = {}
     if values.get("tags") is not None:
         tags = _string_map("tags", values["tags"], re.compile(r"^[A-Za-z0-9 _.:/=+@-]{1,128}$"), "a tag key")
     price_class = frontend.string("priceClass", default="PriceClass_100")
     if price_class not in PRICE_CLASSES:
-        raise ConfigError(f"{_key('frontend.priceClass')} must be one of {', '.join(PRICE_CLASSES)}, "
-                          f"got {_fmt(price_class)}")
+        raise ConfigError(
+            f"{_key('frontend.priceClass')} must be one of {', '.join(PRICE_CLASSES)}, "
+            f"got {_fmt(price_class)}"
+        )
     slack = None
     if values.get("slackWebhookUrl") is not None:
         slack = read_secret("slackWebhookUrl") if read_secret else Secret()
@@ -760,8 +902,9 @@ def parse(
         oidc=OidcConfig(provider_arn=provider_arn),
         state=StateConfig(
             bucket=state.string("bucket", pattern=BUCKET_RE, expect="an S3 bucket name"),
-            kms_key_arn=state.string("kmsKeyArn", pattern=re.compile(r"^arn:aws[a-z-]*:kms:"),
-                                     expect="a KMS key ARN"),
+            kms_key_arn=state.string(
+                "kmsKeyArn", pattern=re.compile(r"^arn:aws[a-z-]*:kms:"), expect="a KMS key ARN"
+            ),
         ),
         artifacts=ArtifactsConfig(
             noncurrent_version_days=artifacts.integer("noncurrentVersionDays", 30, 1, 3650) or 30,
@@ -804,7 +947,7 @@ def load() -> StackConfig:
     merged: dict[str, Any] = dict(runtime_config.get_config_env())
     merged.update(runtime_config.CONFIG.get())
     prefix = f"{NAMESPACE}:"
-    values = {k[len(prefix):]: _decode(v) for k, v in merged.items() if k.startswith(prefix)}
+    values = {k[len(prefix) :]: _decode(v) for k, v in merged.items() if k.startswith(prefix)}
     secret_keys = {k for k in values if runtime_config.is_config_secret(prefix + k)}
     cfg = pulumi.Config(NAMESPACE)
     region = pulumi.Config("aws").get("region")
@@ -836,7 +979,7 @@ def stack_file_path(root: Path, stack: str) -> Path:
 
 def known_stacks(root: Path) -> list[str]:
     """Stack names that have a `Pulumi.<stack>.yaml` in `root`."""
-    return sorted(p.name[len("Pulumi."):-len(".yaml")] for p in root.glob("Pulumi.*.yaml"))
+    return sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in root.glob("Pulumi.*.yaml"))
 
 
 def read_stack_file(root: Path, stack: str) -> StackFile:
@@ -844,7 +987,9 @@ def read_stack_file(root: Path, stack: str) -> StackFile:
     import yaml
 
     if not STACK_NAME_RE.match(stack):
-        raise ConfigError(f"stack name must be lower-case letters, digits and - (up to 31), got {_fmt(stack)}")
+        raise ConfigError(
+            f"stack name must be lower-case letters, digits and - (up to 31), got {_fmt(stack)}"
+        )
     path = stack_file_path(root, stack)
     try:
         text = path.read_text(encoding="utf-8")
@@ -868,21 +1013,27 @@ def read_stack_file(root: Path, stack: str) -> StackFile:
     values: dict[str, Any] = {}
     secrets: set[str] = set()
     other: dict[str, Any] = {}
-    for key, value in config.items():
-        key = str(key)
+    for raw_key, value in config.items():
+        key = str(raw_key)
         is_secure = isinstance(value, dict) and set(value) == {"secure"}
         if key.startswith(prefix):
-            name = key[len(prefix):]
+            name = key[len(prefix) :]
             values[name] = Secret() if is_secure else value
             if is_secure:
                 secrets.add(name)
         else:
             other[key] = Secret() if is_secure else value
-    return StackFile(stack=stack, path=path, values=values, secret_keys=frozenset(secrets), other=other,
-                     document=document)
+    return StackFile(
+        stack=stack, path=path, values=values, secret_keys=frozenset(secrets), other=other, document=document
+    )
 
 
 def parse_stack_file(sf: StackFile, project: str = "stageline") -> StackConfig:
     region = sf.other.get("aws:region")
-    return parse(sf.values, stack=sf.stack, project=project, region=region if isinstance(region, str) else None,
-                 secret_keys=sf.secret_keys)
+    return parse(
+        sf.values,
+        stack=sf.stack,
+        project=project,
+        region=region if isinstance(region, str) else None,
+        secret_keys=sf.secret_keys,
+    )
