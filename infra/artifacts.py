@@ -90,6 +90,29 @@ def ecr_lifecycle_policy(keep_images: int) -> dict[str, Any]:
     }
 
 
+def lambda_pull_policy(repository_arn: str, function_prefix: str) -> dict[str, Any]:
+    """Let this environment's Lambda functions, and only them, pull images from the repository.
+
+    Lambda reads a container image with its own service principal. Declaring the grant here
+    keeps it reviewable; otherwise Lambda would try to add it at function creation, which
+    needs the deployer to hold ecr:SetRepositoryPolicy at that moment.
+    """
+    _, partition, _, region, account, _ = repository_arn.split(":", 5)
+    functions = f"arn:{partition}:lambda:{region}:{account}:function:{function_prefix}-*"
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "LambdaImagePull",
+                "Effect": "Allow",
+                "Principal": {"Service": "lambda.amazonaws.com"},
+                "Action": ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
+                "Condition": {"StringLike": {"aws:sourceArn": functions}},
+            }
+        ],
+    }
+
+
 @dataclass(frozen=True)
 class ArtifactStoreArgs:
     bucket_prefix: str  # "<prefix>-artifacts-"; S3 appends a unique suffix
@@ -98,6 +121,7 @@ class ArtifactStoreArgs:
     abort_multipart_days: int = 7
     keep_images: int = 30
     protect: bool = False
+    function_prefix: str = ""  # "<prefix>": functions named "<prefix>-*" may pull images
 
     def __post_init__(self) -> None:
         if len(self.bucket_prefix) > BUCKET_PREFIX_MAX:  # S3 appends 26 characters, up to 63
@@ -115,6 +139,7 @@ class ArtifactStoreArgs:
             abort_multipart_days=cfg.artifacts.abort_multipart_days,
             keep_images=cfg.artifacts.keep_images,
             protect=cfg.artifacts.protect,
+            function_prefix=cfg.prefix,
         )
 
 
@@ -201,6 +226,16 @@ class ArtifactStore(pulumi.ComponentResource):
             policy=json.dumps(ecr_lifecycle_policy(args.keep_images)),
             opts=child,
         )
+
+        if args.function_prefix:
+            aws.ecr.RepositoryPolicy(
+                f"{name}-repository-policy",
+                repository=repository.name,
+                policy=repository.arn.apply(
+                    lambda arn: json.dumps(lambda_pull_policy(arn, args.function_prefix))
+                ),
+                opts=child,
+            )
 
         self.bucket_name = bucket.bucket
         self.bucket_arn = bucket.arn

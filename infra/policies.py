@@ -220,6 +220,8 @@ _ECR_WRITE_ACTIONS = (
     "ecr:PutImageScanningConfiguration",
     "ecr:PutLifecyclePolicy",
     "ecr:DeleteLifecyclePolicy",
+    "ecr:SetRepositoryPolicy",
+    "ecr:DeleteRepositoryPolicy",
     "ecr:TagResource",
     "ecr:UntagResource",
     "ecr:BatchCheckLayerAvailability",

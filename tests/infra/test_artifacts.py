@@ -188,3 +188,16 @@ def test_protect_in_config_protects_and_retains_the_stateful_resources(
     )
     # Sub-configurations lose no data and are not protected.
     assert not prod.named("artifacts-versioning").protect
+
+
+def test_only_this_environments_functions_may_pull_images() -> None:
+    from infra.artifacts import lambda_pull_policy
+
+    arn = "arn:aws:ecr:eu-west-1:123456789012:repository/stageline-dev"
+    doc = lambda_pull_policy(arn, "stageline-dev")
+    [statement] = doc["Statement"]
+    assert statement["Principal"] == {"Service": "lambda.amazonaws.com"}
+    assert sorted(statement["Action"]) == ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"]
+    assert statement["Condition"] == {
+        "StringLike": {"aws:sourceArn": "arn:aws:lambda:eu-west-1:123456789012:function:stageline-dev-*"}
+    }

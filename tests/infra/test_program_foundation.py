@@ -402,6 +402,9 @@ def creation_requests(sim: Simulation, r: SimResource, stack: str) -> list[tuple
     if t == "ecr/lifecyclePolicy:LifecyclePolicy":
         repo = f"arn:aws:ecr:{region}:{ACCOUNT}:repository/{r.inputs['repository']}"
         return [("ecr:PutLifecyclePolicy", repo, {})]
+    if t == "ecr/repositoryPolicy:RepositoryPolicy":
+        repo = f"arn:aws:ecr:{region}:{ACCOUNT}:repository/{r.inputs['repository']}"
+        return [("ecr:SetRepositoryPolicy", repo, {})]
     if t == "kms/key:Key":
         key = r.outputs["arn"]
         return [
