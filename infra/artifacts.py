@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import pulumi
 import pulumi_aws as aws
 
+from infra.buckets import PrivateBucketArgs, private_bucket
 from infra.config import BUCKET_PREFIX_MAX
 from infra.policies import tls_only_bucket_policy
 
@@ -28,42 +29,6 @@ def bucket_prefix(prefix: str) -> str:
 
 def repository_name(prefix: str) -> str:
     return f"{prefix}-app"
-
-
-def lifecycle_rules(
-    *, noncurrent_version_days: int, abort_multipart_days: int
-) -> list[aws.s3.BucketLifecycleConfigurationRuleArgsDict]:
-    """The bucket's lifecycle rules, as BucketLifecycleConfiguration `rules` input.
-
-    Current objects never expire: a release stays available until someone deletes it. What
-    a delete or an overwrite leaves behind (noncurrent versions, then the lone delete markers)
-    and abandoned multipart uploads are cleaned up. Each rule does one thing: the provider
-    shows a permanent diff for an `expiration` that sets both `days` and
-    `expired_object_delete_marker`.
-    """
-    if noncurrent_version_days < 1 or abort_multipart_days < 1:
-        raise ValueError("lifecycle periods must be at least one day")
-    everything: aws.s3.BucketLifecycleConfigurationRuleFilterArgsDict = {}  # an empty filter: every object
-    return [
-        {
-            "id": "expire-noncurrent-versions",
-            "status": "Enabled",
-            "filter": everything,
-            "noncurrent_version_expiration": {"noncurrent_days": noncurrent_version_days},
-        },
-        {
-            "id": "remove-expired-delete-markers",
-            "status": "Enabled",
-            "filter": everything,
-            "expiration": {"expired_object_delete_marker": True},
-        },
-        {
-            "id": "abort-incomplete-multipart-uploads",
-            "status": "Enabled",
-            "filter": everything,
-            "abort_incomplete_multipart_upload": {"days_after_initiation": abort_multipart_days},
-        },
-    ]
 
 
 def ecr_lifecycle_policy(keep_images: int) -> dict[str, Any]:
@@ -156,62 +121,29 @@ class ArtifactStore(pulumi.ComponentResource):
     ) -> None:
         super().__init__("stageline:infra:ArtifactStore", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        # Protection comes from config (artifacts.protect), never from the stack's name: the
-        # stateful resources refuse deletion and survive a destroy. Their sub-configurations
-        # are not protected: losing one loses no data and the next `up` restores it.
+        store = private_bucket(
+            name,
+            PrivateBucketArgs(
+                bucket_prefix=args.bucket_prefix,
+                noncurrent_version_days=args.noncurrent_version_days,
+                abort_multipart_days=args.abort_multipart_days,
+                protect=args.protect,
+            ),
+            parent=self,
+        )
+        bucket = store.bucket
+        # Protection comes from config (artifacts.protect), never from the stack's name.
         stateful = pulumi.ResourceOptions(parent=self, protect=args.protect, retain_on_delete=args.protect)
-
-        # No force_destroy: a destroy of a non-empty bucket fails loudly instead of deleting
-        # every artifact and release upload with it.
-        bucket = aws.s3.Bucket(f"{name}-bucket", bucket_prefix=args.bucket_prefix, opts=stateful)
-        ownership = aws.s3.BucketOwnershipControls(
-            f"{name}-ownership",
-            bucket=bucket.id,
-            rule={"object_ownership": "BucketOwnerEnforced"},  # ACLs off: the bucket policy decides
-            opts=child,
-        )
-        public_access = aws.s3.BucketPublicAccessBlock(
-            f"{name}-public-access",
-            bucket=bucket.id,
-            block_public_acls=True,
-            block_public_policy=True,
-            ignore_public_acls=True,
-            restrict_public_buckets=True,
-            opts=child,
-        )
-        aws.s3.BucketServerSideEncryptionConfiguration(
-            f"{name}-encryption",
-            bucket=bucket.id,
-            # SSE-S3: readers need no KMS permissions (CloudFront, Lambda, CI jobs).
-            rules=[{"apply_server_side_encryption_by_default": {"sse_algorithm": "AES256"}}],
-            opts=child,
-        )
-        versioning = aws.s3.BucketVersioning(
-            f"{name}-versioning",
-            bucket=bucket.id,
-            versioning_configuration={"status": "Enabled"},
-            opts=child,
-        )
         aws.s3.BucketPolicy(
             f"{name}-policy",
             bucket=bucket.id,
             policy=bucket.arn.apply(lambda arn: json.dumps(tls_only_bucket_policy(arn))),
             # S3 rejects a policy PUT while a public-access-block change is still settling.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[public_access, ownership]),
-        )
-        aws.s3.BucketLifecycleConfiguration(
-            f"{name}-lifecycle",
-            bucket=bucket.id,
-            rules=lifecycle_rules(
-                noncurrent_version_days=args.noncurrent_version_days,
-                abort_multipart_days=args.abort_multipart_days,
-            ),
-            # S3 rejects rules on noncurrent versions until versioning is on.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[versioning]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[store.public_access, store.ownership]),
         )
 
-        # No force_delete, for the same reason as the bucket. IMMUTABLE: a tag can never be
-        # moved to another image, and releases pin digests anyway.
+        # No force_delete: deleting a registry that still holds images fails loudly. IMMUTABLE: a
+        # tag can never be moved to another image, and releases pin digests anyway.
         repository = aws.ecr.Repository(
             f"{name}-repository",
             name=args.repository_name,

@@ -24,6 +24,8 @@ from urllib.parse import urlsplit
 import pulumi
 import pulumi_aws as aws
 
+from infra.buckets import PrivateBucketArgs, private_bucket
+
 if TYPE_CHECKING:
     from infra.config import StackConfig
 
@@ -133,63 +135,17 @@ class Frontend(pulumi.ComponentResource):
         super().__init__("stageline:infra:Frontend", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
 
-        bucket = aws.s3.Bucket(
-            f"{name}-bucket",
-            bucket_prefix=bucket_prefix(args.name_prefix),
-            opts=pulumi.ResourceOptions(parent=self, protect=args.protect, retain_on_delete=args.protect),
+        store = private_bucket(
+            name,
+            PrivateBucketArgs(
+                bucket_prefix=bucket_prefix(args.name_prefix),
+                noncurrent_version_days=args.noncurrent_version_days,
+                abort_multipart_days=args.abort_multipart_days,
+                protect=args.protect,
+            ),
+            parent=self,
         )
-        ownership = aws.s3.BucketOwnershipControls(
-            f"{name}-ownership",
-            bucket=bucket.id,
-            rule=aws.s3.BucketOwnershipControlsRuleArgs(object_ownership="BucketOwnerEnforced"),
-            opts=child,
-        )
-        public_access = aws.s3.BucketPublicAccessBlock(
-            f"{name}-public-access",
-            bucket=bucket.id,
-            block_public_acls=True,
-            block_public_policy=True,
-            ignore_public_acls=True,
-            restrict_public_buckets=True,
-            opts=child,
-        )
-        aws.s3.BucketServerSideEncryptionConfiguration(
-            f"{name}-encryption",
-            bucket=bucket.id,
-            rules=[
-                aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
-                    apply_server_side_encryption_by_default=aws.s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
-                        sse_algorithm="AES256",
-                    ),
-                )
-            ],
-            opts=child,
-        )
-        versioning = aws.s3.BucketVersioning(
-            f"{name}-versioning",
-            bucket=bucket.id,
-            versioning_configuration=aws.s3.BucketVersioningVersioningConfigurationArgs(status="Enabled"),
-            opts=child,
-        )
-        aws.s3.BucketLifecycleConfiguration(
-            f"{name}-lifecycle",
-            bucket=bucket.id,
-            rules=[
-                aws.s3.BucketLifecycleConfigurationRuleArgs(
-                    id="expire-noncurrent-and-abort-uploads",
-                    status="Enabled",
-                    filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
-                    noncurrent_version_expiration=aws.s3.BucketLifecycleConfigurationRuleNoncurrentVersionExpirationArgs(
-                        noncurrent_days=args.noncurrent_version_days,
-                    ),
-                    abort_incomplete_multipart_upload=aws.s3.BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs(
-                        days_after_initiation=args.abort_multipart_days,
-                    ),
-                )
-            ],
-            # S3 rejects lifecycle rules on noncurrent versions until versioning is on.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[versioning]),
-        )
+        bucket = store.bucket
 
         oac = aws.cloudfront.OriginAccessControl(
             f"{name}-oac",
@@ -301,7 +257,7 @@ class Frontend(pulumi.ComponentResource):
             ),
             # S3 rejects a policy PUT while a public-access-block change is still settling, and
             # the policy only makes sense once object ownership is enforced.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[public_access, ownership]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[store.public_access, store.ownership]),
         )
 
         self.bucket_name = bucket.bucket

@@ -10,7 +10,8 @@ import pulumi_aws as aws
 import pytest
 from foundation_testkit import run, stack_values
 
-from infra.artifacts import ArtifactStore, ArtifactStoreArgs, ecr_lifecycle_policy, lifecycle_rules
+from infra.artifacts import ArtifactStore, ArtifactStoreArgs, ecr_lifecycle_policy
+from infra.buckets import lifecycle_rules
 from infra.config import load
 from infra.simulate import SimResource, Simulation
 

@@ -141,9 +141,12 @@ def test_the_bucket_is_private_encrypted_versioned_and_owner_enforced(dev: Simul
     ownership = attached(dev, "aws:s3/bucketOwnershipControls:BucketOwnershipControls", bucket)
     assert ownership.inputs["rule"] == {"objectOwnership": "BucketOwnerEnforced"}
     lifecycle = attached(dev, "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration", bucket)
-    (rule,) = lifecycle.inputs["rules"]
-    assert rule["noncurrentVersionExpiration"] == {"noncurrentDays": 7}
-    assert rule["abortIncompleteMultipartUpload"] == {"daysAfterInitiation": 1}
+    rules = {rule["id"]: rule for rule in lifecycle.inputs["rules"]}
+    assert rules["expire-noncurrent-versions"]["noncurrentVersionExpiration"] == {"noncurrentDays": 7}
+    assert rules["abort-incomplete-multipart-uploads"]["abortIncompleteMultipartUpload"] == {
+        "daysAfterInitiation": 1
+    }
+    assert "expiration" not in rules["expire-noncurrent-versions"]  # current releases never expire
 
 
 def test_the_bucket_policy_admits_only_cloudfront_for_these_two_distributions(dev: Simulation) -> None:
