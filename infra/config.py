@@ -87,6 +87,11 @@ RESERVED_ENV_VARS = frozenset(
     }
 )
 
+# Variables the platform sets on every function (release and environment, for health endpoints).
+STAGELINE_ENV_VARS = frozenset({"STAGELINE_RELEASE", "STAGELINE_ENVIRONMENT"})
+# Lambda's limit is 4 KB for all variables; leave room for the two Stageline adds.
+ENVIRONMENT_MAX_BYTES = 3900
+
 # Keys read as secrets. A plain-text value for any of them is an error, so a webhook URL
 # cannot end up readable in a committed stack file.
 SECRET_KEYS = frozenset({"slackWebhookUrl"})
@@ -637,6 +642,14 @@ def _service(index: int, value: Any) -> Service:
         for var in environment:
             if var in RESERVED_ENV_VARS:
                 raise ConfigError(f"{_key(o.sub('environment.' + var))} is reserved by Lambda")
+            if var in STAGELINE_ENV_VARS:
+                raise ConfigError(f"{_key(o.sub('environment.' + var))} is set by Stageline itself")
+        size = sum(len(k.encode()) + len(v.encode()) for k, v in environment.items())
+        if size > ENVIRONMENT_MAX_BYTES:
+            raise ConfigError(
+                f"{_key(o.sub('environment'))} takes {size} bytes; Lambda allows {ENVIRONMENT_MAX_BYTES} "
+                "for all variables together (Stageline adds its own two)"
+            )
     health_path = o.string(
         "healthPath",
         default=f"/{name}/health",
@@ -647,6 +660,11 @@ def _service(index: int, value: Any) -> Service:
         f"ANY /{name}",
         f"ANY /{name}/{{proxy+}}",
     )
+    if not any(route_matches(route, health_path or "") for route in routes):
+        raise ConfigError(
+            f"{_key(o.sub('healthPath'))} {_fmt(health_path)} is not reached by any of the service's routes "
+            f"({', '.join(routes)}): verification would get a 404 from the API"
+        )
     grants: list[Grant] = []
     if o.has("grants"):
         raw = o.raw("grants")
@@ -663,8 +681,10 @@ def _service(index: int, value: Any) -> Service:
                     f"{_key(g.path)} grants every action of a service on every resource; "
                     "name the actions or the resources"
                 )
-            if any(a.startswith("iam:") for a in actions):
-                raise ConfigError(f"{_key(g.path)} may not grant iam: actions to a service")
+            # iam: would let a service rewrite permissions; sts: would let it become another role
+            # (the permissions boundary copies these grants, so it would allow them too).
+            if any(a.split(":", 1)[0] in ("iam", "sts") for a in actions):
+                raise ConfigError(f"{_key(g.path)} may not grant iam: or sts: actions to a service")
             grants.append(Grant(actions=actions, resources=resources))
     return Service(
         name=name,
@@ -676,6 +696,26 @@ def _service(index: int, value: Any) -> Service:
         routes=routes,
         grants=tuple(grants),
     )
+
+
+def route_matches(route: str, path: str, method: str = "GET") -> bool:
+    """Whether an HTTP API route key ("ANY /api/{proxy+}") matches a request for `path`.
+
+    `{name}` matches one path segment and a final `{name+}` one or more, as API Gateway does.
+    """
+    route_method, _, route_path = route.partition(" ")
+    if route_method not in ("ANY", method):
+        return False
+    want = [p for p in route_path.split("/") if p]
+    have = [p for p in path.split("?", 1)[0].split("/") if p]
+    for i, part in enumerate(want):
+        if part.startswith("{") and part.endswith("+}"):
+            return len(have) > i
+        if i >= len(have):
+            return False
+        if not (part.startswith("{") and part.endswith("}")) and part != have[i]:
+            return False
+    return len(have) == len(want)
 
 
 def _services(value: Any) -> tuple[Service, ...]:
@@ -716,11 +756,17 @@ def _alarms(value: Any) -> AlarmsConfig:
         ),
     )
     d = AlarmsConfig()
-    period = o.integer("periodSeconds", d.period_seconds, 10, 86400)
+    period = o.integer("periodSeconds", d.period_seconds, 1, 86400)
     assert period is not None
-    if period not in (10, 20, 30) and period % 60:
+    # Lambda and API Gateway publish these metrics once a minute: a shorter period would see
+    # missing data, which the alarms treat as not breaching, and never fire.
+    if period % 60:
+        raise ConfigError(f"{_key('alarms.periodSeconds')} must be a multiple of 60, got {period}")
+    evaluation_periods = o.integer("evaluationPeriods", d.evaluation_periods, 1, 100) or 1
+    if period * evaluation_periods > 86400:
         raise ConfigError(
-            f"{_key('alarms.periodSeconds')} must be 10, 20, 30 or a multiple of 60, got {period}"
+            f"{_key('alarms.evaluationPeriods')} times periodSeconds must be at most one day (86400 s), "
+            f"got {evaluation_periods} x {period}"
         )
     return AlarmsConfig(
         email=o.string("email", pattern=EMAIL_RE, expect="an e-mail address"),
@@ -729,7 +775,7 @@ def _alarms(value: Any) -> AlarmsConfig:
         p95_duration_ms=o.integer("p95DurationMs", d.p95_duration_ms, 1, 900_000) or 1,
         api_5xx_threshold=o.integer("api5xxThreshold", d.api_5xx_threshold, 1, 1_000_000) or 1,
         period_seconds=period,
-        evaluation_periods=o.integer("evaluationPeriods", d.evaluation_periods, 1, 100) or 1,
+        evaluation_periods=evaluation_periods,
     )
 
 
@@ -744,6 +790,13 @@ def _budget(value: Any) -> BudgetConfig:
         if not isinstance(raw, list) or not raw:
             raise ConfigError(f"{_key('budget.thresholds')} must be a non-empty list of percentages")
         thresholds = tuple(_integer(f"budget.thresholds[{i}]", t, 1, 1000) for i, t in enumerate(raw))
+        if len(set(thresholds)) != len(thresholds):
+            raise ConfigError(f"{_key('budget.thresholds')} lists a percentage twice: {list(thresholds)}")
+        if len(thresholds) > 10:
+            raise ConfigError(
+                f"{_key('budget.thresholds')} allows at most 10 (AWS Budgets' notification limit), "
+                f"got {len(thresholds)}"
+            )
     emails = o.strings("emails", EMAIL_RE, "an e-mail address")
     if len(emails) > 10:
         raise ConfigError(

@@ -135,6 +135,7 @@ def test_throttling_follows_the_stack_config() -> None:
 def test_services_without_routes_get_their_name_as_prefix() -> None:
     values = stack_values("dev")
     del values["services"][1]["routes"]
+    del values["services"][1]["healthPath"]  # the default, /worker/health, is under the default routes
     routes = {r.inputs["routeKey"] for r in run_api(values).of_type("aws:apigatewayv2/route:Route")}
     assert {"ANY /worker", "ANY /worker/{proxy+}"} <= routes
 
@@ -178,4 +179,32 @@ def test_a_malformed_route_is_a_config_error() -> None:
 def test_a_route_claimed_by_two_services_is_a_config_error() -> None:
     values = stack_values()
     values["services"][1]["routes"] = ["ANY /api"]
+    values["services"][1]["healthPath"] = "/api"
     assert config_error(values) == 'stageline:services route "ANY /api" is claimed by both "api" and "worker"'
+
+
+def test_a_health_path_no_route_of_the_service_reaches_is_a_config_error() -> None:
+    values = stack_values()
+    values["services"][0]["routes"] = ["GET /orders", "POST /orders/{id}"]
+    assert config_error(values) == (
+        'stageline:services[0].healthPath "/api/health" is not reached by any of the service\'s routes '
+        "(GET /orders, POST /orders/{id}): verification would get a 404 from the API"
+    )
+
+
+@pytest.mark.parametrize(
+    ("route", "path", "matches"),
+    [
+        ("ANY /api/{proxy+}", "/api/health", True),
+        ("ANY /api/{proxy+}", "/api", False),
+        ("ANY /api", "/api", True),
+        ("GET /orders/{id}", "/orders/7", True),
+        ("GET /orders/{id}", "/orders/7/items", False),
+        ("POST /health", "/health", False),
+        ("GET /health", "/health?deep=1", True),
+    ],
+)
+def test_route_matching_follows_api_gateway(route: str, path: str, matches: bool) -> None:
+    from infra.config import route_matches
+
+    assert route_matches(route, path) is matches

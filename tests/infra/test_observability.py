@@ -345,9 +345,32 @@ def test_more_budget_emails_than_aws_allows_is_a_config_error() -> None:
 def test_an_alarm_period_cloudwatch_rejects_is_a_config_error() -> None:
     values = stack_values()
     values["alarms"]["periodSeconds"] = 45
-    assert (
-        config_error(values)
-        == "stageline:alarms.periodSeconds must be 10, 20, 30 or a multiple of 60, got 45"
+    assert config_error(values) == "stageline:alarms.periodSeconds must be a multiple of 60, got 45"
+
+
+def test_sub_minute_alarm_periods_are_refused_because_the_metrics_are_per_minute() -> None:
+    values = stack_values()
+    values["alarms"]["periodSeconds"] = 30
+    assert config_error(values) == "stageline:alarms.periodSeconds must be a multiple of 60, got 30"
+
+
+def test_an_alarm_window_longer_than_a_day_is_a_config_error() -> None:
+    values = stack_values()
+    values["alarms"]["periodSeconds"] = 3600
+    values["alarms"]["evaluationPeriods"] = 48
+    assert config_error(values) == (
+        "stageline:alarms.evaluationPeriods times periodSeconds must be at most one day (86400 s), "
+        "got 48 x 3600"
+    )
+
+
+def test_duplicate_or_too_many_budget_thresholds_are_config_errors() -> None:
+    values = stack_values()
+    values["budget"]["thresholds"] = [80, 80]
+    assert config_error(values) == "stageline:budget.thresholds lists a percentage twice: [80, 80]"
+    values["budget"]["thresholds"] = list(range(10, 130, 10))
+    assert config_error(values) == (
+        "stageline:budget.thresholds allows at most 10 (AWS Budgets' notification limit), got 12"
     )
 
 

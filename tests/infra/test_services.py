@@ -364,3 +364,32 @@ def test_the_program_fails_with_the_config_error_not_a_traceback() -> None:
     values["services"][0]["memory"] = 64
     with pytest.raises(ConfigError, match=r"^stageline:services\[0\]\.memory must be between 128 and 10240"):
         run_services(values)
+
+
+@pytest.mark.parametrize("action", ["iam:PassRole", "sts:AssumeRole"])
+def test_a_service_may_not_be_granted_iam_or_sts_actions(action: str) -> None:
+
+    values = stack_values()
+    values["services"][0]["grants"] = [{"actions": [action], "resources": ["*"]}]
+    with pytest.raises(ConfigError) as err:
+        parse(values, stack="dev", region="eu-west-1")
+    assert str(err.value) == "stageline:services[0].grants[0] may not grant iam: or sts: actions to a service"
+
+
+@pytest.mark.parametrize("var", ["STAGELINE_RELEASE", "STAGELINE_ENVIRONMENT"])
+def test_stageline_variables_cannot_be_overridden_by_a_service(var: str) -> None:
+
+    values = stack_values()
+    values["services"][0]["environment"] = {var: "x"}
+    with pytest.raises(ConfigError) as err:
+        parse(values, stack="dev", region="eu-west-1")
+    assert str(err.value) == f"stageline:services[0].environment.{var} is set by Stageline itself"
+
+
+def test_environment_variables_beyond_lambdas_4kb_are_a_config_error() -> None:
+
+    values = stack_values()
+    values["services"][0]["environment"] = {"BIG": "x" * 4000}
+    with pytest.raises(ConfigError) as err:
+        parse(values, stack="dev", region="eu-west-1")
+    assert "stageline:services[0].environment takes 4003 bytes; Lambda allows 3900" in str(err.value)
