@@ -8,6 +8,14 @@ from pathlib import Path
 # when the project is not pip-installed into the Pulumi virtualenv.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import pulumi
+
+from infra.config import ConfigError
 from infra.program import deploy
 
-deploy()
+try:
+    deploy()
+except ConfigError as exc:
+    # The language host prints a RunError as its message alone; any other exception comes with
+    # a traceback. A config mistake is the user's to fix, in one line naming the key.
+    raise pulumi.RunError(str(exc)) from None
