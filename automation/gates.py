@@ -6,7 +6,10 @@ refuses. A refused gate stops the promotion with exit 3 and nothing changed.
 IAM widening follows CDK's "security-broadening" idea at resource granularity: a new or changed
 resource that grants permissions or trust needs `--approve-iam`. `IAM_SENSITIVE` is the one list of
 what counts; for each type it names the properties whose change matters (None: any change does),
-so a tag-only update of a role does not stop a release.
+so a tag-only update of a role does not stop a release. `PROTECTIVE` lists the resources whose
+*deletion* widens access: a public access block, a resource policy (it may hold the Deny statements
+that keep access narrow, and without it the service's default policy applies), the GitHub
+environment's protection rules (its reviewers are the CI approval gate itself).
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ IAM_SENSITIVE: Mapping[str, frozenset[str] | None] = {
     "aws:iam/group:Group": None,
     "aws:iam/accessKey:AccessKey": None,
     "aws:iam/instanceProfile:InstanceProfile": frozenset({"role"}),
+    # what runs with which identity: a function given another role gets that role's permissions
+    "aws:lambda/function:Function": frozenset({"role"}),
     # identity policies and their attachments
     "aws:iam/policy:Policy": frozenset({"policy"}),
     "aws:iam/rolePolicy:RolePolicy": frozenset({"policy", "role"}),
@@ -48,15 +53,64 @@ IAM_SENSITIVE: Mapping[str, frozenset[str] | None] = {
     "aws:lambda/layerVersionPermission:LayerVersionPermission": None,
     "aws:s3/bucketPolicy:BucketPolicy": frozenset({"policy", "bucket"}),
     "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock": None,
+    "aws:s3/accountPublicAccessBlock:AccountPublicAccessBlock": None,
+    "aws:s3/bucketAclV2:BucketAclV2": None,
     "aws:ecr/repositoryPolicy:RepositoryPolicy": frozenset({"policy", "repository"}),
     "aws:ecr/registryPolicy:RegistryPolicy": None,
+    # a key's policy is set inline on the key (infra/observability.py) or as its own resource
+    "aws:kms/key:Key": frozenset({"policy", "bypassPolicyLockoutSafetyCheck"}),
     "aws:kms/keyPolicy:KeyPolicy": None,
     "aws:kms/grant:Grant": None,
-    "aws:sns/topicPolicy:TopicPolicy": frozenset({"policy"}),
-    "aws:sqs/queuePolicy:QueuePolicy": frozenset({"policy"}),
-    "aws:secretsmanager/secretPolicy:SecretPolicy": frozenset({"policy"}),
+    "aws:sns/topic:Topic": frozenset({"policy"}),
+    "aws:sns/topicPolicy:TopicPolicy": None,
+    "aws:sqs/queue:Queue": frozenset({"policy"}),
+    "aws:sqs/queuePolicy:QueuePolicy": None,
+    "aws:secretsmanager/secretPolicy:SecretPolicy": None,
+    # GitHub: the environment's protection rules are the approval gate of every CI deployment,
+    # and its name is the OIDC subject the stage's deploy role trusts
+    "github:index/repositoryEnvironment:RepositoryEnvironment": frozenset(
+        {
+            "environment",
+            "reviewers",
+            "preventSelfReview",
+            "canAdminsBypass",
+            "deploymentBranchPolicy",
+            "waitTimer",
+        }
+    ),
+    "github:index/repositoryEnvironmentDeploymentPolicy:RepositoryEnvironmentDeploymentPolicy": None,
+    "github:index/branchProtection:BranchProtection": None,
 }
-# Ops that can add permissions. A delete only takes them away.
+# Deleting one of these takes a protection away rather than a grant.
+PROTECTIVE: frozenset[str] = frozenset(
+    {
+        "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock",
+        "aws:s3/accountPublicAccessBlock:AccountPublicAccessBlock",
+        "aws:s3/bucketPolicy:BucketPolicy",  # the program's bucket policies deny plain HTTP
+        "aws:ecr/repositoryPolicy:RepositoryPolicy",
+        "aws:ecr/registryPolicy:RegistryPolicy",
+        "aws:kms/keyPolicy:KeyPolicy",  # without it the key's default policy (the whole account) applies
+        "aws:sns/topicPolicy:TopicPolicy",
+        "aws:sqs/queuePolicy:QueuePolicy",
+        "aws:secretsmanager/secretPolicy:SecretPolicy",
+        # a job naming a deleted environment re-creates it, unprotected
+        "github:index/repositoryEnvironment:RepositoryEnvironment",
+        "github:index/repositoryEnvironmentDeploymentPolicy:RepositoryEnvironmentDeploymentPolicy",
+        "github:index/branchProtection:BranchProtection",
+    }
+)
+# Types that are not grants themselves but carry one in a property: creating one exposes nothing that
+# existed, changing that property does.
+_CARRIERS = frozenset(
+    {
+        "aws:lambda/function:Function",
+        "aws:kms/key:Key",
+        "aws:sns/topic:Topic",
+        "aws:sqs/queue:Queue",
+        "github:index/repositoryEnvironment:RepositoryEnvironment",
+    }
+)
+# Ops that can add permissions. A delete only takes them away, unless the resource is PROTECTIVE.
 _WIDENING_OPS = frozenset({"create", "update", "replace", "import"})
 _TOP = re.compile(r'^\["?([^"\]]+)"?\]|^([^.\[]+)')
 
@@ -88,10 +142,15 @@ def _top(path: str) -> str:
 
 
 def widens_iam(step: ResourceStep) -> bool:
-    """Whether this planned step may grant new permissions or trust."""
+    """Whether this planned step may grant new permissions or trust, or take a protection away."""
+    if step.op == "delete":
+        return step.type in PROTECTIVE
     if step.op not in _WIDENING_OPS or step.type not in IAM_SENSITIVE:
         return False
-    if step.op in ("create", "replace", "import"):
+    if step.type in _CARRIERS:
+        if step.op in ("create", "import"):  # a new resource exposes nothing that existed
+            return False
+    elif step.op in ("create", "replace", "import"):  # a new grant
         return True
     sensitive = IAM_SENSITIVE[step.type]
     if sensitive is None or not step.changed:
@@ -173,14 +232,19 @@ def replace_gate(preview: PreviewSummary, allowed: Iterable[str]) -> Gate:
     )
 
 
+def _iam_item(step: ResourceStep) -> str:
+    if step.op == "delete":
+        return f"delete {step.urn} (removes a protection)"
+    if step.changed and step.op in ("update", "replace"):
+        return f"{step.op} {step.urn} ({', '.join(step.changed)})"
+    return f"{step.op} {step.urn}"
+
+
 def iam_gate(preview: PreviewSummary, *, approved: bool) -> Gate:
     changes = iam_changes(preview)
     if not changes:
         return Gate("iam", True, "no IAM-widening change")
-    items = tuple(
-        f"{s.op} {s.urn}" + (f" ({', '.join(s.changed)})" if s.changed and s.op == "update" else "")
-        for s in changes
-    )
+    items = tuple(_iam_item(s) for s in changes)
     if approved:
         return Gate(
             "iam",

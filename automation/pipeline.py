@@ -43,6 +43,8 @@ class Stage:
     pre: tuple[str, ...]
     post: tuple[str, ...]
     config: StackConfig
+    # the source stage's verification settings: its health is checked before its release moves on
+    source_verify: VerifyConfig | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -172,12 +174,12 @@ def order(configs: dict[str, StackConfig]) -> Pipeline:
     chain = [starts[0]]
     while chain[-1] in receivers:
         chain.append(receivers[chain[-1]][0])
-    stages = tuple(_stage(configs[name]) for name in chain)
+    stages = tuple(_stage(configs[name], configs) for name in chain)
     outside = tuple(sorted(set(configs) - set(chain)))
     return Pipeline(stages=stages, outside=outside)
 
 
-def _stage(cfg: StackConfig) -> Stage:
+def _stage(cfg: StackConfig, configs: dict[str, StackConfig]) -> Stage:
     p = cfg.promotion
     return Stage(
         stack=cfg.stack,
@@ -189,6 +191,7 @@ def _stage(cfg: StackConfig) -> Stage:
         pre=p.pre,
         post=p.post,
         config=cfg,
+        source_verify=configs[p.source].promotion.verify if p.source is not None else None,
     )
 
 

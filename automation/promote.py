@@ -2,15 +2,19 @@
 
 For each selected stage, in pipeline order:
 
-1. Gates, before anything changes: the source stage's last update succeeded (its release is what
-   moves on); no pending operations; no drift (or --allow-drift); then, with the incoming release
-   written into the stack file, a preview that replaces/deletes no protected or stateful resource
-   (unless its URN is passed with --allow-replace) and widens no IAM (unless --approve-iam); the
-   stage's approval; its `pre` steps. A refused gate restores the stack file and stops: exit 3.
+1. Gates, before anything changes: the source stage's last update succeeded and the source passes
+   its health checks and a one-off alarm check now (its release is what moves on; skipped when this
+   run just verified it); no pending operations; no drift (or --allow-drift); then, with the
+   incoming release written into the stack file, a preview that replaces/deletes no protected or
+   stateful resource (unless its URN is passed with --allow-replace) and widens no IAM (unless
+   --approve-iam); the stage's approval; its `pre` steps. A refused gate puts the stack file back
+   byte for byte and stops: exit 3.
 2. Release: the artifacts the release names are copied to the stage's registry and bucket.
-3. Up — skipped when the preview shows no changes: the stage is "unchanged", nothing is verified.
+3. Up — skipped when the preview shows no changes: the stage is "unchanged", and gets the health
+   checks and a one-off alarm check (no bake): an earlier run may have been stopped before it
+   verified what the stage runs. A failure there fails the stage (exit 1) without a rollback.
 4. Verify: health checks and bake (with a canary weight: canary first, then 100 % and again),
-   then the `post` steps.
+   then the `post` steps. After each `up`, the frontend distributions' caches are invalidated.
 5. On failure after `up`: roll back to the release of the stage's last good update (the `rollback`
    logic), verify the rollback, stop: exit 1. Later stages are not touched.
 
@@ -28,7 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from automation import errors
+from automation import errors, frontend_cache
 from automation import record as rec
 from automation.gates import Gate, drift_gate, iam_gate, pending_gate, replace_gate
 from automation.notify import Notifier
@@ -48,9 +52,9 @@ from automation.stacks import Engine, StackOutputs, UpdateRecord
 from automation.steps import failure as step_failure
 from automation.steps import run_steps
 from automation.updates import RetryPolicy, run_update, update_message, with_lock_retry
-from automation.verify import Clock, RealClock, Verification, verify_stage
+from automation.verify import Clock, RealClock, Verification, alarm_names, verify_stage
 from infra import outputs as out
-from infra.config import LAMBDA_VERSION_RE
+from infra.config import LAMBDA_VERSION_RE, VerifyConfig, stack_file_path
 
 Confirm = Callable[[str], bool]
 
@@ -92,6 +96,7 @@ class Runtime:
     echo_steps: bool = True
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     commit: str | None = None  # the git commit the program runs from, for update messages
+    withheld_env: tuple[str, ...] = ()  # environment variables kept from pre/post steps (the webhook's)
 
 
 class _Refused(Exception):
@@ -142,10 +147,11 @@ def promote(
     if refusal is not None:
         return _finish(record, rt, result="refused", code=errors.GATE, reason=refusal)
     names = " → ".join(s.stack for s in stages)
+    verified: set[str] = set()  # stages this run deployed or checked: their health is known
     for stage, sr in zip(stages, record.stages, strict=True):
         t0 = time.monotonic()
         try:
-            release = _incoming(stage, sr, opts, rt)
+            release = _incoming(stage, sr, opts, rt, verified)
             if record.release is None:
                 record.release = release
                 rt.notifier.notify(
@@ -172,6 +178,7 @@ def promote(
             sr.result, sr.reason = rec.INTERRUPTED, "interrupted"
             outcome = ("interrupted", errors.INTERRUPTED, "interrupted")
         else:
+            verified.add(stage.stack)
             sr.add_time("total", time.monotonic() - t0)
             continue
         sr.add_time("total", time.monotonic() - t0)
@@ -234,7 +241,9 @@ def _last_good(history: Sequence[UpdateRecord]) -> tuple[UpdateRecord | None, Up
     return latest, good
 
 
-def _incoming(stage: Stage, sr: StageRecord, opts: PromoteOptions, rt: Runtime) -> dict[str, Any]:
+def _incoming(
+    stage: Stage, sr: StageRecord, opts: PromoteOptions, rt: Runtime, verified: set[str]
+) -> dict[str, Any]:
     """The release this stage receives, checked (the "source" gate)."""
     engine = rt.engine
     if stage.source is None:
@@ -284,8 +293,57 @@ def _incoming(stage: Stage, sr: StageRecord, opts: PromoteOptions, rt: Runtime) 
                 f"--release {opts.release} was asked for, but {where} release {release['version']}",
             ),
         )
-    sr.gates.append(Gate("source", True, detail))
+    extra: dict[str, Any] = {}
+    if stage.source is not None and stage.source not in verified:
+        # The source's update succeeding says nothing about its verification: a promotion stopped
+        # while verifying (a cancelled job, a timeout), or one whose failure could not be rolled
+        # back, leaves it running an unverified release. Check it now, before it moves on.
+        source = stage.source
+        rt.progress(f"{stage.stack}: checking that {source} is healthy before its release moves on …")
+        check = _check_running(rt, source, stage.source_verify or stage.verify, phase="source")
+        extra["verification"] = check.to_json()
+        if not check.ok:
+            _gate(
+                sr,
+                Gate(
+                    "source",
+                    False,
+                    f"{source} runs release {release['version']} but fails its checks now: {check.reason}; "
+                    f"fix {source} (or roll it back: `python -m automation rollback {source}`) before its "
+                    "release moves on",
+                    extra=extra,
+                ),
+            )
+        detail += f"; {source} passes its checks ({_check_summary(check)})"
+    sr.gates.append(Gate("source", True, detail, extra=extra))
     return release
+
+
+def _check_summary(check: Verification) -> str:
+    parts = [f"{len(check.health)} health check(s)"]
+    if check.bake is not None:
+        found = len(check.bake.watched) - len(check.bake.missing)
+        parts.append(f"{found} alarm(s) not in ALARM")
+        if check.bake.missing:
+            parts.append(f"not found: {', '.join(check.bake.missing)}")
+    return ", ".join(parts)
+
+
+def _check_running(
+    rt: Runtime, stack: str, v: VerifyConfig, *, phase: str, outputs: StackOutputs | None = None
+) -> Verification:
+    """Health checks and one look at the alarms (no bake) of what `stack` runs now."""
+    outputs = outputs or _outputs(rt, stack)
+    return verify_stage(
+        outputs.values,
+        phase=phase,
+        frontend_path=v.frontend_path,
+        timeout_seconds=v.timeout_seconds,
+        interval_seconds=v.interval_seconds,
+        bake_seconds=0,
+        region=_region(outputs),
+        clock=rt.clock,
+    )
 
 
 def _outputs(rt: Runtime, stack: str) -> StackOutputs:
@@ -338,10 +396,11 @@ def _run_stage(
         else:
             first = with_canary(desired, stage.canary_weight, live)
             sr.canary_weight = stage.canary_weight
-    restore: Mapping[str, Any] | None = None
+    original = _stack_file_bytes(rt, stack)  # what a refusal puts back, byte for byte
+    wrote = unchanged = False
     if not same_release(on_file, first):
+        wrote = True
         _set_release(rt, stack, first)
-        restore = on_file
     try:
         say(f"{stack}: previewing release {desired['version']} …")
         preview = with_lock_retry(stack, lambda: engine.preview(stack), rt.retry, progress=say)
@@ -352,54 +411,42 @@ def _run_stage(
             if sr.canary_weight is not None:  # nothing moves, so there is nothing to shift traffic for
                 _set_release(rt, stack, desired)
                 sr.canary_weight = None
-            sr.release_after = desired
-            sr.result = rec.UNCHANGED
+            unchanged = True
+        else:
+            if stage.approval:
+                _gate(sr, _approval(stage, preview.counts, desired, opts, rt))
+            if stage.pre:
+                outputs = outputs or _outputs(rt, stack)
+                _pre_steps(rt, stage, sr, outputs)
             sr.add_time("gates", time.monotonic() - t)
-            say(f"{stack}: unchanged")
-            return
-        if stage.approval:
-            _gate(sr, _approval(stage, preview.counts, desired, opts, rt))
-        if stage.pre:
-            outputs = outputs or _outputs(rt, stack)
-            results = run_steps(
-                stage.pre,
-                phase="pre",
-                stack=stack,
-                outputs=outputs.values,
-                cwd=rt.root,
-                timeout=rt.step_timeout,
-                echo=say if rt.echo_steps else None,
-                secrets=_secret_values(outputs),
-            )
-            sr.steps.extend(results)
-            problem = step_failure(results)
-            _gate(sr, Gate("pre", problem is None, problem or f"{len(results)} pre step(s) passed"))
-        sr.add_time("gates", time.monotonic() - t)
 
-        t = time.monotonic()
-        if stage.source is not None:
-            _copy_artifacts(rt, sr, stage.source, desired, outputs or _outputs(rt, stack))
-        sr.add_time("release", time.monotonic() - t)
+            t = time.monotonic()
+            if stage.source is not None:
+                _copy_artifacts(rt, sr, stage.source, desired, outputs or _outputs(rt, stack))
+            sr.add_time("release", time.monotonic() - t)
     except BaseException as exc:
         # Nothing was deployed: put the stack file back as it was, then report.
-        if restore is not None:
-            _set_release(rt, stack, restore, quiet=True)
+        if wrote:
+            _restore_stack_file(rt, stack, on_file, original)
         if isinstance(exc, KeyboardInterrupt):
             raise _Interrupted("interrupted before any change; the stack file was restored") from None
         if isinstance(exc, errors.StagelineError) and not isinstance(exc, errors.ConfigurationError):
             raise _Failed(exc.format_message(), deployed=False) from None
         raise
 
+    if unchanged:
+        _check_unchanged(rt, stage, sr, desired, outputs)
+        sr.add_time("gates", time.monotonic() - t)
+        return
     phase = "canary" if sr.canary_weight else "release"
-    _up(rt, stage, sr, phase, desired)
-    _verify(rt, stage, sr, phase)
+    outputs = _up(rt, stage, sr, phase, desired)
+    _verify(rt, stage, sr, phase, outputs)
     if sr.canary_weight:
         _set_release(rt, stack, desired, deployed=True)
-        _up(rt, stage, sr, "full", desired)
-        _verify(rt, stage, sr, "full")
+        outputs = _up(rt, stage, sr, "full", desired)
+        _verify(rt, stage, sr, "full", outputs)
     if stage.post:
         t = time.monotonic()
-        outputs = _outputs_after(rt, stack)
         results = run_steps(
             stage.post,
             phase="post",
@@ -409,6 +456,7 @@ def _run_stage(
             timeout=rt.step_timeout,
             echo=say if rt.echo_steps else None,
             secrets=_secret_values(outputs),
+            withhold=rt.withheld_env,
         )
         problem = step_failure(results)
         sr.verifications.append(
@@ -420,6 +468,76 @@ def _run_stage(
     sr.release_after = desired
     sr.result = rec.DEPLOYED
     say(f"{stack}: deployed and verified release {desired['version']}")
+
+
+def _pre_steps(rt: Runtime, stage: Stage, sr: StageRecord, outputs: StackOutputs) -> None:
+    results = run_steps(
+        stage.pre,
+        phase="pre",
+        stack=stage.stack,
+        outputs=outputs.values,
+        cwd=rt.root,
+        timeout=rt.step_timeout,
+        echo=rt.progress if rt.echo_steps else None,
+        secrets=_secret_values(outputs),
+        withhold=rt.withheld_env,
+    )
+    sr.steps.extend(results)
+    problem = step_failure(results)
+    _gate(sr, Gate("pre", problem is None, problem or f"{len(results)} pre step(s) passed"))
+
+
+def _check_unchanged(
+    rt: Runtime, stage: Stage, sr: StageRecord, release: Mapping[str, Any], outputs: StackOutputs | None
+) -> None:
+    """An unchanged stage still gets health checks and one alarm check (no bake): a promotion stopped
+    while verifying (a cancelled job, a bake timeout) leaves it on a release nobody verified."""
+    stack = stage.stack
+    rt.progress(f"{stack}: unchanged; checking what it runs (health checks, alarms once) …")
+    try:
+        check = _check_running(rt, stack, stage.verify, phase="check", outputs=outputs)
+    except KeyboardInterrupt:
+        raise _Interrupted(f"interrupted while checking {stack}; nothing was changed") from None
+    sr.verifications.append(check)
+    sr.release_after = release
+    if not check.ok:
+        rt.progress(f"{stack}: the check FAILED: {check.reason}")
+        raise _Failed(
+            f"{stack} already runs release {release['version']} but fails its checks: {check.reason}; "
+            "nothing was deployed, so nothing was rolled back: fix it, or roll it back with "
+            f"`python -m automation rollback {stack}`",
+            deployed=False,
+        )
+    sr.result = rec.UNCHANGED
+    rt.progress(f"{stack}: unchanged, checks passed")
+
+
+def _stack_file_bytes(rt: Runtime, stack: str) -> bytes | None:
+    try:
+        return stack_file_path(rt.engine.project_dir, stack).read_bytes()
+    except OSError:
+        return None
+
+
+def _restore_stack_file(
+    rt: Runtime, stack: str, release: Mapping[str, Any] | None, original: bytes | None
+) -> None:
+    """Put Pulumi.<stack>.yaml back as it was before promotion wrote the incoming release into it.
+
+    The engine writes config as values (the Pulumi CLI re-serialises the whole file: key order,
+    quoting and comments change), so the value is restored through the engine and then the file's
+    own bytes are written back over it.
+    """
+    if release is not None:
+        _set_release(rt, stack, release, quiet=True)
+    if original is None:
+        return
+    path = stack_file_path(rt.engine.project_dir, stack)
+    try:
+        if path.read_bytes() != original:
+            path.write_bytes(original)
+    except OSError as exc:
+        rt.progress(f"warning: could not restore {path.name} byte for byte: {exc.strerror}")
 
 
 def _secret_values(outputs: StackOutputs) -> list[str]:
@@ -521,7 +639,8 @@ def _region(outputs: StackOutputs) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _up(rt: Runtime, stage: Stage, sr: StageRecord, phase: str, release: Mapping[str, Any]) -> None:
+def _up(rt: Runtime, stage: Stage, sr: StageRecord, phase: str, release: Mapping[str, Any]) -> StackOutputs:
+    """Run the update; then invalidate the frontend caches. Returns the outputs after it."""
     stack = stage.stack
     what = f"promote {release['version']}" + (f" from {stage.source}" if stage.source else "")
     if phase == "canary":
@@ -541,8 +660,20 @@ def _up(rt: Runtime, stage: Stage, sr: StageRecord, phase: str, release: Mapping
         sr.add_time("up", time.monotonic() - t)
         # A failed update may have applied part of its changes: roll back.
         raise _Failed(f"up failed: {exc.format_message()}", deployed=True) from None
-    sr.updates.append(UpdateRun(phase, result.version, result.result, time.monotonic() - t))
+    run = UpdateRun(phase, result.version, result.result, time.monotonic() - t)
+    sr.updates.append(run)
     sr.add_time("up", time.monotonic() - t)
+    outputs = _outputs_after(rt, stack)
+    run.invalidations = _invalidate(rt, stack, outputs)
+    return outputs
+
+
+def _invalidate(rt: Runtime, stack: str, outputs: StackOutputs) -> list[str]:
+    """The release switch changed the distributions' origin path: drop what the edges cached."""
+    ids = frontend_cache.invalidate_frontend(outputs.values, warn=rt.progress)
+    if ids:
+        rt.progress(f"{stack}: frontend caches invalidated ({', '.join(ids)})")
+    return ids
 
 
 def _outputs_after(rt: Runtime, stack: str) -> StackOutputs:
@@ -552,10 +683,17 @@ def _outputs_after(rt: Runtime, stack: str) -> StackOutputs:
         raise _Failed(f"reading the outputs after up: {exc.format_message()}", deployed=True) from None
 
 
-def _verify(rt: Runtime, stage: Stage, sr: StageRecord, phase: str) -> None:
+def _verify(rt: Runtime, stage: Stage, sr: StageRecord, phase: str, outputs: StackOutputs) -> None:
     t = time.monotonic()
-    outputs = _outputs_after(rt, stage.stack)
     v = stage.verify
+    if stage.bake_seconds and not alarm_names(outputs.values):
+        warning = (
+            f"{stage.stack} exports no {out.ALARM_NAMES}: its {stage.bake_seconds} s bake watches "
+            "nothing, so only the health checks verify this release"
+        )
+        if warning not in sr.notes:
+            sr.notes.append(warning)
+            rt.progress(f"warning: {warning}")
     rt.progress(f"{stage.stack}: verifying ({phase}): health checks, then {stage.bake_seconds} s of bake …")
     try:
         result = verify_stage(
@@ -567,12 +705,14 @@ def _verify(rt: Runtime, stage: Stage, sr: StageRecord, phase: str) -> None:
             bake_seconds=stage.bake_seconds,
             region=_region(outputs),
             clock=rt.clock,
+            canary_weight=stage.canary_weight if phase == "canary" else None,
         )
     except KeyboardInterrupt:
         sr.add_time("verify", time.monotonic() - t)
         raise _Interrupted(
-            f"interrupted while verifying; {stage.stack} runs the new release unverified: "
-            f"roll it back with `python -m automation rollback {stage.stack}` if needed"
+            f"interrupted while verifying; {stage.stack} runs the new release unverified: roll it back "
+            f"with `python -m automation rollback {stage.stack}`, or promote it again (an unchanged "
+            "stage is checked, and a later stage checks its source, before the release moves on)"
         ) from None
     sr.verifications.append(result)
     sr.add_time("verify", time.monotonic() - t)
@@ -628,10 +768,15 @@ def _rollback(stage: Stage, sr: StageRecord, rt: Runtime) -> None:
         return stop(f"the rollback itself failed: {exc.format_message()}")
     except KeyboardInterrupt:
         return stop("the rollback itself failed: interrupted")
+    run = UpdateRun(
+        "rollback",
+        done.record.version if done.record else None,
+        done.record.result if done.record else "succeeded",
+        time.monotonic() - t,
+        plan.message,
+    )
     if done.record is not None:
-        sr.updates.append(
-            UpdateRun("rollback", done.record.version, done.record.result, time.monotonic() - t, plan.message)
-        )
+        sr.updates.append(run)
     if plan.commit and rt.commit and plan.commit != rt.commit:
         sr.notes.append(
             f"the rollback restored the release only; v{plan.target.version} ran the program at "
@@ -642,6 +787,7 @@ def _rollback(stage: Stage, sr: StageRecord, rt: Runtime) -> None:
     rt.progress(f"{stack}: verifying the rollback (health checks) …")
     try:
         outputs = rt.engine.outputs(stack)
+        run.invalidations = _invalidate(rt, stack, outputs)
         v = stage.verify
         check = verify_stage(
             outputs.values,
@@ -703,20 +849,43 @@ def run_command(
     from automation.gitinfo import head_commit
     from automation.output import emit_json, progress, step_summary
     from automation.pipeline import render_plan, resolve
-    from automation.record import markdown, summary_lines
+    from automation.record import markdown, refused_gate, summary_lines
     from automation.stacks import find_project_root, open_engine
 
-    # The pipeline (and so every argument naming a stage) is checked before an engine is opened.
-    root = find_project_root(Path.cwd())
-    pipeline = resolve(root)
-    selected = pipeline.select(start=start, end=end, only=only)
-    if plan:
-        if as_json:
-            emit_json(pipeline.to_json(selected))
-        else:
-            sys.stdout.write(render_plan(pipeline, selected) + "\n")
-        return errors.OK
-    engine = open_engine()
+    opts = PromoteOptions(
+        release=release,
+        yes=yes,
+        allow_drift=allow_drift,
+        allow_replace=frozenset(allow_replace),
+        approve_iam=approve_iam,
+    )
+    names: tuple[str, ...] = ()
+    selected: Sequence[Stage] = ()
+    try:
+        # The pipeline (and so every argument naming a stage) is checked before an engine is opened.
+        root = find_project_root(Path.cwd())
+        pipeline = resolve(root)
+        names = pipeline.names
+        selected = pipeline.select(start=start, end=end, only=only)
+        if plan:
+            if as_json:
+                emit_json(pipeline.to_json(selected))
+            else:
+                sys.stdout.write(render_plan(pipeline, selected) + "\n")
+            return errors.OK
+        engine = open_engine()
+    except errors.StagelineError as exc:
+        if out_file is not None and not plan:  # the record says why nothing ran
+            failed = PromotionRecord(
+                pipeline=names,
+                stages=[StageRecord(s.stack, s.source) for s in selected],
+                started=datetime.now(UTC),
+                options=opts.to_json(),
+            )
+            failed.result, failed.exit_code, failed.reason = "failed", exc.exit_code, exc.format_message()
+            failed.finished = failed.started
+            _write_record(out_file, failed.to_json(), progress)
+        raise
     progress(engine.backend().describe())
     rt = Runtime(
         engine=engine,
@@ -727,23 +896,12 @@ def run_command(
         clock=clock_factory(),
         retry=RetryPolicy.from_env(),
         commit=head_commit(root),
-    )
-    opts = PromoteOptions(
-        release=release,
-        yes=yes,
-        allow_drift=allow_drift,
-        allow_replace=frozenset(allow_replace),
-        approve_iam=approve_iam,
+        withheld_env=(slack_webhook_env,),
     )
     record = promote(selected, pipeline.names, opts, rt)
     document = record.to_json()
     if out_file is not None:
-        import json
-
-        try:
-            out_file.write_text(json.dumps(document, indent=2, default=str) + "\n", encoding="utf-8")
-        except OSError as exc:
-            progress(f"warning: cannot write the promotion record to {out_file}: {exc.strerror}")
+        _write_record(out_file, document, progress)
     step_summary(markdown(record))
     if as_json:
         emit_json(document)
@@ -751,4 +909,17 @@ def run_command(
         sys.stdout.write("\n".join(summary_lines(record)) + "\n")
     if record.exit_code and record.reason:
         progress(f"error: {record.reason}")
+    gate = refused_gate(record)
+    if gate is not None and gate.items:  # what to review, one per line
+        for item in gate.items:
+            progress(f"  {item}")
     return record.exit_code
+
+
+def _write_record(out_file: Path, document: Mapping[str, Any], progress: Callable[[str], None]) -> None:
+    import json
+
+    try:
+        out_file.write_text(json.dumps(document, indent=2, default=str) + "\n", encoding="utf-8")
+    except OSError as exc:
+        progress(f"warning: cannot write the promotion record to {out_file}: {exc.strerror}")

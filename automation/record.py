@@ -48,6 +48,7 @@ class UpdateRun:
     result: str
     seconds: float
     message: str = ""
+    invalidations: list[str] = field(default_factory=list)  # CloudFront invalidation IDs after it
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -56,6 +57,7 @@ class UpdateRun:
             "result": self.result,
             "seconds": round(self.seconds, 3),
             "message": self.message,
+            "invalidations": list(self.invalidations),
         }
 
 
@@ -242,9 +244,12 @@ def markdown(record: PromotionRecord) -> str:
         if s.updates:
             lines += ["", "Updates:"]
             lines += [
-                f"- {u.phase}: v{u.version} {u.result} in {_secs(u.seconds)}"
-                if u.version
-                else f"- {u.phase}: {u.result}" + (f" ({u.message})" if u.message else "")
+                (
+                    f"- {u.phase}: v{u.version} {u.result} in {_secs(u.seconds)}"
+                    if u.version
+                    else f"- {u.phase}: {u.result}" + (f" ({u.message})" if u.message else "")
+                )
+                + (f"; cache invalidated ({', '.join(u.invalidations)})" if u.invalidations else "")
                 for u in s.updates
             ]
         for v in s.verifications:
@@ -283,6 +288,14 @@ def markdown(record: PromotionRecord) -> str:
     lines.append("")
     lines.append(f"Total {_secs(record.seconds)}; exit code {record.exit_code}.")
     return "\n".join(lines) + "\n"
+
+
+def refused_gate(record: PromotionRecord) -> Gate | None:
+    """The gate that stopped a refused promotion, if a stage's gate did."""
+    for s in record.stages:
+        if s.result == REFUSED and s.gates and not s.gates[-1].ok:
+            return s.gates[-1]
+    return None
 
 
 def summary_lines(record: PromotionRecord) -> list[str]:

@@ -6,7 +6,9 @@ buckets — copies the artifacts the release names, so the target runs exactly w
 verified: the same image digests, the same frontend files. Nothing is rebuilt.
 
 Both copies are idempotent: an image whose digest the target registry already holds and a file the
-target bucket already holds with the same ETag and size are left alone.
+target bucket already holds with the same ETag and size are left alone. A file uploaded in parts has
+an ETag ("…-N") that a copy never reproduces, so such a file is copied with its source ETag in its
+metadata (`x-amz-meta-source-etag`) and counts as present when size and that value match.
 
 boto3 clients honour `AWS_ENDPOINT_URL` (boto3 reads it natively), which is how the tests point
 them at moto's server.
@@ -27,6 +29,7 @@ from infra.config import DIGEST_RE, VERSION_RE
 if TYPE_CHECKING:
     from mypy_boto3_ecr import ECRClient
     from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import CopySourceTypeDef
 
 FRONTEND_PREFIX = "releases/{version}/"
 IMAGE_TAG = "{service}-{version}"
@@ -401,6 +404,35 @@ def _listing(client: S3Client, bucket: str, prefix: str) -> dict[str, tuple[str,
     return out
 
 
+SOURCE_ETAG = "source-etag"  # user metadata: x-amz-meta-source-etag
+# The headers a metadata-replacing copy must carry over itself (MetadataDirective=REPLACE drops them).
+_CONTENT_HEADERS = ("ContentType", "CacheControl", "ContentDisposition", "ContentEncoding", "ContentLanguage")
+
+
+def _is_multipart(etag: str) -> bool:
+    return "-" in etag
+
+
+def _copied_multipart(
+    client: S3Client, bucket: str, key: str, stamp: tuple[str, int], have: tuple[str, int] | None
+) -> bool:
+    """Whether the target holds a copy of this multipart-uploaded object (same size, same source ETag)."""
+    etag, size = stamp
+    if have is None or not _is_multipart(etag) or have[1] != size:
+        return False
+    head = client.head_object(Bucket=bucket, Key=key)
+    return head.get("Metadata", {}).get(SOURCE_ETAG) == etag.strip('"')
+
+
+def _with_source_etag(client: S3Client, bucket: str, key: str, etag: str) -> dict[str, Any]:
+    """copy_object arguments that keep the source's headers and metadata and add its ETag."""
+    head = client.head_object(Bucket=bucket, Key=key)
+    args: dict[str, Any] = {h: head[h] for h in _CONTENT_HEADERS if head.get(h)}  # type: ignore[literal-required]
+    args["Metadata"] = {**head.get("Metadata", {}), SOURCE_ETAG: etag.strip('"')}
+    args["MetadataDirective"] = "REPLACE"
+    return args
+
+
 def copy_prefix(
     source_bucket: str,
     target_bucket: str,
@@ -426,14 +458,14 @@ def copy_prefix(
         have = _listing(dst, target_bucket, prefix)
         copied = 0
         for key, stamp in sorted(wanted.items()):
-            if have.get(key) == stamp:
+            if have.get(key) == stamp or _copied_multipart(dst, target_bucket, key, stamp, have.get(key)):
                 continue
-            dst.copy_object(
-                Bucket=target_bucket,
-                Key=key,
-                CopySource={"Bucket": source_bucket, "Key": key},
-                MetadataDirective="COPY",
-            )
+            source: CopySourceTypeDef = {"Bucket": source_bucket, "Key": key}
+            if _is_multipart(stamp[0]):
+                extra = _with_source_etag(src, source_bucket, key, stamp[0])
+                dst.copy_object(Bucket=target_bucket, Key=key, CopySource=source, **extra)
+            else:
+                dst.copy_object(Bucket=target_bucket, Key=key, CopySource=source, MetadataDirective="COPY")
             copied += 1
     except StagelineError:
         raise

@@ -6,8 +6,14 @@ would, but no shell expands it), with the stack's outputs in its environment:
 and lists as JSON) and `STAGELINE_STACK`. A leading `python`/`python3` runs with the driver's own
 interpreter, so steps see the same virtualenv whatever PATH holds.
 
+The driver's own credentials are withheld from the steps' environment: the state's secrets
+passphrase (`PULUMI_CONFIG_PASSPHRASE`, `PULUMI_CONFIG_PASSPHRASE_FILE`), `PULUMI_ACCESS_TOKEN`, and
+the variable holding the Slack webhook URL. AWS credentials stay: migrations and end-to-end tests
+call AWS with the job's role.
+
 The first failing command stops the list. Output is streamed to stderr as it comes and its last
-lines are kept for the promotion record, with secrets masked.
+lines are kept for the promotion record, with secrets masked: the stack's secret outputs and the
+values of the withheld variables, in case a step finds them some other way.
 """
 
 from __future__ import annotations
@@ -34,6 +40,10 @@ ENV_PREFIX = "STAGELINE_"
 TIMEOUT_SECONDS = 1800.0
 TAIL_LINES = 20
 TAIL_CHARS = 4000
+# The driver's credentials a step has no business with (see the module docstring).
+WITHHELD_ENV = ("PULUMI_CONFIG_PASSPHRASE", "PULUMI_CONFIG_PASSPHRASE_FILE", "PULUMI_ACCESS_TOKEN")
+_PASSPHRASE_FILE = WITHHELD_ENV[1]  # holds a path; the secret is the file's content
+_MAX_PASSPHRASE_FILE = 64 * 1024
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 
 
@@ -49,12 +59,40 @@ def _env_value(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str)
 
 
-def step_env(stack: str, outputs: Mapping[str, Any], base: Mapping[str, str] | None = None) -> dict[str, str]:
+def withheld_names(extra: Iterable[str] = ()) -> tuple[str, ...]:
+    return tuple(dict.fromkeys([*WITHHELD_ENV, *extra]))
+
+
+def step_env(
+    stack: str,
+    outputs: Mapping[str, Any],
+    base: Mapping[str, str] | None = None,
+    withhold: Iterable[str] = (),
+) -> dict[str, str]:
+    """The environment a step runs with: the driver's, minus its credentials, plus the outputs."""
     env = dict(os.environ if base is None else base)
+    for name in withheld_names(withhold):
+        env.pop(name, None)
     for name, value in outputs.items():
         env[env_name(name)] = _env_value(value)
     env[ENV_PREFIX + "STACK"] = stack
     return env
+
+
+def withheld_values(names: Iterable[str], base: Mapping[str, str] | None = None) -> list[str]:
+    """The secret values behind the withheld variables, for masking: their values, and the passphrase
+    file's content (not its path, which is no secret)."""
+    env = os.environ if base is None else base
+    values = [env[n] for n in names if env.get(n) and n != _PASSPHRASE_FILE]
+    path = env.get(_PASSPHRASE_FILE)
+    if path:
+        try:
+            with open(path, "rb") as handle:
+                content = handle.read(_MAX_PASSPHRASE_FILE).decode("utf-8", "replace")
+        except OSError:
+            content = ""
+        values += [v for v in (content, content.strip()) if v]
+    return values
 
 
 @dataclass(frozen=True)
@@ -174,10 +212,16 @@ def run_steps(
     timeout: float = TIMEOUT_SECONDS,
     echo: Callable[[str], None] | None = None,
     secrets: Iterable[str] = (),
+    withhold: Iterable[str] = (),
 ) -> list[StepResult]:
-    """Run the commands in order; stop at the first that fails. Returns the results of those that ran."""
-    env = step_env(stack, outputs)
-    known = list(secrets)
+    """Run the commands in order; stop at the first that fails. Returns the results of those that ran.
+
+    `withhold` names environment variables kept from the steps besides WITHHELD_ENV (the Slack
+    webhook's); the values of all of them are masked in the kept output.
+    """
+    names = withheld_names(withhold)
+    env = step_env(stack, outputs, withhold=names)
+    known = [*secrets, *withheld_values(names)]
     results: list[StepResult] = []
     for command in commands:
         if echo is not None:

@@ -4,6 +4,15 @@ Health: every service's health path through the stack's API URL, and the fronten
 distribution's domain (the candidate release is served there before anyone else sees it). Each
 check is retried with exponential backoff until it passes or the overall timeout runs out.
 
+Canary: during the canary phase the API routes only `weight` of the requests to the new version
+(the live alias's weighted routing), so one 2xx says little — it is the stable version's answer
+most of the time. A service check then needs `canary_sample(weight)` consecutive 2xx answers: enough
+requests that the chance none of them reached the canary is under 1 %
+(n = ceil(log 0.01 / log(1 - weight)): 44 at 10 %, 90 at 5 %), capped at MAX_CANARY_REQUESTS (200,
+which keeps the bound down to a 2.3 % weight; below that the bake's alarms are the real check). A
+failure restarts the count. (Invoking the new version directly would need lambda:InvokeFunction,
+which the deploy role does not have.)
+
 Bake: for `bakeSeconds`, the alarms the stack exports (`alarmNames`) are polled every 30 s with
 CloudWatch's `describe_alarms`, and once more at the end; any alarm in ALARM fails verification at
 once. An alarm that does not exist is reported, not failed on: CloudWatch can lag right after the
@@ -15,6 +24,7 @@ All waiting goes through a `Clock`, so tests run the same code without waiting.
 from __future__ import annotations
 
 import json
+import math
 import ssl
 import time
 from collections.abc import Mapping, Sequence
@@ -35,6 +45,8 @@ MIN_POLL_SECONDS = 1.0
 # polling more often than this only spends API calls.
 BAKE_POLL_SECONDS = 30.0
 REQUEST_TIMEOUT_SECONDS = 10.0
+CANARY_MISS_PROBABILITY = 0.01  # the accepted chance that a canary check never reaches the canary
+MAX_CANARY_REQUESTS = 200
 
 
 @cache
@@ -65,10 +77,19 @@ class RealClock:
 # --- health ---------------------------------------------------------------------------------
 
 
+def canary_sample(weight: float) -> int:
+    """Consecutive 2xx answers a service check needs while `weight` of the traffic goes to the canary."""
+    if not 0 < weight < 1:
+        return 1
+    n = math.ceil(math.log(CANARY_MISS_PROBABILITY) / math.log1p(-weight))
+    return max(1, min(MAX_CANARY_REQUESTS, n))
+
+
 @dataclass(frozen=True)
 class Check:
     name: str  # "api", "worker", "frontend"
     url: str
+    successes: int = 1  # consecutive 2xx answers needed to pass
 
 
 @dataclass(frozen=True)
@@ -80,6 +101,7 @@ class CheckResult:
     attempts: int
     seconds: float
     error: str | None = None
+    successes: int = 1  # consecutive 2xx answers it needed
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -88,6 +110,7 @@ class CheckResult:
             "ok": self.ok,
             "status": self.status,
             "attempts": self.attempts,
+            "successesNeeded": self.successes,
             "seconds": round(self.seconds, 3),
             "error": self.error,
         }
@@ -114,8 +137,14 @@ class MissingOutput(Exception):
     """The stack does not export an output verification needs."""
 
 
-def health_checks(outputs: Mapping[str, Any], frontend_path: str) -> list[Check]:
-    """What to check, from the stack's outputs. Raises MissingOutput naming the output."""
+def health_checks(
+    outputs: Mapping[str, Any], frontend_path: str, canary_weight: float | None = None
+) -> list[Check]:
+    """What to check, from the stack's outputs. Raises MissingOutput naming the output.
+
+    With a canary weight, each service check needs `canary_sample(weight)` consecutive 2xx answers;
+    the frontend is not weighted (the TEST distribution serves the candidate to every request).
+    """
     api_url = outputs.get(out.API_URL)
     paths = _as_mapping(outputs.get(out.HEALTH_PATHS))
     domain = outputs.get(out.TEST_DOMAIN)
@@ -125,7 +154,8 @@ def health_checks(outputs: Mapping[str, Any], frontend_path: str) -> list[Check]
         raise MissingOutput(f"the stack exports no {out.HEALTH_PATHS} ({{service: path}})")
     if not isinstance(domain, str) or not domain:
         raise MissingOutput(f"the stack exports no {out.TEST_DOMAIN}, so the frontend cannot be checked")
-    checks = [Check(str(name), _join(api_url, str(path))) for name, path in sorted(paths.items())]
+    needed = canary_sample(canary_weight) if canary_weight else 1
+    checks = [Check(str(name), _join(api_url, str(path)), needed) for name, path in sorted(paths.items())]
     checks.append(Check("frontend", _join(_origin(domain), frontend_path)))
     return checks
 
@@ -161,21 +191,30 @@ def check_health(
     start = clock.monotonic()
     deadline = start + timeout_seconds
     state: dict[str, dict[str, Any]] = {
-        c.name: {"attempts": 0, "status": None, "error": None, "ok": False, "seconds": 0.0} for c in checks
+        c.name: {"attempts": 0, "status": None, "error": None, "ok": False, "seconds": 0.0, "streak": 0}
+        for c in checks
     }
     delay = max(interval_seconds, MIN_INTERVAL_SECONDS)
     try:
         pending = list(checks)
         while pending:
             for check in list(pending):
-                remaining = deadline - clock.monotonic()
                 s = state[check.name]
-                s["attempts"] += 1
-                ok, status, error = _attempt(
-                    http, check.url, max(1.0, min(REQUEST_TIMEOUT_SECONDS, remaining))
-                )
-                s.update(ok=ok, status=status, error=error, seconds=clock.monotonic() - start)
-                if ok:
+                # A check needing several consecutive answers asks back to back until one fails.
+                while True:
+                    remaining = deadline - clock.monotonic()
+                    s["attempts"] += 1
+                    ok, status, error = _attempt(
+                        http, check.url, max(1.0, min(REQUEST_TIMEOUT_SECONDS, remaining))
+                    )
+                    s["streak"] = s["streak"] + 1 if ok else 0
+                    passed = s["streak"] >= check.successes
+                    s.update(ok=passed, status=status, seconds=clock.monotonic() - start)
+                    if not ok:
+                        s["error"] = error  # the last failure is what a failed check reports
+                    if passed or not ok or clock.monotonic() >= deadline:
+                        break
+                if s["ok"]:
                     pending.remove(check)
             remaining = deadline - clock.monotonic()
             if not pending or remaining <= 0:
@@ -191,6 +230,8 @@ def check_health(
         error = s["error"]
         if not s["ok"]:
             error = f"{error or 'not checked'} after {s['attempts']} attempt(s) within {timeout_seconds:g} s"
+            if check.successes > 1:
+                error += f" ({check.successes} consecutive 2xx needed during the canary)"
         results.append(
             CheckResult(
                 check.name,
@@ -200,6 +241,7 @@ def check_health(
                 s["attempts"],
                 s["seconds"],
                 None if s["ok"] else error,
+                check.successes,
             )
         )
     return results
@@ -378,10 +420,15 @@ def verify_stage(
     clock: Clock | None = None,
     http: httpx.Client | None = None,
     cloudwatch: CloudWatchClient | None = None,
+    canary_weight: float | None = None,
 ) -> Verification:
-    """Health checks, then (unless `bake_seconds` is None) the bake. Never raises for a failed check."""
+    """Health checks, then (unless `bake_seconds` is None) the bake. Never raises for a failed check.
+
+    `bake_seconds=0` checks the alarms once. `canary_weight`: the canary phase's weight (see the
+    module docstring).
+    """
     try:
-        checks = health_checks(outputs, frontend_path)
+        checks = health_checks(outputs, frontend_path, canary_weight)
     except MissingOutput as exc:
         return Verification(phase=phase, ok=False, reason=str(exc))
     health = tuple(

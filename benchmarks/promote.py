@@ -1,9 +1,10 @@
 """The driver's own overhead in a no-op promotion: three unchanged stacks, 1 s per engine call.
 
-Every stage is already on the release, so promotion only reads (gates, releases, history, preview)
-and must call no `up`. Each engine call costs 1 s, as a real Pulumi CLI call roughly does; the time
-spent inside engine calls is measured, and the rest of the wall time is the driver's own overhead:
-resolving the pipeline from the stack files, gates, the record and its reports.
+Every stage is already on the release, so promotion only reads (gates, releases, history, preview,
+outputs) and must call no `up`. Each engine call costs 1 s, as a real Pulumi CLI call roughly does;
+the time spent inside engine calls is measured, and the rest of the wall time is the driver's own
+overhead: resolving the pipeline from the stack files, gates, the check every unchanged stage gets
+(its health endpoints, here a local HTTP server; no alarms, so no AWS), the record and its reports.
 Target: overhead ≤ 1 s.
 
     python benchmarks/promote.py                 # 1 s per engine call
@@ -74,7 +75,26 @@ class Timed:
         return call
 
 
-def unchanged_engine() -> Any:
+def health_server() -> tuple[str, Callable[[], None]]:
+    """Every GET answers 200: the stages' health endpoints. Returns its URL and how to stop it."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Healthy(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("content-length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Healthy)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_address[1]}", server.shutdown
+
+
+def unchanged_engine(base_url: str) -> Any:
     from automation.fake import FakeEngine
     from infra import outputs as out
     from infra.config import known_stacks, read_stack_file
@@ -83,7 +103,16 @@ def unchanged_engine() -> Any:
     for stack in known_stacks(ROOT):
         release = read_stack_file(ROOT, stack).values["release"]
         fake.add_history(stack, release=release, message=f"promote {release['version']}")
-        fake.set_outputs(stack, {out.API_URL: f"https://{stack}.example", out.LIVE_VERSIONS: {"api": "1"}})
+        fake.set_outputs(
+            stack,
+            {
+                out.API_URL: f"{base_url}/{stack}",
+                out.HEALTH_PATHS: {"api": "/api/health"},
+                out.TEST_DOMAIN: f"{base_url}/{stack}-test",
+                out.ALARM_NAMES: [],
+                out.LIVE_VERSIONS: {"api": "1"},
+            },
+        )
     return fake
 
 
@@ -98,7 +127,8 @@ def main() -> int:
     import automation.stacks
     from automation.promote import run_command
 
-    timed = Timed(unchanged_engine(), args.latency)
+    base_url, stop = health_server()
+    timed = Timed(unchanged_engine(base_url), args.latency)
     factory: Callable[[], Any] = lambda: timed  # noqa: E731 - the seam's documented hook
     automation.stacks.engine_factory = factory
     progress, results = io.StringIO(), io.StringIO()
@@ -120,6 +150,7 @@ def main() -> int:
             confirm=None,
         )
     wall = time.perf_counter() - started
+    stop()
 
     ups = timed.calls.count("up")
     overhead = wall - timed.seconds

@@ -82,6 +82,8 @@ class Stub:
     url: str
     routes: dict[str, int] = field(default_factory=dict)
     bodies: dict[str, bytes] = field(default_factory=dict)  # path -> body served with 200
+    # path -> statuses answered in turn, over and over (a weighted alias: nine 200s, then a 502 …)
+    cycles: dict[str, list[int]] = field(default_factory=dict)
     requests: list[Request] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -107,6 +109,9 @@ def http_stub(routes: Mapping[str, int] | None = None) -> Iterator[Stub]:
                 stub.requests.append(Request(self.command, path, body, dict(self.headers)))
                 body_for_path = stub.bodies.get(path)
                 status = 200 if body_for_path is not None else stub.routes.get(path, 404)
+                cycle = stub.cycles.get(path)
+                if cycle:
+                    status = cycle[(sum(1 for r in stub.requests if r.path == path) - 1) % len(cycle)]
             payload = body_for_path if body_for_path is not None else (b"ok" if status < 400 else b"failing")
             self.send_response(status)
             self.send_header("content-type", "text/plain")

@@ -74,6 +74,7 @@ class World:
 
     fake: FakeEngine
     stub: Stub
+    root: Path = ROOT
     clock: FakeClock = field(default_factory=FakeClock)
     on_up: list[Callable[[str, Mapping[str, Any]], None]] = field(default_factory=list)
     live: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STAGES, 3))
@@ -87,7 +88,7 @@ class World:
         chosen = stages if stages is not None else tuple(_stage(s) for s in PIPELINE.names)
         rt = Runtime(
             engine=self.fake,
-            root=ROOT,
+            root=self.root,
             notifier=Notifier(self.stub.url + HOOK, warn=lambda _: None),
             progress=lambda _: None,
             confirm=confirm,
@@ -113,10 +114,12 @@ class World:
         return [p["text"] for p in self.stub.posts(HOOK)]
 
 
-def make_world(stub: Stub, outputs: Mapping[str, Mapping[str, Any]] | None = None) -> World:
+def make_world(
+    stub: Stub, outputs: Mapping[str, Mapping[str, Any]] | None = None, root: Path = ROOT
+) -> World:
     """dev's stack file holds NEW; every stage still runs OLD; each stage's preview shows a lambda update."""
-    fake = FakeEngine.from_repo(ROOT)
-    world = World(fake=fake, stub=stub)
+    fake = FakeEngine.from_repo(root)
+    world = World(fake=fake, stub=stub, root=root)
     for stack in STAGES:
         stub.routes.update(healthy_routes(stack))
         values = dict(outputs[stack]) if outputs else stage_outputs(stack, stub.url) | SHARED
@@ -341,6 +344,14 @@ def test_the_canary_goes_out_at_its_weight_over_the_live_versions_then_at_100(wo
     assert prod.canary_weight == 0.1
     assert [u.phase for u in prod.updates] == ["canary", "full"]
     assert world.file_release("prod") == NEW
+    # at 10 %, each service must answer 44 times in a row before the canary counts as healthy
+    canary, full = prod.verifications[:2]
+    assert [(c.name, c.attempts, c.successes) for c in canary.health] == [
+        ("api", 44, 44),
+        ("worker", 44, 44),
+        ("frontend", 1, 1),
+    ]
+    assert [c.attempts for c in full.health] == [1, 1, 1]
 
 
 def test_without_live_versions_there_is_no_canary_and_the_record_says_why(world: World) -> None:
@@ -349,9 +360,9 @@ def test_without_live_versions_there_is_no_canary_and_the_record_says_why(world:
     assert record.exit_code == 0
     assert world.releases_written("prod") == [make_release("5e6f7a8", NEW["images"])]
     assert record.stages[2].canary_weight is None
-    assert record.stages[2].notes == [
+    assert record.stages[2].notes[0] == (
         "no canary: prod exports no liveVersions yet (first deployment), so the release goes to 100 % at once"
-    ]
+    )
 
 
 def test_running_the_same_promotion_again_changes_nothing(world: World) -> None:
@@ -363,7 +374,12 @@ def test_running_the_same_promotion_again_changes_nothing(world: World) -> None:
     assert [s.result for s in again.stages] == ["unchanged", "unchanged", "unchanged"]
     assert len([c for c in world.fake.calls if c.op == "up"]) == ups_before
     assert len([c for c in world.fake.calls if c.op == "set_release"]) == writes_before
-    assert all(s.verifications == [] for s in again.stages)
+    # each unchanged stage is checked (health, alarms once), never baked
+    assert [[(v.phase, v.ok) for v in s.verifications] for s in again.stages] == [[("check", True)]] * 3
+    assert all(c.ok for s in again.stages for c in s.verifications[0].health)
+    assert [s.verifications[0].bake.planned_seconds for s in again.stages if s.verifications[0].bake] == [
+        0
+    ] * 3
     assert world.slack()[-1] == (
         ":white_check_mark: Release `5e6f7a8` already everywhere, nothing changed: "
         "dev unchanged, staging unchanged, prod unchanged"
@@ -773,3 +789,243 @@ def test_cli_bad_arguments_exit_2(
     assert result.exit_code == 2
     assert message in result.stderr
     assert world.fake.count("up") == 0
+
+
+# --- a release nobody verified never moves on --------------------------------------------------------
+
+
+def test_a_release_left_unverified_by_an_interrupted_run_is_checked_and_never_moves_on(world: World) -> None:
+    """staging's promotion is cancelled while it verifies: staging runs the new release unverified.
+    Re-running staging checks what it runs; promoting prod checks staging before taking its release."""
+    world.fake.add_history("dev", release=NEW)  # dev verified NEW
+    world.stub.routes["/staging/jobs/health"] = 503  # the new release's worker is broken
+
+    def cancelled(clock: FakeClock) -> None:  # the CI job is cancelled while the check retries
+        raise KeyboardInterrupt
+
+    world.clock.on_sleep.append(cancelled)
+    first = world.run(stages=(_stage("staging"),))
+    assert (first.exit_code, first.stages[0].result) == (130, "interrupted")
+    assert world.fake.stack("staging").history[-1].release == make_release("5e6f7a8", NEW["images"])
+    world.clock.on_sleep.clear()
+
+    again = world.run(stages=(_stage("staging"),))
+    assert (again.result, again.exit_code, again.stages[0].result) == ("failed", 1, "failed")
+    assert (again.stages[0].reason or "").startswith(
+        "staging already runs release 5e6f7a8 but fails its checks: health check failed: worker "
+        f"{world.stub.url}/staging/jobs/health: HTTP 503"
+    )
+    assert "`python -m automation rollback staging`" in (again.stages[0].reason or "")
+    assert again.stages[0].rollback is None  # it deployed nothing, so it rolls nothing back
+    assert len(world.ups("staging")) == 1
+
+    prod = world.run(stages=(_stage("prod"),), yes=True)
+    assert (prod.result, prod.exit_code, prod.stages[0].result) == ("refused", 3, "refused")
+    gate = prod.stages[0].gates[-1]
+    assert (gate.name, gate.ok) == ("source", False)
+    assert gate.detail.startswith(
+        "staging runs release 5e6f7a8 but fails its checks now: health check failed: worker "
+    )
+    assert gate.to_json()["verification"]["phase"] == "source"
+    assert [c for c in world.fake.calls if c.stack == "prod"] == []
+
+
+def test_a_source_whose_alarm_is_in_alarm_does_not_pass_its_release_on(
+    stub: Stub, moto: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    use_aws(monkeypatch, moto)
+    cw = boto("cloudwatch", moto)
+    alarm = "staging-errors-source-gate"
+    cw.put_metric_alarm(
+        AlarmName=alarm,
+        MetricName="Errors",
+        Namespace="AWS/Lambda",
+        Statistic="Sum",
+        Period=60,
+        EvaluationPeriods=1,
+        Threshold=1,
+        ComparisonOperator="GreaterThanOrEqualToThreshold",
+    )
+    cw.set_alarm_state(AlarmName=alarm, StateValue="ALARM", StateReason="Threshold Crossed: 12 errors")
+    world = make_world(
+        stub,
+        {s: stage_outputs(s, stub.url, alarms=(alarm,) if s == "staging" else ()) | SHARED for s in STAGES},
+    )
+    world.fake.add_history("staging", release=make_release("5e6f7a8", NEW["images"]))
+    record = world.run(stages=(_stage("prod"),), yes=True)
+    assert (record.exit_code, record.stages[0].result) == (3, "refused")
+    assert (
+        record.stages[0]
+        .gates[-1]
+        .detail.startswith(
+            "staging runs release 5e6f7a8 but fails its checks now: alarm in ALARM during bake: "
+            "staging-errors-source-gate (Threshold Crossed: 12 errors)"
+        )
+    )
+    assert world.fake.count("up") == 0
+    assert world.clock.sleeps == []  # one look at the alarms, no bake
+
+    cw.set_alarm_state(AlarmName=alarm, StateValue="OK", StateReason="quiet")
+    healthy = world.run(stages=(_stage("prod"),), yes=True)
+    assert healthy.exit_code == 0
+    source = healthy.stages[0].gates[0]
+    assert source.detail == (
+        "release 5e6f7a8 from staging v2; staging passes its checks "
+        "(3 health check(s), 1 alarm(s) not in ALARM)"
+    )
+
+
+def test_a_source_verified_earlier_in_the_same_run_is_not_checked_again(world: World) -> None:
+    record = world.run(yes=True)
+    assert record.exit_code == 0
+    assert [g.detail for s in record.stages for g in s.gates if g.name == "source"] == [
+        "first stage: deploys release 5e6f7a8 from Pulumi.dev.yaml",
+        "release 5e6f7a8 from dev v2",
+        "release 5e6f7a8 from staging v2",
+    ]
+    assert world.stub.hits("/dev/api/health") == 1  # dev's own verification only
+
+
+# --- the stack file --------------------------------------------------------------------------------
+
+
+class RewritingEngine(FakeEngine):
+    """set_release rewrites Pulumi.<stack>.yaml as the Pulumi CLI does (`config set-all --json`):
+    the same values, but re-serialised — key order changes and comments are gone."""
+
+    def set_release(self, stack: str, release: Mapping[str, Any], *, work_dir: Path | None = None) -> None:
+        import yaml
+
+        super().set_release(stack, release, work_dir=work_dir)
+        path = self.project_dir / f"Pulumi.{stack}.yaml"
+        document = yaml.safe_load(path.read_text())
+        document["config"]["stageline:release"] = json.loads(json.dumps(release))
+        path.write_text(yaml.safe_dump(document, sort_keys=True))
+
+
+def _repo_copy(tmp_path: Path) -> Path:
+    root = tmp_path / "repo"
+    root.mkdir()
+    for path in ROOT.glob("Pulumi*.yaml"):
+        (root / path.name).write_bytes(path.read_bytes())
+    return root
+
+
+def _rewriting_world(stub: Stub, root: Path) -> World:
+    world = make_world(stub, root=root)
+    engine = RewritingEngine.from_repo(root)
+    engine.__dict__.update({k: v for k, v in world.fake.__dict__.items() if k != "_project_dir"})
+    world.fake = engine
+    return world
+
+
+def test_a_refused_gate_puts_the_stack_file_back_byte_for_byte(stub: Stub, tmp_path: Path) -> None:
+    root = _repo_copy(tmp_path)
+    original = (root / "Pulumi.staging.yaml").read_bytes()
+    assert b"# With an S3 state backend" in original  # comments the CLI's rewrite drops
+    world = _rewriting_world(stub, root)
+    world.fake.add_history("dev", release=NEW)
+    _iam(world)
+    record = world.run(stages=(_stage("staging"),), yes=True)
+    assert record.exit_code == 3
+    assert [w["version"] for w in world.releases_written("staging")] == ["5e6f7a8", "4f9c2d1"]
+    assert (root / "Pulumi.staging.yaml").read_bytes() == original
+
+
+def test_a_failure_before_the_up_puts_the_stack_file_back_byte_for_byte(stub: Stub, tmp_path: Path) -> None:
+    root = _repo_copy(tmp_path)
+    original = (root / "Pulumi.staging.yaml").read_bytes()
+    world = _rewriting_world(stub, root)
+    world.fake.add_history("dev", release=NEW)
+    world.fake.stack("staging").outputs[out.ECR_REPOSITORY_URL] = "registry.example/stageline"
+    record = world.run(stages=(_stage("staging"),), yes=True)
+    assert (record.exit_code, record.stages[0].result) == (1, "failed")
+    assert "is not an ECR repository URL" in (record.stages[0].reason or "")
+    assert world.fake.count("up") == 0
+    assert (root / "Pulumi.staging.yaml").read_bytes() == original
+
+
+# --- frontend caches ---------------------------------------------------------------------------------
+
+
+def test_every_up_that_switches_the_release_invalidates_the_frontend_caches(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import automation.frontend_cache
+
+    seen: list[tuple[str, int]] = []  # (stack, ups so far on it) at each invalidation
+
+    def invalidate(outputs: Mapping[str, Any], *, warn: Any = None, **_: Any) -> list[str]:
+        stack = outputs[out.ENVIRONMENT]
+        seen.append((stack, world.fake.count("up", stack)))
+        return [f"I{len(seen)}"]
+
+    monkeypatch.setattr(automation.frontend_cache, "invalidate_frontend", invalidate)
+    world.stub.routes["/prod/jobs/health"] = 503
+    world.on_up.append(
+        lambda stack, release: (
+            world.stub.routes.update(healthy_routes("prod")) if release["version"] == OLD["version"] else None
+        )
+    )
+    record = world.run(yes=True)
+    assert [s.result for s in record.stages] == ["deployed", "deployed", "rolled back"]
+    # after dev's up, staging's up, prod's canary up and prod's rollback up
+    assert seen == [("dev", 1), ("staging", 1), ("prod", 1), ("prod", 2)]
+    assert [(u.phase, u.invalidations) for u in record.stages[2].updates] == [
+        ("canary", ["I3"]),
+        ("rollback", ["I4"]),
+    ]
+    assert record.stages[0].to_json()["updates"][0]["invalidations"] == ["I1"]
+
+
+# --- reporting ---------------------------------------------------------------------------------------
+
+
+def test_a_bake_with_no_alarms_to_watch_is_a_loud_warning_in_the_record(world: World) -> None:
+    world.fake.add_history("dev", release=NEW)
+    record = world.run(stages=(_stage("staging"),))
+    assert record.exit_code == 0
+    assert record.stages[0].notes == [
+        "staging exports no alarmNames: its 300 s bake watches nothing, so only the health checks "
+        "verify this release"
+    ]
+
+
+def test_cli_a_refused_gate_lists_what_to_review_on_stderr(world: World, promote_cli: PromoteCli) -> None:
+    _iam(world)
+    result = promote_cli(world, "--only", "staging", "--yes")
+    assert result.exit_code == 3
+    prefix = "urn:pulumi:staging::stageline::"
+    lines = result.stderr.splitlines()
+    error = lines.index(
+        "error: staging: iam gate refused: 2 change(s) may widen IAM permissions or trust; review them and "
+        "pass --approve-iam"
+    )
+    assert lines[error + 1 :] == [
+        f"  update {prefix}aws:iam/role:Role::staging-api-role (inlinePolicies[0].policy)",
+        f"  create {prefix}aws:lambda/permission:Permission::staging-api-invoke",
+    ]
+
+
+def test_cli_out_records_why_nothing_ran_when_the_engine_cannot_open(
+    invoke: Callable[..., Result], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import automation.stacks
+    from automation.errors import ConfigurationError
+
+    def unavailable() -> FakeEngine:
+        raise ConfigurationError("cannot run the pulumi CLI: not found on PATH")
+
+    monkeypatch.setattr(automation.stacks, "engine_factory", unavailable)
+    record_file = tmp_path / "promotion.json"
+    result = invoke(["promote", "--only", "staging", "--yes", "--out", str(record_file)])
+    assert result.exit_code == 2
+    assert "error: cannot run the pulumi CLI: not found on PATH" in result.stderr
+    document = json.loads(record_file.read_text())
+    assert (document["result"], document["exitCode"], document["reason"]) == (
+        "failed",
+        2,
+        "cannot run the pulumi CLI: not found on PATH",
+    )
+    assert [(s["stack"], s["result"]) for s in document["stages"]] == [("staging", "not run")]
+    assert document["pipeline"] == list(STAGES)

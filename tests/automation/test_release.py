@@ -296,6 +296,36 @@ def test_the_prefix_copy_is_idempotent_and_repairs_a_changed_file(buckets: dict[
     assert _keys(buckets["dst"], buckets["target"])["releases/v1/index.html"] == b"<html>v1</html>"
 
 
+def test_a_file_uploaded_in_parts_is_copied_once_and_keeps_its_headers(buckets: dict[str, Any]) -> None:
+    """Its ETag ("…-2") is never the copy's (a copy gets a plain MD5), so without the recorded source
+    ETag every promotion would copy it again."""
+    src, key = buckets["src"], "releases/v1/bundle.js"
+    upload = src.create_multipart_upload(
+        Bucket=buckets["source"], Key=key, ContentType="text/javascript", CacheControl="max-age=31536000"
+    )["UploadId"]
+    parts = [
+        src.upload_part(Bucket=buckets["source"], Key=key, UploadId=upload, PartNumber=n, Body=body)["ETag"]
+        for n, body in ((1, b"a" * 5 * 1024 * 1024), (2, b"b" * 10))
+    ]
+    src.complete_multipart_upload(
+        Bucket=buckets["source"],
+        Key=key,
+        UploadId=upload,
+        MultipartUpload={"Parts": [{"ETag": e, "PartNumber": n} for n, e in enumerate(parts, start=1)]},
+    )
+    source_etag = src.head_object(Bucket=buckets["source"], Key=key)["ETag"]
+    assert source_etag.endswith('-2"')
+
+    first = copy_prefix(buckets["source"], buckets["target"], "releases/v1/")
+    assert (first.copied, first.present) == (3, 0)
+    head = buckets["dst"].head_object(Bucket=buckets["target"], Key=key)
+    assert head["ETag"] != source_etag  # what made every run copy it again
+    assert (head["ContentType"], head["CacheControl"]) == ("text/javascript", "max-age=31536000")
+    assert head["Metadata"] == {"source-etag": source_etag.strip('"')}
+    again = copy_prefix(buckets["source"], buckets["target"], "releases/v1/")
+    assert (again.copied, again.present) == (0, 3)
+
+
 def test_an_empty_source_prefix_fails_naming_it(buckets: dict[str, Any]) -> None:
     with pytest.raises(StagelineError, match=rf"s3://{buckets['source']}/releases/v9/ is empty"):
         copy_prefix(buckets["source"], buckets["target"], "releases/v9/")

@@ -100,6 +100,42 @@ def test_secret_outputs_are_masked_in_the_kept_output(tmp_path: Path) -> None:
     assert results[0].tail == "token is [secret]"
 
 
+def test_steps_get_no_driver_credentials_and_their_values_are_masked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The state passphrase, the Pulumi token and the webhook stay with the driver; AWS credentials
+    (migrations need them) go to the step."""
+    passphrase_file = tmp_path / "passphrase"
+    passphrase_file.write_text("correct horse battery staple\n")
+    secrets = {
+        "PULUMI_CONFIG_PASSPHRASE": "state-passphrase-0451",
+        "PULUMI_ACCESS_TOKEN": "pulumi-token-7f3a9c",
+        "TEAM_CHAT_HOOK": "http://chat.internal/hooks/a1b2c3d4e5",
+    }
+    for name, value in secrets.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("PULUMI_CONFIG_PASSPHRASE_FILE", str(passphrase_file))
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing-key-id")
+    # The step lists what it sees, then prints the secrets it got hold of some other way.
+    code = (
+        "import os, sys; "
+        "print(sorted(k for k in os.environ if k.startswith(('PULUMI', 'TEAM_', 'AWS_ACCESS')))); "
+        f"print(open({str(passphrase_file)!r}).read().strip()); print(*sys.argv[1:])"
+    )
+    command = f"{_py(code)} {' '.join(secrets.values())}"
+    results = run_steps(
+        [command], phase="pre", stack="dev", outputs={}, cwd=tmp_path, withhold=["TEAM_CHAT_HOOK"]
+    )
+    assert results[0].ok, results[0].error
+    assert results[0].tail.splitlines() == [
+        "['AWS_ACCESS_KEY_ID']",
+        "[secret]",
+        "[secret] [secret] [secret]",
+    ]
+    env = step_env("dev", {}, base=dict(secrets, PATH="/bin"), withhold=["TEAM_CHAT_HOOK"])
+    assert env == {"PATH": "/bin", "STAGELINE_STACK": "dev"}
+
+
 @pytest.mark.parametrize(
     ("command", "error"),
     [

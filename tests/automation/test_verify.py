@@ -22,7 +22,16 @@ from promote_testkit import (
     use_aws,
 )
 
-from automation.verify import Check, alarm_names, bake, check_health, health_checks, verify_stage
+from automation.verify import (
+    MAX_CANARY_REQUESTS,
+    Check,
+    alarm_names,
+    bake,
+    canary_sample,
+    check_health,
+    health_checks,
+    verify_stage,
+)
 from infra import outputs as out
 
 
@@ -140,6 +149,71 @@ def test_a_failing_check_is_retried_with_doubling_backoff_until_it_passes(stub: 
     assert (worker.ok, worker.attempts, worker.status) == (True, 4, 200)
     # passing checks are not asked again while another one is retried
     assert stub.hits("/dev/api/health") == 1
+
+
+@pytest.mark.parametrize(("weight", "needed"), [(0.1, 44), (0.05, 90), (0.25, 17), (0.5, 7), (0.001, 200)])
+def test_a_canary_check_needs_enough_answers_that_one_reached_the_canary(weight: float, needed: int) -> None:
+    assert canary_sample(weight) == needed
+    if needed < MAX_CANARY_REQUESTS:  # below the cap, missing the canary is under 1 % likely
+        assert (1 - weight) ** needed < 0.01 <= (1 - weight) ** (needed - 1)
+
+
+def test_during_the_canary_a_broken_canary_behind_the_weighted_alias_fails_the_check(stub: Stub) -> None:
+    """At 10 %, one request in ten reaches the new version; here it answers 502. One 2xx (what a
+    plain check accepts) is almost always the stable version's answer."""
+    stub.routes.update(healthy_routes("prod"))
+    stub.cycles["/prod/api/health"] = [200] * 9 + [502]
+    outputs = stage_outputs("prod", stub.url)
+    plain = check_health(
+        health_checks(outputs, "/"), timeout_seconds=60, interval_seconds=2, clock=FakeClock()
+    )
+    assert all(r.ok for r in plain)  # the weakness: the first answer came from the stable version
+    stub.requests.clear()
+    canary = check_health(
+        health_checks(outputs, "/", canary_weight=0.1),
+        timeout_seconds=60,
+        interval_seconds=2,
+        clock=FakeClock(),
+    )
+    api = next(r for r in canary if r.name == "api")
+    assert not api.ok
+    assert api.error is not None and api.error.startswith("HTTP 502 after ")
+    assert api.error.endswith("(44 consecutive 2xx needed during the canary)")
+    assert api.successes == 44
+
+
+def test_during_the_canary_a_healthy_service_passes_after_its_sample_and_the_frontend_after_one(
+    stub: Stub,
+) -> None:
+    stub.routes.update(healthy_routes("prod"))
+    clock = FakeClock()
+    results = check_health(
+        health_checks(stage_outputs("prod", stub.url), "/", canary_weight=0.1),
+        timeout_seconds=60,
+        interval_seconds=2,
+        clock=clock,
+    )
+    assert [(r.name, r.ok, r.attempts, r.successes) for r in results] == [
+        ("api", True, 44, 44),
+        ("worker", True, 44, 44),
+        ("frontend", True, 1, 1),  # the TEST distribution is not weighted
+    ]
+    assert clock.sleeps == []  # the sample is asked back to back
+
+
+def test_a_canary_check_that_fails_midway_starts_its_count_again(stub: Stub) -> None:
+    stub.routes.update(healthy_routes("prod"))
+    stub.cycles["/prod/api/health"] = [200] * 10 + [503] + [200] * 100  # a hiccup, then healthy
+    clock = FakeClock()
+    results = check_health(
+        health_checks(stage_outputs("prod", stub.url), "/", canary_weight=0.1),
+        timeout_seconds=60,
+        interval_seconds=2,
+        clock=clock,
+    )
+    api = next(r for r in results if r.name == "api")
+    assert (api.ok, api.attempts) == (True, 11 + 44)
+    assert clock.sleeps == [2]
 
 
 def test_a_check_that_never_passes_fails_when_the_timeout_is_spent(stub: Stub) -> None:
