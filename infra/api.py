@@ -7,7 +7,9 @@ to change when a release ships, and nothing can reach `$LATEST` or an unreleased
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -47,6 +49,18 @@ def access_log_format() -> dict[str, str]:
         "integrationError": "$context.integrationErrorMessage",
         "userAgent": "$context.identity.userAgent",
     }
+
+
+def route_resource_name(api: str, route_key: str) -> str:
+    """A route's logical name: letters, digits and dashes, unique per route key.
+
+    "ANY /api/{proxy+}" becomes "<api>-route-any-api-proxy-<8 hex>". The slug keeps it readable;
+    the hash of the exact key keeps keys apart that slug alike ("/a/{b}" and "/a/b", "/A" and "/a"),
+    and depends on nothing but the key, so adding a route never renames another one.
+    """
+    slug = re.sub(r"[^a-z0-9]+", "-", route_key.lower()).strip("-")
+    digest = hashlib.sha256(route_key.encode()).hexdigest()[:8]
+    return f"{api}-route-{slug}-{digest}"
 
 
 def invoke_source_arn(execution_arn: str) -> str:
@@ -121,7 +135,7 @@ class HttpApi(pulumi.ComponentResource):
             for route_key in target.routes:
                 routes.append(
                     aws.apigatewayv2.Route(
-                        f"{name}-{route_key}",
+                        route_resource_name(name, route_key),
                         api_id=api.id,
                         route_key=route_key,
                         target=pulumi.Output.concat("integrations/", integration.id),

@@ -9,6 +9,7 @@ with `artifacts.protect` Pulumi refuses to delete either and a destroy leaves th
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +18,12 @@ import pulumi_aws as aws
 
 from infra.buckets import PrivateBucketArgs, private_bucket
 from infra.config import BUCKET_PREFIX_MAX
-from infra.policies import tls_only_bucket_policy
+from infra.policies import (
+    RELEASE_IMAGE_READ_ACTIONS,
+    release_reader_statement,
+    release_repository_name,
+    tls_only_bucket_policy,
+)
 
 if TYPE_CHECKING:
     from infra.config import StackConfig
@@ -28,7 +34,8 @@ def bucket_prefix(prefix: str) -> str:
 
 
 def repository_name(prefix: str) -> str:
-    return f"{prefix}-app"
+    # One definition with the deploy policies, which grant promotion read access to the source's.
+    return release_repository_name(prefix)
 
 
 def ecr_lifecycle_policy(keep_images: int) -> dict[str, Any]:
@@ -55,27 +62,44 @@ def ecr_lifecycle_policy(keep_images: int) -> dict[str, Any]:
     }
 
 
-def lambda_pull_policy(repository_arn: str, function_prefix: str) -> dict[str, Any]:
+def lambda_pull_policy(
+    repository_arn: str,
+    function_prefix: str,
+    *,
+    reader_accounts: Sequence[str] = (),
+    project: str = "stageline",
+) -> dict[str, Any]:
     """Let this environment's Lambda functions, and only them, pull images from the repository.
 
     Lambda reads a container image with its own service principal. Declaring the grant here
     keeps it reviewable; otherwise Lambda would try to add it at function creation, which
     needs the deployer to hold ecr:SetRepositoryPolicy at that moment.
+
+    With `reader_accounts` (`artifacts.readerAccounts`), the deploy roles of those accounts may
+    also read images: promotion to a stage in another account copies them by digest from here.
     """
     _, partition, _, region, account, _ = repository_arn.split(":", 5)
     functions = f"arn:{partition}:lambda:{region}:{account}:function:{function_prefix}-*"
-    return {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Sid": "LambdaImagePull",
-                "Effect": "Allow",
-                "Principal": {"Service": "lambda.amazonaws.com"},
-                "Action": ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
-                "Condition": {"StringLike": {"aws:sourceArn": functions}},
-            }
-        ],
-    }
+    statements: list[dict[str, Any]] = [
+        {
+            "Sid": "LambdaImagePull",
+            "Effect": "Allow",
+            "Principal": {"Service": "lambda.amazonaws.com"},
+            "Action": ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
+            "Condition": {"StringLike": {"aws:sourceArn": functions}},
+        }
+    ]
+    if reader_accounts:
+        statements.append(
+            release_reader_statement(
+                "PromotionImageRead",
+                RELEASE_IMAGE_READ_ACTIONS,
+                partition=partition,
+                accounts=reader_accounts,
+                project=project,
+            )
+        )
+    return {"Version": "2012-10-17", "Statement": statements}
 
 
 @dataclass(frozen=True)
@@ -87,6 +111,8 @@ class ArtifactStoreArgs:
     keep_images: int = 30
     protect: bool = False
     function_prefix: str = ""  # "<prefix>": functions named "<prefix>-*" may pull images
+    reader_accounts: tuple[str, ...] = ()  # accounts whose deploy roles may read images (promotion)
+    project: str = "stageline"  # reader roles are named "<project>-<stack>-deploy"
 
     def __post_init__(self) -> None:
         if len(self.bucket_prefix) > BUCKET_PREFIX_MAX:  # S3 appends 26 characters, up to 63
@@ -105,6 +131,8 @@ class ArtifactStoreArgs:
             keep_images=cfg.artifacts.keep_images,
             protect=cfg.artifacts.protect,
             function_prefix=cfg.prefix,
+            reader_accounts=cfg.artifacts.reader_accounts,
+            project=cfg.project,
         )
 
 
@@ -164,7 +192,14 @@ class ArtifactStore(pulumi.ComponentResource):
                 f"{name}-repository-policy",
                 repository=repository.name,
                 policy=repository.arn.apply(
-                    lambda arn: json.dumps(lambda_pull_policy(arn, args.function_prefix))
+                    lambda arn: json.dumps(
+                        lambda_pull_policy(
+                            arn,
+                            args.function_prefix,
+                            reader_accounts=args.reader_accounts,
+                            project=args.project,
+                        )
+                    )
                 ),
                 opts=child,
             )

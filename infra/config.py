@@ -36,6 +36,7 @@ ARN_RE = re.compile(r"^arn:aws[a-z-]*:[a-z0-9-]+:[a-z0-9-]*:\d{0,12}:.+$")
 BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 LAMBDA_VERSION_RE = re.compile(r"^[1-9][0-9]*$")
+ACCOUNT_ID_RE = re.compile(r"^[0-9]{12}$")
 
 # The values CloudWatch Logs accepts for retention_in_days.
 LOG_RETENTION_DAYS = (
@@ -190,6 +191,9 @@ class ArtifactsConfig:
     abort_multipart_days: int = 7
     keep_images: int = 30
     protect: bool = False  # protect=True and retain on delete for the bucket and the registry
+    # AWS accounts whose `<project>-*-deploy` roles may read this stack's releases (images and
+    # frontend files): the accounts of the stages that promote from this one.
+    reader_accounts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -852,6 +856,26 @@ def _promotion(value: Any, stack: str) -> PromotionConfig:
     )
 
 
+def _account_ids(path: str, value: Any) -> tuple[str, ...]:
+    """A list of 12-digit AWS account IDs; YAML numbers are accepted when they keep all 12 digits."""
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise ConfigError(f"{_key(path)} must be a list of 12-digit AWS account IDs, got {_fmt(value)}")
+    out: list[str] = []
+    for i, item in enumerate(value):
+        text = str(item) if isinstance(item, int) and not isinstance(item, bool) else item
+        if not isinstance(text, str) or not ACCOUNT_ID_RE.match(text):
+            raise ConfigError(
+                f'{_key(f"{path}[{i}]")} must be a 12-digit AWS account ID in quotes (e.g. "012345678901"), '
+                f"got {_fmt(item)}"
+            )
+        if text in out:
+            raise ConfigError(f"{_key(path)} lists account {text} twice")
+        out.append(text)
+    return tuple(out)
+
+
 def _waivers(value: Any) -> tuple[Waiver, ...]:
     if not isinstance(value, list):
         raise ConfigError(f"{_key('waivers')} must be a list, got {_fmt(value)}")
@@ -921,7 +945,10 @@ def parse(
         expect="arn:aws:iam::ACCOUNT:oidc-provider/token.actions.githubusercontent.com",
     )
     state = obj("state", ("bucket", "kmsKeyArn"))
-    artifacts = obj("artifacts", ("noncurrentVersionDays", "abortMultipartDays", "keepImages", "protect"))
+    artifacts = obj(
+        "artifacts",
+        ("noncurrentVersionDays", "abortMultipartDays", "keepImages", "protect", "readerAccounts"),
+    )
     api = obj("api", ("burstLimit", "rateLimit"))
     frontend = obj("frontend", ("priceClass",))
     retention = values.get("logRetentionDays")
@@ -964,6 +991,7 @@ def parse(
             abort_multipart_days=artifacts.integer("abortMultipartDays", 7, 1, 365) or 7,
             keep_images=artifacts.integer("keepImages", 30, 1, 10000) or 30,
             protect=artifacts.boolean("protect", False),
+            reader_accounts=_account_ids("artifacts.readerAccounts", artifacts.raw("readerAccounts")),
         ),
         log_retention_days=log_retention,
         api=ApiConfig(

@@ -9,9 +9,15 @@ Two distributions read from the same bucket:
 
 Because the release prefixes are immutable, promoting or rolling back the frontend is a change
 of `origin_path` in config: nothing is re-uploaded, and rollback points back at files that
-were never touched. (Upload `index.html` with a short Cache-Control and content-hash the other
-assets: CloudFront's cache key does not include the origin path, so a switch is seen as soon
-as cached copies of `index.html` expire or are invalidated.)
+were never touched.
+
+CloudFront's cache key does not include the origin path, so after a switch the edges would keep
+serving what they cached from the old prefix. Both distributions therefore use the stack's own
+cache policy (`frontend_cache_policy`): an object uploaded without Cache-Control (`index.html`)
+has a default TTL of 0 and is revalidated against the origin on every request, so a switch is
+seen at once; content-hashed assets uploaded with a long `Cache-Control: max-age` are still
+cached up to a year. The driver also invalidates both distributions after a switch
+(`automation/frontend_cache.py`).
 """
 
 from __future__ import annotations
@@ -25,20 +31,52 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.buckets import PrivateBucketArgs, private_bucket
+from infra.policies import RELEASES_PREFIX, frontend_bucket_prefix, release_reader_statement
 
 if TYPE_CHECKING:
     from infra.config import StackConfig
 
-# AWS managed cache policy "Managed-CachingOptimized": honours the origin's Cache-Control
-# within 1 s..1 year, gzip/brotli, no cookies/headers/query strings in the cache key.
-CACHING_OPTIMIZED_POLICY_ID = "658327ea-f89d-4fab-a63d-7e88639e58f6"
-RELEASES_PREFIX = "releases"
 ORIGIN_ID = "frontend"
+# The cache policy's TTLs: the origin's Cache-Control decides within 0 s .. 1 year, and an object
+# without one (index.html) is not kept at all: CloudFront revalidates it on every request.
+CACHE_MIN_TTL_SECONDS = 0
+CACHE_DEFAULT_TTL_SECONDS = 0
+CACHE_MAX_TTL_SECONDS = 31_536_000
 HSTS_MAX_AGE_SECONDS = 63_072_000  # two years, as hstspreload.org asks
 
 
 def bucket_prefix(prefix: str) -> str:
-    return f"{prefix}-frontend-"
+    # One definition with the deploy policies, which grant promotion read access to the source's.
+    return frontend_bucket_prefix(prefix)
+
+
+def cache_policy_name(prefix: str) -> str:
+    return f"{prefix}-frontend"
+
+
+def frontend_cache_policy(prefix: str) -> dict[str, Any]:
+    """The cache policy of both distributions, as the arguments of aws.cloudfront.CachePolicy.
+
+    AWS's Managed-CachingOptimized policy has a default TTL of one day: after an origin-path
+    switch, users would get the previous release's `index.html` for up to a day. Here the
+    default is 0, so objects without Cache-Control are revalidated on each request, while
+    hashed assets uploaded with a long `Cache-Control: max-age` still stay cached. The cache key
+    holds only the path (no cookies, headers or query strings); gzip and brotli are negotiated.
+    """
+    return {
+        "name": cache_policy_name(prefix),
+        "comment": f"{prefix}: frontend releases; objects without Cache-Control are revalidated",
+        "min_ttl": CACHE_MIN_TTL_SECONDS,
+        "default_ttl": CACHE_DEFAULT_TTL_SECONDS,
+        "max_ttl": CACHE_MAX_TTL_SECONDS,
+        "parameters_in_cache_key_and_forwarded_to_origin": {
+            "cookies_config": {"cookie_behavior": "none"},
+            "headers_config": {"header_behavior": "none"},
+            "query_strings_config": {"query_string_behavior": "none"},
+            "enable_accept_encoding_gzip": True,
+            "enable_accept_encoding_brotli": True,
+        },
+    }
 
 
 def origin_path(version: str) -> str:
@@ -70,10 +108,43 @@ def content_security_policy(api_endpoint: str | None = None) -> str:
     )
 
 
-def frontend_bucket_policy(bucket_arn: str, distribution_arns: Sequence[str]) -> dict[str, Any]:
-    """TLS only, and readable only by CloudFront on behalf of the given distributions."""
+def frontend_bucket_policy(
+    bucket_arn: str,
+    distribution_arns: Sequence[str],
+    *,
+    reader_accounts: Sequence[str] = (),
+    project: str = "stageline",
+) -> dict[str, Any]:
+    """TLS only, and readable only by CloudFront on behalf of the given distributions.
+
+    With `reader_accounts` (`artifacts.readerAccounts`), the deploy roles of those accounts may
+    also list and read `releases/`: promotion to a stage in another account copies a release's
+    files from here.
+    """
     if not distribution_arns:
         raise ValueError("the frontend bucket policy needs the distributions allowed to read it")
+    partition = bucket_arn.split(":", 2)[1]
+    readers = []
+    if reader_accounts:
+        readers = [
+            release_reader_statement(
+                "PromotionListReleases",
+                ("s3:ListBucket",),
+                partition=partition,
+                accounts=reader_accounts,
+                project=project,
+                resources=bucket_arn,
+                condition={"StringLike": {"s3:prefix": f"{RELEASES_PREFIX}/*"}},
+            ),
+            release_reader_statement(
+                "PromotionReadReleases",
+                ("s3:GetObject",),
+                partition=partition,
+                accounts=reader_accounts,
+                project=project,
+                resources=f"{bucket_arn}/{RELEASES_PREFIX}/*",
+            ),
+        ]
     return {
         "Version": "2012-10-17",
         "Statement": [
@@ -93,6 +164,7 @@ def frontend_bucket_policy(bucket_arn: str, distribution_arns: Sequence[str]) ->
                 "Resource": f"{bucket_arn}/{RELEASES_PREFIX}/*",
                 "Condition": {"StringEquals": {"AWS:SourceArn": sorted(distribution_arns)}},
             },
+            *readers,
         ],
     }
 
@@ -107,6 +179,8 @@ class FrontendArgs:
     noncurrent_version_days: int = 30
     abort_multipart_days: int = 7
     protect: bool = False
+    reader_accounts: tuple[str, ...] = ()  # accounts whose deploy roles may read releases
+    project: str = "stageline"
 
     @classmethod
     def from_config(cls, cfg: StackConfig, *, api_endpoint: pulumi.Input[str] | None = None) -> FrontendArgs:
@@ -120,6 +194,8 @@ class FrontendArgs:
             abort_multipart_days=cfg.artifacts.abort_multipart_days,
             # Release uploads are artifacts too: the same switch that keeps the artifact store.
             protect=cfg.artifacts.protect,
+            reader_accounts=cfg.artifacts.reader_accounts,
+            project=cfg.project,
         )
 
 
@@ -179,9 +255,10 @@ class Frontend(pulumi.ComponentResource):
                     referrer_policy="strict-origin-when-cross-origin",
                     override=True,
                 ),
+                # "X-XSS-Protection: 0": browsers dropped the XSS auditor, and where it remains,
+                # "1; mode=block" can be abused to leak page content. The CSP does the job.
                 xss_protection=aws.cloudfront.ResponseHeadersPolicySecurityHeadersConfigXssProtectionArgs(
-                    protection=True,
-                    mode_block=True,
+                    protection=False,
                     override=True,
                 ),
                 content_security_policy=aws.cloudfront.ResponseHeadersPolicySecurityHeadersConfigContentSecurityPolicyArgs(
@@ -190,6 +267,10 @@ class Frontend(pulumi.ComponentResource):
                 ),
             ),
             opts=child,
+        )
+
+        cache = aws.cloudfront.CachePolicy(
+            f"{name}-cache", **frontend_cache_policy(args.name_prefix), opts=child
         )
 
         distributions: dict[str, aws.cloudfront.Distribution] = {}
@@ -218,7 +299,8 @@ class Frontend(pulumi.ComponentResource):
                     allowed_methods=["GET", "HEAD", "OPTIONS"],
                     cached_methods=["GET", "HEAD"],
                     compress=True,
-                    cache_policy_id=CACHING_OPTIMIZED_POLICY_ID,
+                    # Not Managed-CachingOptimized (default TTL one day): see frontend_cache_policy.
+                    cache_policy_id=cache.id,
                     response_headers_policy_id=headers.id,
                 ),
                 # Client-side routes have no object behind them. Without s3:ListBucket, S3
@@ -252,7 +334,9 @@ class Frontend(pulumi.ComponentResource):
             bucket=bucket.id,
             policy=pulumi.Output.json_dumps(
                 pulumi.Output.all(bucket.arn, app.arn, test.arn).apply(
-                    lambda a: frontend_bucket_policy(a[0], [a[1], a[2]])
+                    lambda a: frontend_bucket_policy(
+                        a[0], [a[1], a[2]], reader_accounts=args.reader_accounts, project=args.project
+                    )
                 )
             ),
             # S3 rejects a policy PUT while a public-access-block change is still settling, and

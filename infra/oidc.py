@@ -11,8 +11,10 @@ credentials of a role whose trust policy names the token's exact `sub`:
   change.
 
 The deploy role's rights are scoped to the environment's resources and fenced by a permissions
-boundary (see `infra.policies`). It cannot change this component's resources: updating the
-trust layer takes an administrator's credentials, by design.
+boundary (see `infra.policies`); a stage with `promotion.source` may also read that stage's
+release (its image repository and `releases/` of its frontend bucket), which promotion copies.
+It cannot change this component's resources: updating the trust layer takes an administrator's
+credentials, by design.
 """
 
 from __future__ import annotations
@@ -70,6 +72,7 @@ class GitHubTrustArgs:
     state_bucket: str | None = None
     state_kms_key_arn: str | None = None
     grants: tuple[Grant, ...] = ()  # what services may do; the boundary must allow it
+    source_prefix: str | None = None  # "<project>-<promotion.source>": promotion reads its releases
 
     def __post_init__(self) -> None:
         for subject in (self.deploy_subject, *self.preview_subjects):
@@ -92,6 +95,7 @@ class GitHubTrustArgs:
             state_bucket=cfg.state.bucket,
             state_kms_key_arn=cfg.state.kms_key_arn,
             grants=tuple(grant for service in cfg.services for grant in service.grants),
+            source_prefix=f"{cfg.project}-{cfg.promotion.source}" if cfg.promotion.source else None,
         )
         # Fail at config time, not halfway through an update, when the grants outgrow IAM's limit.
         size = policy_size(args.boundary_document("aws-us-gov", "000000000000"))
@@ -126,6 +130,7 @@ class GitHubTrustArgs:
             boundary_policy_arn=boundary_policy_arn,
             state_bucket=self.state_bucket,
             state_kms_key_arn=self.state_kms_key_arn,
+            source_prefix=self.source_prefix,
         )
 
     @property

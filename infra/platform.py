@@ -84,7 +84,9 @@ def build_platform(
         outputs.API_URL: api.api_endpoint,
         outputs.FUNCTION_NAMES: {name: s.function_name for name, s in services.items()},
         outputs.ALIAS_ARNS: {name: s.alias_arn for name, s in services.items()},
-        outputs.LIVE_VERSIONS: {name: s.published_version for name, s in services.items()},
+        # What `live` serves (the stable version during a canary): the next canary's stableVersions.
+        outputs.LIVE_VERSIONS: {name: s.live_version for name, s in services.items()},
+        outputs.PUBLISHED_VERSIONS: {name: s.published_version for name, s in services.items()},
         outputs.HEALTH_PATHS: {svc.name: svc.health_path for svc in cfg.services},
         outputs.FRONTEND_BUCKET: frontend.bucket_name,
         outputs.APP_DISTRIBUTION_ID: frontend.app_distribution_id,

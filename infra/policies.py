@@ -48,6 +48,9 @@ STATE_PART = "state"
 # for backends created since Pulumi 3.61).
 STATE_ROOT = ".pulumi"
 
+# Frontend builds live under `releases/<version>/` of a stack's frontend bucket.
+RELEASES_PREFIX = "releases"
+
 # Actions AWS authorizes only on Resource "*" (the Service Authorization Reference lists no
 # resource type for them). They are the only ones `violations` accepts on "*".
 STAR_ONLY_ACTIONS = frozenset(
@@ -68,6 +71,7 @@ STAR_ONLY_ACTIONS = frozenset(
         "cloudfront:CreateDistribution",
         "cloudfront:CreateOriginAccessControl",
         "cloudfront:CreateResponseHeadersPolicy",
+        "cloudfront:CreateCachePolicy",
         "sns:Unsubscribe",
         "sns:GetSubscriptionAttributes",
         "sns:SetSubscriptionAttributes",
@@ -165,12 +169,16 @@ _CLOUDFRONT_CONFIG_READ_ACTIONS = (
     "cloudfront:GetOriginAccessControlConfig",
     "cloudfront:GetResponseHeadersPolicy",
     "cloudfront:GetResponseHeadersPolicyConfig",
+    "cloudfront:GetCachePolicy",
+    "cloudfront:GetCachePolicyConfig",
 )
 _CLOUDFRONT_CONFIG_WRITE_ACTIONS = (
     "cloudfront:UpdateOriginAccessControl",
     "cloudfront:DeleteOriginAccessControl",
     "cloudfront:UpdateResponseHeadersPolicy",
     "cloudfront:DeleteResponseHeadersPolicy",
+    "cloudfront:UpdateCachePolicy",
+    "cloudfront:DeleteCachePolicy",
 )
 _BUCKET_READ_ACTIONS = (
     "s3:ListBucket",
@@ -266,6 +274,13 @@ _KEY_WRITE_ACTIONS = (
     "kms:UpdateAlias",
     "kms:DeleteAlias",
 )
+# What promotion needs from the source stage's registry to copy an image by digest.
+RELEASE_IMAGE_READ_ACTIONS = (
+    "ecr:BatchGetImage",
+    "ecr:GetDownloadUrlForLayer",
+    "ecr:BatchCheckLayerAvailability",
+    "ecr:DescribeImages",
+)
 _ALIAS_ACTIONS = ("kms:CreateAlias", "kms:UpdateAlias", "kms:DeleteAlias")
 _BUDGET_READ_ACTIONS = ("budgets:ViewBudget", "budgets:ListTagsForResource")
 _BUDGET_WRITE_ACTIONS = ("budgets:ModifyBudget", "budgets:TagResource", "budgets:UntagResource")
@@ -280,6 +295,16 @@ def deploy_role_name(prefix: str) -> str:
 
 def preview_role_name(prefix: str) -> str:
     return f"{prefix}-preview"
+
+
+def release_repository_name(prefix: str) -> str:
+    """The stack's ECR repository (infra.artifacts.repository_name uses this)."""
+    return f"{prefix}-app"
+
+
+def frontend_bucket_prefix(prefix: str) -> str:
+    """S3 appends a unique suffix to this (infra.frontend.bucket_prefix uses this)."""
+    return f"{prefix}-frontend-"
 
 
 def read_only_environment(environment: str) -> str:
@@ -373,6 +398,9 @@ class Scope:
     boundary_policy_arn: str
     state_bucket: str | None = None
     state_kms_key_arn: str | None = None
+    # "<project>-<promotion.source>": the stage this one receives releases from. Promotion runs
+    # with this stage's deploy role and copies the release's images and frontend files from there.
+    source_prefix: str | None = None
 
     @property
     def has_state(self) -> bool:
@@ -430,6 +458,17 @@ class Scope:
         return self.arn("ecr", f"repository/{self.prefix}-*")
 
     @property
+    def source_repository(self) -> str:
+        """The promotion source's repository, in any account and region: the source may live elsewhere."""
+        assert self.source_prefix is not None
+        return f"arn:{self.partition}:ecr:*:*:repository/{release_repository_name(self.source_prefix)}"
+
+    @property
+    def source_frontend_buckets(self) -> str:
+        assert self.source_prefix is not None
+        return f"arn:{self.partition}:s3:::{frontend_bucket_prefix(self.source_prefix)}*"
+
+    @property
     def topics(self) -> str:
         return self.arn("sns", f"{self.prefix}-*")
 
@@ -455,6 +494,14 @@ class Scope:
     @property
     def budgets(self) -> str:
         return self.arn("budgets", f"budget/{self.prefix}-*", regional=False)
+
+    @property
+    def cloudfront_configs(self) -> list[str]:
+        # Origin access controls, response-headers and cache policies: generated IDs, no tags.
+        return [
+            self.arn("cloudfront", f"{kind}/*", regional=False)
+            for kind in ("origin-access-control", "response-headers-policy", "cache-policy")
+        ]
 
     @property
     def distributions(self) -> str:
@@ -653,19 +700,36 @@ def _deploy_edge(s: Scope) -> list[Statement]:
         ),
         _allow(
             "CreateCloudFrontConfigs",
-            ("cloudfront:CreateOriginAccessControl", "cloudfront:CreateResponseHeadersPolicy"),
+            (
+                "cloudfront:CreateOriginAccessControl",
+                "cloudfront:CreateResponseHeadersPolicy",
+                "cloudfront:CreateCachePolicy",
+            ),
             "*",
         ),
         _allow(
             "ManageCloudFrontConfigs",
             (*_CLOUDFRONT_CONFIG_READ_ACTIONS, *_CLOUDFRONT_CONFIG_WRITE_ACTIONS),
-            [
-                s.arn("cloudfront", "origin-access-control/*", regional=False),
-                s.arn("cloudfront", "response-headers-policy/*", regional=False),
-            ],
+            s.cloudfront_configs,
         ),
         _allow("OwnBuckets", (*_BUCKET_READ_ACTIONS, *_BUCKET_WRITE_ACTIONS), s.buckets),
         _allow("OwnObjects", _OBJECT_ACTIONS, s.objects),
+        *_read_source_releases(s),
+    ]
+
+
+def _read_source_releases(s: Scope) -> list[Statement]:
+    """Promotion copies `releases/<version>/` from the source stage's frontend bucket: read that only."""
+    if s.source_prefix is None:
+        return []
+    return [
+        _allow(
+            "ListSourceReleases",
+            ("s3:ListBucket",),
+            s.source_frontend_buckets,
+            {"StringLike": {"s3:prefix": f"{RELEASES_PREFIX}/*"}},
+        ),
+        _allow("ReadSourceReleases", ("s3:GetObject",), f"{s.source_frontend_buckets}/{RELEASES_PREFIX}/*"),
     ]
 
 
@@ -704,6 +768,12 @@ def _deploy_ops(s: Scope) -> list[Statement]:
         # An alias change is authorized on both the alias and the key it points at.
         _allow("OwnKeyAliases", _ALIAS_ACTIONS, s.key_aliases),
         _allow("ListKeyAliases", ("kms:ListAliases",), "*"),
+        # Promotion copies the release's images by digest from the source stage's repository.
+        *(
+            [_allow("PullSourceImages", RELEASE_IMAGE_READ_ACTIONS, s.source_repository)]
+            if s.source_prefix is not None
+            else []
+        ),
     ]
 
 
@@ -789,10 +859,7 @@ def _preview_read(s: Scope) -> list[Statement]:
         _allow(
             "ReadCloudFrontConfigs",
             _CLOUDFRONT_CONFIG_READ_ACTIONS,
-            [
-                s.arn("cloudfront", "origin-access-control/*", regional=False),
-                s.arn("cloudfront", "response-headers-policy/*", regional=False),
-            ],
+            s.cloudfront_configs,
         ),
         _allow("ReadBuckets", _BUCKET_READ_ACTIONS, s.buckets),
         _allow("ReadRepository", _ECR_READ_ACTIONS, s.repositories),
@@ -831,6 +898,49 @@ def tls_only_bucket_policy(bucket_arn: str) -> Document:
             }
         ]
     )
+
+
+# --- releases other accounts may read ---------------------------------------------------------
+
+
+def release_reader_statement(
+    sid: str,
+    actions: Sequence[str],
+    *,
+    partition: str,
+    accounts: Sequence[str],
+    project: str,
+    resources: str | Sequence[str] | None = None,
+    condition: Mapping[str, Any] | None = None,
+) -> Statement:
+    """A resource-policy statement letting the deploy roles of other accounts read releases.
+
+    Promotion runs with the *target* stage's deploy role and reads the release from the source
+    stage. Within one account the role's own policy is enough; from another account the source's
+    resource policy must also allow it. The principal is the other account, narrowed to its roles
+    named like deploy roles of this project (`<project>-<stack>-deploy`), so no user and no
+    service role there can read the releases.
+    """
+    if not accounts:
+        raise ValueError("a release reader statement needs at least one account")
+    statement: Statement = {
+        "Sid": sid,
+        "Effect": "Allow",
+        "Principal": {"AWS": [f"arn:{partition}:iam::{account}:root" for account in accounts]},
+        "Action": list(actions),
+    }
+    if resources is not None:
+        statement["Resource"] = resources if isinstance(resources, str) else list(resources)
+    statement["Condition"] = {
+        **(condition or {}),
+        "ArnLike": {
+            "aws:PrincipalArn": [
+                f"arn:{partition}:iam::{account}:role/{deploy_role_name(f'{project}-*')}"
+                for account in accounts
+            ]
+        },
+    }
+    return statement
 
 
 # --- checks ---------------------------------------------------------------------------------

@@ -59,6 +59,16 @@ class LiveRouting:
     function_version: str
     additional_version_weights: dict[str, float] = field(default_factory=dict)
 
+    def routing_config(self) -> dict[str, Any] | None:
+        """The alias' `routing_config`: None unless traffic is really split.
+
+        An empty weights map would still be sent to Lambda as a routing configuration; without
+        extra versions there is nothing to configure.
+        """
+        if not self.additional_version_weights:
+            return None
+        return {"additional_version_weights": dict(self.additional_version_weights)}
+
 
 def live_routing(
     published_version: str, *, canary_weight: float | None = None, stable_version: str | None = None
@@ -174,7 +184,10 @@ class LambdaService(pulumi.ComponentResource):
     function_name: pulumi.Output[str]
     function_arn: pulumi.Output[str]
     published_version: pulumi.Output[str]
-    """The version this deployment published; the next canary keeps it as the stable one."""
+    """The version this deployment published (during a canary: the one getting the canary weight)."""
+    live_version: pulumi.Output[str]
+    """The primary version of `live`: what it serves (during a canary, the rest of the traffic).
+    The next canary keeps it as the stable one."""
     alias_name: pulumi.Output[str]
     alias_arn: pulumi.Output[str]
     alias_invoke_arn: pulumi.Output[str]
@@ -233,26 +246,28 @@ class LambdaService(pulumi.ComponentResource):
 
         weight, stable = args.canary_weight, args.stable_version
         # Decide from the published version only once it is known: it is computed by the
-        # engine, and a canary must not split traffic between a version and itself.
+        # engine, and a canary must not split traffic between a version and itself (a canary
+        # on a function the release did not change has no routing config at all).
         routing = function.version.apply(
             lambda v: live_routing(v, canary_weight=weight, stable_version=stable)
+        )
+        # Without a canary there is never a routing config, known even before the version is.
+        routing_config: pulumi.Output[Any] | None = (
+            routing.apply(lambda r: r.routing_config()) if weight is not None else None
         )
         alias = aws.lambda_.Alias(
             f"{name}-live",
             name=ALIAS_NAME,
             function_name=function.name,
             function_version=routing.apply(lambda r: r.function_version),
-            routing_config=aws.lambda_.AliasRoutingConfigArgs(
-                additional_version_weights=routing.apply(lambda r: r.additional_version_weights),
-            )
-            if weight is not None
-            else None,
+            routing_config=routing_config,
             opts=child,
         )
 
         self.function_name = function.name
         self.function_arn = function.arn
         self.published_version = function.version
+        self.live_version = alias.function_version
         self.alias_name = alias.name
         self.alias_arn = alias.arn
         self.alias_invoke_arn = alias.invoke_arn
@@ -262,6 +277,7 @@ class LambdaService(pulumi.ComponentResource):
             {
                 "function_name": self.function_name,
                 "published_version": self.published_version,
+                "live_version": self.live_version,
                 "alias_arn": self.alias_arn,
             }
         )

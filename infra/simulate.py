@@ -185,6 +185,9 @@ def _computed(type_: str, name: str, inputs: dict[str, Any], region: str) -> dic
     elif type_ == "aws:cloudfront/responseHeadersPolicy:ResponseHeadersPolicy":
         ident = str(uuid.UUID(_digest(f"rhp-{name}")[:32]))
         return {**out, "etag": "ETAG", "_id": ident}
+    elif type_ == "aws:cloudfront/cachePolicy:CachePolicy":
+        ident = str(uuid.UUID(_digest(f"cp-{name}")[:32]))
+        return {**out, "etag": "ETAG", "_id": ident}
     elif type_.startswith("aws:"):
         out.setdefault("arn", _arn(type_.split(":")[1].split("/", maxsplit=1)[0], region, physical))
     elif type_ == "github:index/repositoryEnvironment:RepositoryEnvironment":

@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from infra.api import ApiTarget, HttpApi, HttpApiArgs, access_log_format, invoke_source_arn
+from infra.api import (
+    ApiTarget,
+    HttpApi,
+    HttpApiArgs,
+    access_log_format,
+    invoke_source_arn,
+    route_resource_name,
+)
 from infra.config import ConfigError, load, parse, read_stack_file
 from infra.services import LambdaService, LambdaServiceArgs
 from infra.simulate import Simulation, simulate
@@ -105,6 +113,17 @@ def test_every_configured_route_reaches_its_own_service(dev: Simulation) -> None
         "ANY /jobs/{proxy+}": "integrations/http-api-worker-integration-id",
     }
     assert routes == expected
+
+
+def test_route_logical_names_are_plain_and_one_per_route_key(dev: Simulation) -> None:
+    names = {r.inputs["routeKey"]: r.name for r in dev.of_type("aws:apigatewayv2/route:Route")}
+    for key, name in names.items():
+        assert re.fullmatch(r"http-api-route-[a-z0-9-]+-[0-9a-f]{8}", name), name
+        assert name == route_resource_name("http-api", key)
+    assert names["ANY /api/{proxy+}"].startswith("http-api-route-any-api-proxy-")
+    # Keys that slug alike still get their own resources, whatever else the API has.
+    alike = ["ANY /a/{b}", "ANY /a/b", "ANY /A/b", "GET /a/b"]
+    assert len({route_resource_name("http-api", k) for k in alike}) == len(alike)
 
 
 def test_the_default_stage_logs_access_and_throttles_from_config(dev: Simulation) -> None:

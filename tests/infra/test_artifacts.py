@@ -202,3 +202,39 @@ def test_only_this_environments_functions_may_pull_images() -> None:
     assert statement["Condition"] == {
         "StringLike": {"aws:sourceArn": "arn:aws:lambda:eu-west-1:123456789012:function:stageline-dev-*"}
     }
+
+
+def test_reader_accounts_let_their_deploy_roles_read_images_and_nothing_else() -> None:
+    from infra.artifacts import lambda_pull_policy
+
+    arn = "arn:aws:ecr:eu-west-1:123456789012:repository/stageline-dev-app"
+    assert lambda_pull_policy(arn, "stageline-dev", reader_accounts=()) == lambda_pull_policy(
+        arn, "stageline-dev"
+    )
+    doc = json.loads(json.dumps(lambda_pull_policy(arn, "stageline-dev", reader_accounts=["210987654321"])))
+    _, reader = doc["Statement"]
+    assert reader == {
+        "Sid": "PromotionImageRead",
+        "Effect": "Allow",
+        "Principal": {"AWS": ["arn:aws:iam::210987654321:root"]},
+        "Action": [
+            "ecr:BatchGetImage",
+            "ecr:GetDownloadUrlForLayer",
+            "ecr:BatchCheckLayerAvailability",
+            "ecr:DescribeImages",
+        ],
+        # Only roles named like this project's deploy roles, not every principal of the account.
+        "Condition": {"ArnLike": {"aws:PrincipalArn": ["arn:aws:iam::210987654321:role/stageline-*-deploy"]}},
+    }
+    assert not any(a.startswith(("ecr:Put", "ecr:Delete", "ecr:Set", "ecr:Upload")) for a in reader["Action"])
+
+
+def test_reader_accounts_from_the_stack_file_reach_the_repository_policy() -> None:
+    sim = simulate_store("dev", readerAccounts=["210987654321", "345678901234"])
+    policy = json.loads(sim.named("artifacts-repository-policy").inputs["policy"])
+    (reader,) = [st for st in policy["Statement"] if st["Sid"] == "PromotionImageRead"]
+    assert reader["Principal"] == {
+        "AWS": ["arn:aws:iam::210987654321:root", "arn:aws:iam::345678901234:root"]
+    }
+    shipped = json.loads(simulate_store("dev").named("artifacts-repository-policy").inputs["policy"])
+    assert [st["Sid"] for st in shipped["Statement"]] == ["LambdaImagePull"]

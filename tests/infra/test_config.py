@@ -182,6 +182,30 @@ def test_a_plain_text_webhook_url_is_refused_where_a_secret_is_required(tmp_path
             'stageline:artifacts.protect must be true or false, got "always"',
         ),
         (
+            {"artifacts": {"readerAccounts": "210987654321"}},
+            "stageline:artifacts.readerAccounts must be a list of 12-digit AWS account IDs, "
+            'got "210987654321"',
+        ),
+        (
+            {"artifacts": {"readerAccounts": ["21098765432"]}},
+            "stageline:artifacts.readerAccounts[0] must be a 12-digit AWS account ID in quotes "
+            '(e.g. "012345678901"), got "21098765432"',
+        ),
+        (
+            {"artifacts": {"readerAccounts": ["210987654321", 12345678901]}},
+            "stageline:artifacts.readerAccounts[1] must be a 12-digit AWS account ID in quotes "
+            '(e.g. "012345678901"), got 12345678901',
+        ),
+        (
+            {"artifacts": {"readerAccounts": ["arn:aws:iam::210987654321:root"]}},
+            "stageline:artifacts.readerAccounts[0] must be a 12-digit AWS account ID in quotes "
+            '(e.g. "012345678901"), got "arn:aws:iam::210987654321:root"',
+        ),
+        (
+            {"artifacts": {"readerAccounts": ["210987654321", "210987654321"]}},
+            "stageline:artifacts.readerAccounts lists account 210987654321 twice",
+        ),
+        (
             {"tags": {"cost center": ["storefront"]}},
             "stageline:tags.cost center must be a string, got ['storefront']",
         ),
@@ -191,6 +215,14 @@ def test_foundation_keys_report_one_line_naming_the_key(change: dict[str, Any], 
     values = stack_values()
     values.update(change)
     assert parse_error(values) == expected
+
+
+def test_reader_accounts_are_account_ids_as_strings_also_when_yaml_reads_numbers() -> None:
+    values = stack_values()
+    values["artifacts"] = {"readerAccounts": ["012345678901", 210987654321]}
+    cfg = parse(values, stack="dev", region="eu-west-1")
+    assert cfg.artifacts.reader_accounts == ("012345678901", "210987654321")
+    assert parse(stack_values(), stack="dev", region="eu-west-1").artifacts.reader_accounts == ()
 
 
 def test_a_stack_name_too_long_for_the_artifact_bucket_prefix_is_a_config_error() -> None:

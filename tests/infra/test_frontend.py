@@ -11,7 +11,6 @@ import pytest
 
 from infra.config import ConfigError, load, parse, read_stack_file
 from infra.frontend import (
-    CACHING_OPTIMIZED_POLICY_ID,
     Frontend,
     FrontendArgs,
     content_security_policy,
@@ -105,6 +104,55 @@ def test_bucket_policy_is_tls_only_and_readable_only_by_the_two_distributions() 
     }
 
 
+def test_bucket_policy_lets_deploy_roles_of_reader_accounts_read_releases_only() -> None:
+    bucket = "arn:aws:s3:::stageline-dev-frontend-x"
+    arns = ["arn:aws:cloudfront::123456789012:distribution/E1"]
+    assert frontend_bucket_policy(bucket, arns) == frontend_bucket_policy(bucket, arns, reader_accounts=())
+    policy = frontend_bucket_policy(
+        bucket, arns, reader_accounts=["210987654321", "345678901234"], project="stageline"
+    )
+    parsed = json.loads(json.dumps(policy))
+    _, _, listing, reading = parsed["Statement"]
+    roots = ["arn:aws:iam::210987654321:root", "arn:aws:iam::345678901234:root"]
+    deploy_roles = [
+        "arn:aws:iam::210987654321:role/stageline-*-deploy",
+        "arn:aws:iam::345678901234:role/stageline-*-deploy",
+    ]
+    assert listing == {
+        "Sid": "PromotionListReleases",
+        "Effect": "Allow",
+        "Principal": {"AWS": roots},
+        "Action": ["s3:ListBucket"],
+        "Resource": bucket,
+        "Condition": {
+            "StringLike": {"s3:prefix": "releases/*"},
+            "ArnLike": {"aws:PrincipalArn": deploy_roles},
+        },
+    }
+    assert reading == {
+        "Sid": "PromotionReadReleases",
+        "Effect": "Allow",
+        "Principal": {"AWS": roots},
+        "Action": ["s3:GetObject"],
+        "Resource": f"{bucket}/releases/*",
+        "Condition": {"ArnLike": {"aws:PrincipalArn": deploy_roles}},
+    }
+    # The same in another partition: every ARN follows the bucket's.
+    gov = frontend_bucket_policy("arn:aws-us-gov:s3:::b", arns, reader_accounts=["210987654321"])
+    assert gov["Statement"][2]["Principal"] == {"AWS": ["arn:aws-us-gov:iam::210987654321:root"]}
+
+
+def test_reader_accounts_from_config_reach_the_bucket_policy() -> None:
+    values = stack_values("dev")
+    values["artifacts"]["readerAccounts"] = ["210987654321"]
+    sim = run_frontend(values)
+    (bucket,) = sim.of_type("aws:s3/bucket:Bucket")
+    policy = json.loads(attached(sim, "aws:s3/bucketPolicy:BucketPolicy", bucket).inputs["policy"])
+    arns = [d.outputs["arn"] for d in distributions(sim).values()]
+    assert policy == frontend_bucket_policy(bucket.outputs["arn"], arns, reader_accounts=["210987654321"])
+    assert [st["Sid"] for st in policy["Statement"]][2:] == ["PromotionListReleases", "PromotionReadReleases"]
+
+
 def test_bucket_policy_without_distributions_is_refused() -> None:
     with pytest.raises(ValueError):
         frontend_bucket_policy("arn:aws:s3:::b", [])
@@ -192,8 +240,31 @@ def test_both_distributions_serve_https_only_with_security_headers(dev: Simulati
         for behavior in behaviors:
             assert behavior["viewerProtocolPolicy"] == "redirect-to-https"
             assert behavior["responseHeadersPolicyId"] == headers.id
-            assert behavior["cachePolicyId"] == CACHING_OPTIMIZED_POLICY_ID
         assert dist.inputs["viewerCertificate"] == {"cloudfrontDefaultCertificate": True}
+
+
+def test_an_origin_switch_is_seen_at_once_because_index_html_is_never_cached_by_default(
+    dev: Simulation,
+) -> None:
+    # The cache key has no origin path: with a default TTL of a day (Managed-CachingOptimized),
+    # the old release's index.html would outlive a switch by up to 24 h.
+    (policy,) = dev.of_type("aws:cloudfront/cachePolicy:CachePolicy")
+    assert policy.inputs["name"] == "stageline-dev-frontend"
+    assert policy.inputs["minTtl"] == 0
+    assert policy.inputs["defaultTtl"] == 0  # index.html is uploaded without Cache-Control
+    assert policy.inputs["maxTtl"] == 31_536_000  # hashed assets with a long max-age still cache
+    key = policy.inputs["parametersInCacheKeyAndForwardedToOrigin"]
+    assert key["cookiesConfig"] == {"cookieBehavior": "none"}
+    assert key["headersConfig"] == {"headerBehavior": "none"}
+    assert key["queryStringsConfig"] == {"queryStringBehavior": "none"}
+    assert key["enableAcceptEncodingGzip"] is True and key["enableAcceptEncodingBrotli"] is True
+    for dist in distributions(dev).values():
+        behaviors = [dist.inputs["defaultCacheBehavior"], *dist.inputs.get("orderedCacheBehaviors", [])]
+        for behavior in behaviors:
+            assert behavior["cachePolicyId"] == policy.id
+            assert "defaultTtl" not in behavior and "forwardedValues" not in behavior
+        # The SPA fallback (index.html for unknown paths) is cached only briefly too.
+        assert {e["errorCachingMinTtl"] for e in dist.inputs["customErrorResponses"]} == {10}
 
 
 def test_both_distributions_are_single_page_apps(dev: Simulation) -> None:
@@ -214,7 +285,8 @@ def test_the_security_headers_policy(dev: Simulation) -> None:
     assert config["contentTypeOptions"] == {"override": True}
     assert config["frameOptions"] == {"frameOption": "DENY", "override": True}
     assert config["referrerPolicy"]["referrerPolicy"] == "strict-origin-when-cross-origin"
-    assert config["xssProtection"] == {"protection": True, "modeBlock": True, "override": True}
+    # "0": the legacy XSS auditor is off ("1; mode=block" can leak page content); the CSP protects.
+    assert config["xssProtection"] == {"protection": False, "override": True}
     assert config["contentSecurityPolicy"]["contentSecurityPolicy"] == content_security_policy(API_ENDPOINT)
     assert all(header["override"] is True for header in config.values())
 

@@ -22,6 +22,7 @@ PLATFORM_OUTPUTS = (
     outputs.FUNCTION_NAMES,
     outputs.ALIAS_ARNS,
     outputs.LIVE_VERSIONS,
+    outputs.PUBLISHED_VERSIONS,
     outputs.HEALTH_PATHS,
     outputs.FRONTEND_BUCKET,
     outputs.APP_DISTRIBUTION_ID,
@@ -176,7 +177,9 @@ def test_platform_outputs_are_exported_from_resource_outputs(sims: dict[str, Sim
     assert exported[outputs.ALIAS_ARNS] == {
         s.name: sim.named(f"service-{s.name}-live").outputs["arn"] for s in config(stack).services
     }
+    # Without a canary, `live` serves what the deployment published.
     assert exported[outputs.LIVE_VERSIONS] == {s.name: MOCK_PUBLISHED_VERSION for s in config(stack).services}
+    assert exported[outputs.PUBLISHED_VERSIONS] == exported[outputs.LIVE_VERSIONS]
     assert exported[outputs.HEALTH_PATHS] == {s.name: s.health_path for s in config(stack).services}
     dists = distributions(sim)
     assert exported[outputs.APP_DISTRIBUTION_ID] == dists["app"].id
@@ -187,6 +190,23 @@ def test_platform_outputs_are_exported_from_resource_outputs(sims: dict[str, Sim
     assert exported[outputs.FRONTEND_BUCKET] == bucket.outputs["bucket"]
     assert exported[outputs.ALERT_TOPIC_ARN] == sim.of_type("aws:sns/topic:Topic")[0].outputs["arn"]
     assert exported[outputs.DASHBOARD_NAME] == f"stageline-{stack}"
+
+
+def test_during_a_canary_live_versions_are_what_live_serves_not_the_canary() -> None:
+    # Promotion copies liveVersions into the next canary's stableVersions: it must never be the
+    # unbaked canary version, which only gets the canary's share of the traffic.
+    values = copy.deepcopy(read_stack_file(ROOT, "prod").values)
+    values["release"]["canary"] = {"weight": 0.1, "stableVersions": {"api": "1", "worker": "1"}}
+    sim = simulate(values, stack="prod", region="eu-west-1")
+    assert sim.outputs[outputs.LIVE_VERSIONS] == {"api": "1", "worker": "1"}
+    assert sim.outputs[outputs.PUBLISHED_VERSIONS] == {
+        "api": MOCK_PUBLISHED_VERSION,
+        "worker": MOCK_PUBLISHED_VERSION,
+    }
+    for name in ("api", "worker"):
+        alias = sim.named(f"service-{name}-live")
+        assert alias.inputs["functionVersion"] == sim.outputs[outputs.LIVE_VERSIONS][name]
+        assert alias.inputs["routingConfig"] == {"additionalVersionWeights": {MOCK_PUBLISHED_VERSION: 0.1}}
 
 
 def test_workflow_variables_carry_the_platform_outputs(sims: dict[str, Simulation], stack: str) -> None:

@@ -274,6 +274,29 @@ def test_resources_without_names_are_scoped_by_the_environment_tag() -> None:
         assert not allowed(docs, action, resource, {"aws:RequestTag/environment": "prod"}), action
 
 
+def test_the_frontend_cache_policy_is_managed_by_deploy_and_read_by_preview() -> None:
+    policy = f"arn:aws:cloudfront::{ACCOUNT}:cache-policy/0f0e0d0c-1111-2222-3333-444455556666"
+    deploy, preview = deploy_docs("dev"), preview_docs("dev")
+    assert allowed(deploy, "cloudfront:CreateCachePolicy", "*")
+    for action in (
+        "cloudfront:GetCachePolicy",
+        "cloudfront:GetCachePolicyConfig",
+        "cloudfront:UpdateCachePolicy",
+        "cloudfront:DeleteCachePolicy",
+    ):
+        assert allowed(deploy, action, policy), action
+    assert allowed(preview, "cloudfront:GetCachePolicy", policy)
+    assert allowed(preview, "cloudfront:GetCachePolicyConfig", policy)
+    for action in (
+        "cloudfront:CreateCachePolicy",
+        "cloudfront:UpdateCachePolicy",
+        "cloudfront:DeleteCachePolicy",
+    ):
+        assert not allowed(preview, action, policy if action != "cloudfront:CreateCachePolicy" else "*"), (
+            action
+        )
+
+
 def test_another_environments_distribution_cannot_be_retagged_as_ours() -> None:
     docs = deploy_docs("dev")
     distribution = f"arn:aws:cloudfront::{ACCOUNT}:distribution/E2QWRUHAPOMQZL"
@@ -281,6 +304,91 @@ def test_another_environments_distribution_cannot_be_retagged_as_ours() -> None:
     assert not allowed(docs, "cloudfront:TagResource", distribution, takeover)
     # A new distribution (no tags yet) is tagged in the same request that creates it.
     assert allowed(docs, "cloudfront:TagResource", distribution, {"aws:RequestTag/environment": "dev"})
+
+
+# --- promotion: reading the source stage's release ----------------------------------------------
+
+OTHER_ACCOUNT = "210987654321"
+SOURCE_REPOSITORY = f"arn:aws:ecr:eu-west-1:{ACCOUNT}:repository/stageline-dev-app"
+SOURCE_FRONTEND = "arn:aws:s3:::stageline-dev-frontend-0a1b2c3d4e5f"
+
+
+def test_a_promotion_target_may_read_the_release_from_its_source_in_any_account() -> None:
+    docs = deploy_docs("staging", source_prefix="stageline-dev")
+    for repository in (
+        SOURCE_REPOSITORY,
+        f"arn:aws:ecr:us-east-1:{OTHER_ACCOUNT}:repository/stageline-dev-app",
+    ):
+        for action in (
+            "ecr:BatchGetImage",
+            "ecr:GetDownloadUrlForLayer",
+            "ecr:BatchCheckLayerAvailability",
+            "ecr:DescribeImages",
+        ):
+            assert allowed(docs, action, repository), (action, repository)
+    releases = {"s3:prefix": "releases/4f9c2d1/"}
+    assert allowed(docs, "s3:ListBucket", SOURCE_FRONTEND, releases)
+    assert allowed(docs, "s3:GetObject", f"{SOURCE_FRONTEND}/releases/4f9c2d1/index.html")
+
+
+def test_a_promotion_target_can_neither_change_the_source_nor_read_beyond_its_releases() -> None:
+    docs = deploy_docs("staging", source_prefix="stageline-dev")
+    for action in (
+        "ecr:PutImage",
+        "ecr:InitiateLayerUpload",
+        "ecr:CompleteLayerUpload",
+        "ecr:SetRepositoryPolicy",
+        "ecr:DeleteRepository",
+        "ecr:BatchDeleteImage",
+    ):
+        assert not allowed(docs, action, SOURCE_REPOSITORY), action
+    # Only the source's image repository, not other repositories of the source stage or of prod.
+    assert not allowed(
+        docs, "ecr:BatchGetImage", f"arn:aws:ecr:eu-west-1:{ACCOUNT}:repository/stageline-dev-x"
+    )
+    assert not allowed(
+        docs, "ecr:BatchGetImage", f"arn:aws:ecr:eu-west-1:{ACCOUNT}:repository/stageline-prod-app"
+    )
+    # Listing only under releases/, reading only releases, writing nothing.
+    assert not allowed(docs, "s3:ListBucket", SOURCE_FRONTEND)
+    assert not allowed(docs, "s3:ListBucket", SOURCE_FRONTEND, {"s3:prefix": "private/"})
+    assert not allowed(docs, "s3:GetObject", f"{SOURCE_FRONTEND}/drafts/index.html")
+    for action in ("s3:PutObject", "s3:DeleteObject", "s3:PutBucketPolicy"):
+        assert not allowed(docs, action, f"{SOURCE_FRONTEND}/releases/4f9c2d1/index.html"), action
+        assert not allowed(docs, action, SOURCE_FRONTEND), action
+    # Nothing of the source's artifact bucket, nor of any other stage's frontend.
+    artifacts = "arn:aws:s3:::stageline-dev-artifacts-0a1b2c3d4e5f"
+    assert not allowed(docs, "s3:ListBucket", artifacts, {"s3:prefix": "releases/4f9c2d1/"})
+    assert not allowed(docs, "s3:GetObject", f"{artifacts}/releases/4f9c2d1/app.zip")
+    assert not allowed(
+        docs, "s3:GetObject", "arn:aws:s3:::stageline-prod-frontend-0a1b2c/releases/x/index.html"
+    )
+
+
+def test_the_first_stage_gets_no_access_to_any_other_stage() -> None:
+    docs = deploy_docs("dev")
+    sids = {st.get("Sid") for d in docs for st in statements(d)}
+    assert sids.isdisjoint({"PullSourceImages", "ListSourceReleases", "ReadSourceReleases"})
+    assert not allowed(docs, "ecr:BatchGetImage", SOURCE_REPOSITORY.replace("-dev-", "-staging-"))
+    with_source = deploy_docs("staging", source_prefix="stageline-dev")
+    for document in with_source:
+        assert violations(document) == []
+
+
+def test_the_source_patterns_name_what_the_source_stack_creates() -> None:
+    from infra.artifacts import repository_name
+    from infra.frontend import bucket_prefix
+
+    s = scope("staging", source_prefix="stageline-dev")
+    assert s.source_repository == f"arn:aws:ecr:*:*:repository/{repository_name('stageline-dev')}"
+    assert s.source_frontend_buckets == f"arn:aws:s3:::{bucket_prefix('stageline-dev')}*"
+
+
+def test_the_promotion_source_comes_from_the_stack_file() -> None:
+    cfg = parse(stack_values("staging"), stack="staging", region="eu-west-1")
+    assert GitHubTrustArgs.from_config(cfg).source_prefix == "stageline-dev"
+    cfg = parse(stack_values("dev"), stack="dev", region="eu-west-1")
+    assert GitHubTrustArgs.from_config(cfg).source_prefix is None
 
 
 def test_invoke_permissions_can_only_be_granted_to_api_gateway() -> None:
@@ -416,6 +524,7 @@ def test_every_document_fits_iams_managed_policy_limit_with_long_names() -> None
         partition="aws-us-gov",
         region="ap-southeast-2",
         state_bucket="acme-pulumi-state-with-a-long-bucket-name-for-teams",
+        source_prefix="stageline-ponmlkjihgfedcba",
     )
     for name, document in {**deploy_policies(s), **preview_policies(s)}.items():
         assert policy_size(document) <= MANAGED_POLICY_MAX_CHARS, name
@@ -543,7 +652,12 @@ def test_every_resource_names_this_prefix_or_is_an_id_shape_fenced_by_the_enviro
     # their service's ARN shape, and every write on them is conditioned on the environment tag,
     # except HTTP API children, which carry no tags (see infra.policies).
     id_shapes = ("distribution/*", "key/*", "::/apis", "::/apis/*")
-    untagged_shapes = ("origin-access-control/*", "response-headers-policy/*", "::/apis/*/*")
+    untagged_shapes = (
+        "origin-access-control/*",
+        "response-headers-policy/*",
+        "cache-policy/*",
+        "::/apis/*/*",
+    )
     for document in deploy_docs("dev") + preview_docs("dev"):
         for st in statements(document):
             if st["Effect"] != "Allow":

@@ -385,6 +385,13 @@ def creation_requests(sim: Simulation, r: SimResource, stack: str) -> list[tuple
         return [("cloudfront:CreateOriginAccessControl", "*", {})]
     if t == "cloudfront/responseHeadersPolicy:ResponseHeadersPolicy":
         return [("cloudfront:CreateResponseHeadersPolicy", "*", {})]
+    if t == "cloudfront/cachePolicy:CachePolicy":
+        policy = f"arn:aws:cloudfront::{ACCOUNT}:cache-policy/{r.id}"
+        return [
+            ("cloudfront:CreateCachePolicy", "*", {}),
+            ("cloudfront:UpdateCachePolicy", policy, {}),
+            ("cloudfront:GetCachePolicy", policy, {}),
+        ]
     if t == "s3/bucket:Bucket":
         return [("s3:CreateBucket", r.outputs["arn"], {}), ("s3:PutBucketTagging", r.outputs["arn"], {})]
     s3_actions = {
@@ -452,6 +459,44 @@ def test_the_deploy_role_can_create_every_resource_outside_the_trust_layer(stack
             assert allowed(documents, action, arn, context), (resource.name, action, arn, context)
             checked += 1
     assert checked > 40
+
+
+# --- promotion reads the source stage's release with the target's deploy role -------------------
+
+
+@pytest.mark.parametrize(("target", "source"), [("staging", "dev"), ("prod", "staging")])
+def test_a_promotion_target_can_read_its_sources_release_and_nothing_else_of_it(
+    target: str, source: str
+) -> None:
+    # Promotion (automation/release.py) runs in the target's GitHub environment, with the
+    # target's deploy role, and copies images and frontend files from the source stage.
+    documents = role_documents(shipped(target), shipped(target).named("trust-deploy"))
+    src = shipped(source)
+    repository = src.named("artifacts-repository").outputs["arn"]
+    frontend = src.named("frontend-bucket").outputs["arn"]
+    artifacts = src.named("artifacts-bucket").outputs["arn"]
+    for action in ("ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"):
+        assert allowed(documents, action, repository), action
+    assert allowed(documents, "s3:ListBucket", frontend, {"s3:prefix": "releases/4f9c2d1/"})
+    assert allowed(documents, "s3:GetObject", f"{frontend}/releases/4f9c2d1/index.html")
+
+    for action in ("ecr:PutImage", "ecr:InitiateLayerUpload", "ecr:SetRepositoryPolicy"):
+        assert not allowed(documents, action, repository), action
+    assert not allowed(documents, "s3:PutObject", f"{frontend}/releases/4f9c2d1/index.html")
+    assert not allowed(documents, "s3:ListBucket", artifacts, {"s3:prefix": "releases/4f9c2d1/"})
+    assert not allowed(documents, "s3:GetObject", f"{artifacts}/releases/4f9c2d1/index.html")
+
+
+def test_the_first_stage_may_read_no_other_stages_release() -> None:
+    documents = role_documents(shipped("dev"), shipped("dev").named("trust-deploy"))
+    for other in ("staging", "prod"):
+        sim = shipped(other)
+        repository = sim.named("artifacts-repository").outputs["arn"]
+        frontend = sim.named("frontend-bucket").outputs["arn"]
+        assert not allowed(documents, "ecr:BatchGetImage", repository), other
+        assert not allowed(documents, "s3:GetObject", f"{frontend}/releases/4f9c2d1/index.html"), other
+    sids = {st.get("Sid") for d in documents for st in statements(d)}
+    assert sids.isdisjoint({"PullSourceImages", "ListSourceReleases", "ReadSourceReleases"})
 
 
 @pytest.mark.parametrize("stack", STACKS)

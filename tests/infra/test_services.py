@@ -240,10 +240,19 @@ def test_a_canary_on_an_unchanged_function_routes_everything_to_it() -> None:
     sim = run_services(with_canary(stack_values("dev"), 0.5, {"api": MOCK_PUBLISHED_VERSION, "worker": "1"}))
     api = sim.named("service-api-live").inputs
     assert api["functionVersion"] == MOCK_PUBLISHED_VERSION
-    assert api["routingConfig"] == {"additionalVersionWeights": {}}
+    # Nothing to split: no routing config at all, not an empty weights map.
+    assert "routingConfig" not in api
     worker = sim.named("service-worker-live").inputs
     assert worker["functionVersion"] == "1"
     assert worker["routingConfig"] == {"additionalVersionWeights": {MOCK_PUBLISHED_VERSION: 0.5}}
+
+
+def test_the_routing_config_exists_only_when_traffic_is_split() -> None:
+    assert live_routing("5").routing_config() is None
+    assert live_routing("5", canary_weight=0.5, stable_version="5").routing_config() is None
+    assert live_routing("5", canary_weight=0.1, stable_version="4").routing_config() == {
+        "additional_version_weights": {"5": 0.1}
+    }
 
 
 # --- config errors --------------------------------------------------------------------------------
