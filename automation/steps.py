@@ -7,9 +7,9 @@ and lists as JSON) and `STAGELINE_STACK`. A leading `python`/`python3` runs with
 interpreter, so steps see the same virtualenv whatever PATH holds.
 
 The driver's own credentials are withheld from the steps' environment: the state's secrets
-passphrase (`PULUMI_CONFIG_PASSPHRASE`, `PULUMI_CONFIG_PASSPHRASE_FILE`), `PULUMI_ACCESS_TOKEN`, and
-the variable holding the Slack webhook URL. AWS credentials stay: migrations and end-to-end tests
-call AWS with the job's role.
+passphrase (`PULUMI_CONFIG_PASSPHRASE`, `PULUMI_CONFIG_PASSPHRASE_FILE`), `PULUMI_ACCESS_TOKEN`,
+`GITHUB_TOKEN`, and the variable holding the Slack webhook URL. AWS credentials stay: migrations
+and end-to-end tests call AWS with the job's role.
 
 The first failing command stops the list. Output is streamed to stderr as it comes and its last
 lines are kept for the promotion record, with secrets masked: the stack's secret outputs and the
@@ -41,7 +41,13 @@ TIMEOUT_SECONDS = 1800.0
 TAIL_LINES = 20
 TAIL_CHARS = 4000
 # The driver's credentials a step has no business with (see the module docstring).
-WITHHELD_ENV = ("PULUMI_CONFIG_PASSPHRASE", "PULUMI_CONFIG_PASSPHRASE_FILE", "PULUMI_ACCESS_TOKEN")
+# GITHUB_TOKEN: the token that manages GitHub environments (and so prod's reviewers).
+WITHHELD_ENV = (
+    "PULUMI_CONFIG_PASSPHRASE",
+    "PULUMI_CONFIG_PASSPHRASE_FILE",
+    "PULUMI_ACCESS_TOKEN",
+    "GITHUB_TOKEN",
+)
 _PASSPHRASE_FILE = WITHHELD_ENV[1]  # holds a path; the secret is the file's content
 _MAX_PASSPHRASE_FILE = 64 * 1024
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")

@@ -923,8 +923,15 @@ def parse(
         if values.get(name) is None:
             raise ConfigError(f"{_key(name)} is required (set it in Pulumi.{stack}.yaml)")
     if not region:
-        raise ConfigError("aws:region is required (set it in Pulumi.<stack>.yaml)")
+        raise ConfigError(f"aws:region is required (set it in Pulumi.{stack}.yaml)")
     secret_keys = set(secret_keys)
+    # The program reads only SECRET_KEYS through get_secret; any other key would be decrypted and
+    # then stored and shown in plain text in resource inputs, state and diffs.
+    for name in sorted(secret_keys - SECRET_KEYS):
+        raise ConfigError(
+            f"{_key(name)} must not be a secret: only {', '.join(sorted(SECRET_KEYS))} is read as one, "
+            "so this value would end up in plain text in the state"
+        )
     for name in SECRET_KEYS:
         if values.get(name) is not None and name not in secret_keys:
             raise ConfigError(
@@ -941,7 +948,9 @@ def parse(
     oidc = obj("oidc", ("providerArn",))
     provider_arn = oidc.string(
         "providerArn",
-        pattern=re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:oidc-provider/"),
+        pattern=re.compile(
+            r"^arn:aws[a-z-]*:iam::\d{12}:oidc-provider/token\.actions\.githubusercontent\.com$"
+        ),
         expect="arn:aws:iam::ACCOUNT:oidc-provider/token.actions.githubusercontent.com",
     )
     state = obj("state", ("bucket", "kmsKeyArn"))

@@ -789,7 +789,9 @@ def _state(s: Scope, *, write: bool) -> list[Statement]:
     project, stack = s.project, s.stack
     if s.state_bucket is not None:
         checkpoint = s.state_object(f"stacks/{project}/{stack}.json*")
-        lock = s.state_object(f"locks/{project}/{stack}/*")
+        # The DIY backend keys locks by the stack's fully qualified name, which for
+        # project-scoped stacks is "organization/<project>/<stack>" (pkg/backend/diy/lock.go).
+        lock = s.state_object(f"locks/organization/{project}/{stack}/*")
         statements.append(
             _allow(
                 "StateBucket",

@@ -110,6 +110,7 @@ def test_steps_get_no_driver_credentials_and_their_values_are_masked(
     secrets = {
         "PULUMI_CONFIG_PASSPHRASE": "state-passphrase-0451",
         "PULUMI_ACCESS_TOKEN": "pulumi-token-7f3a9c",
+        "GITHUB_TOKEN": "github_pat_11AAAA0000",
         "TEAM_CHAT_HOOK": "http://chat.internal/hooks/a1b2c3d4e5",
     }
     for name, value in secrets.items():
@@ -119,7 +120,8 @@ def test_steps_get_no_driver_credentials_and_their_values_are_masked(
     # The step lists what it sees, then prints the secrets it got hold of some other way.
     code = (
         "import os, sys; "
-        "print(sorted(k for k in os.environ if k.startswith(('PULUMI', 'TEAM_', 'AWS_ACCESS')))); "
+        "print(sorted(k for k in os.environ "
+        "if k.startswith(('PULUMI', 'GITHUB_TOKEN', 'TEAM_', 'AWS_ACCESS')))); "
         f"print(open({str(passphrase_file)!r}).read().strip()); print(*sys.argv[1:])"
     )
     command = f"{_py(code)} {' '.join(secrets.values())}"
@@ -130,7 +132,7 @@ def test_steps_get_no_driver_credentials_and_their_values_are_masked(
     assert results[0].tail.splitlines() == [
         "['AWS_ACCESS_KEY_ID']",
         "[secret]",
-        "[secret] [secret] [secret]",
+        "[secret] [secret] [secret] [secret]",
     ]
     env = step_env("dev", {}, base=dict(secrets, PATH="/bin"), withhold=["TEAM_CHAT_HOOK"])
     assert env == {"PATH": "/bin", "STAGELINE_STACK": "dev"}

@@ -294,3 +294,21 @@ def test_the_driver_never_sees_a_secrets_plaintext(tmp_path: Path) -> None:
     cfg = parse_stack_file(sf)
     assert isinstance(cfg.slack_webhook_url, Secret)
     assert str(cfg.slack_webhook_url) == "[secret]"
+
+
+def test_a_key_stageline_does_not_read_as_a_secret_is_refused_when_encrypted() -> None:
+    values = stack_values()
+    with pytest.raises(ConfigError) as err:
+        parse(values, stack="dev", region="eu-west-1", secret_keys={"tags"})
+    assert str(err.value) == (
+        "stageline:tags must not be a secret: only slackWebhookUrl is read as one, "
+        "so this value would end up in plain text in the state"
+    )
+
+
+def test_an_existing_oidc_provider_must_be_githubs() -> None:
+    values = stack_values()
+    values["oidc"] = {"providerArn": "arn:aws:iam::123456789012:oidc-provider/accounts.google.com"}
+    with pytest.raises(ConfigError) as err:
+        parse(values, stack="dev", region="eu-west-1")
+    assert str(err.value).startswith("stageline:oidc.providerArn must look like ")

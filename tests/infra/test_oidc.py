@@ -120,7 +120,7 @@ def test_a_configured_state_backend_adds_a_state_policy_to_both_roles() -> None:
     preview_state = doc(sim.named("trust-preview-state"))
     for document in (deploy_state, preview_state):
         text = json.dumps(document)
-        assert "arn:aws:s3:::acme-pulumi-state/.pulumi/locks/stageline/dev/*" in text
+        assert "arn:aws:s3:::acme-pulumi-state/.pulumi/locks/organization/stageline/dev/*" in text
         assert key in text
     attached = {
         a.inputs["policyArn"] for a in sim.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")

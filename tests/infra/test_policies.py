@@ -496,7 +496,7 @@ def test_the_deploy_role_writes_only_its_own_stack_state_and_never_history() -> 
     docs = deploy_docs("staging")
     state = "arn:aws:s3:::acme-pulumi-state/.pulumi"
     assert allowed(docs, "s3:PutObject", f"{state}/stacks/stageline/staging.json")
-    assert allowed(docs, "s3:PutObject", f"{state}/locks/stageline/staging/0b1c.json")
+    assert allowed(docs, "s3:PutObject", f"{state}/locks/organization/stageline/staging/0b1c.json")
     assert allowed(docs, "s3:PutObject", f"{state}/history/stageline/staging/staging-1700000000.history.json")
     assert not allowed(docs, "s3:PutObject", f"{state}/stacks/stageline/prod.json")
     assert not allowed(
@@ -540,7 +540,7 @@ def test_deploy_parts_are_split_as_the_component_names_them() -> None:
 
 
 def test_the_preview_role_can_write_nothing_but_its_stacks_lock() -> None:
-    lock_objects = "arn:aws:s3:::acme-pulumi-state/.pulumi/locks/stageline/dev/*"
+    lock_objects = "arn:aws:s3:::acme-pulumi-state/.pulumi/locks/organization/stageline/dev/*"
     for document in preview_docs("dev"):
         assert violations(document) == []
         for st in statements(document):
