@@ -6,6 +6,10 @@ policy/__main__.py): it turns the offline render into `policy.rules.Resource`s a
 
 Every stack file is parsed (and its waivers checked against the rule ids) before anything is
 rendered, so a config error is reported at once, as one line, with exit 2.
+
+Besides the rules, `check` reports what only the offline render can see: a secret config value
+that reached a resource (or a stack output) without being marked secret. It is masked in every
+output and counted as a critical violation (`secret-unmasked`) that no waiver silences.
 """
 
 from __future__ import annotations
@@ -23,6 +27,11 @@ if TYPE_CHECKING:
     from policy.rules import Outcome, StackContext, Violation
 
 ProgressFn = Callable[[str], None]
+
+SECRET_UNMASKED = "secret-unmasked"  # noqa: S105 - a rule id
+SECRET_UNMASKED_RATIONALE = (
+    "A secret config value reaching a resource unmarked is stored in plaintext in the state."  # noqa: S105
+)
 
 
 @dataclass(frozen=True)
@@ -51,8 +60,11 @@ class CheckReport:
         return not self.violations
 
 
-def context_for(rendered: Rendered) -> StackContext:
-    """The rules' view of an offline render: custom resources with inputs, outputs, options, provider."""
+def context_for(rendered: Rendered, *, production: bool = False) -> StackContext:
+    """The rules' view of an offline render: custom resources with inputs, outputs, options, provider.
+
+    `production`: the stack is the last stage of the promotion chain (policy.rules.final_stages).
+    """
     from policy.rules import ANY_PROPERTY, Resource, StackContext
 
     sim = rendered.simulation
@@ -77,7 +89,46 @@ def context_for(rendered: Rendered) -> StackContext:
                 dependencies={ANY_PROPERTY: tuple(r.dependencies)},
             )
         )
-    return StackContext.from_config(rendered.config, resources)
+    return StackContext.from_config(rendered.config, resources, production=production)
+
+
+def leak_violations(rendered: Rendered) -> list[Violation]:
+    """One critical violation per place a secret surfaced unmasked ("<resource>.<property>")."""
+    from policy.rules import CRITICAL, Violation
+
+    by_name = sorted(
+        ((r.name, r.type, r.urn) for r in rendered.resources if r.custom), key=lambda n: -len(n[0])
+    )
+    found = []
+    for leak in rendered.leaks:
+        if leak.startswith("outputs."):
+            name, type_, urn, where = (
+                leak,
+                "pulumi:pulumi:Stack",
+                "",
+                f"stack output {leak[len('outputs.') :]}",
+            )
+        else:
+            match = next(
+                (n for n in by_name if leak.startswith(n[0]) and leak[len(n[0]) : len(n[0]) + 1] in ".["),
+                None,
+            )
+            name, type_, urn = match if match else (leak, "", "")
+            where = leak[len(name) :].lstrip(".") or leak
+        found.append(
+            Violation(
+                SECRET_UNMASKED,
+                CRITICAL,
+                rendered.stack,
+                name,
+                type_,
+                f"a secret config value reaches {where} without being marked secret: the state would "
+                "hold it in plaintext (masked in this report)",
+                urn,
+                SECRET_UNMASKED_RATIONALE,
+            )
+        )
+    return found
 
 
 def load_configs(root: Path, stacks: Sequence[str]) -> dict[str, StackConfig]:
@@ -117,16 +168,20 @@ def _one_line(exc: BaseException) -> str:
 def check_stacks(
     root: Path, stacks: Sequence[str], *, program: Program | None = None, progress: ProgressFn | None = None
 ) -> CheckReport:
-    from policy.rules import RULES, apply_waivers, evaluate
+    from policy.rules import RULES, Outcome, apply_waivers, evaluate, final_stages, promotion_sources
 
     configs = load_configs(root, stacks)
+    finals = final_stages(promotion_sources(root))
     results = []
     for stack in stacks:
         if progress:
             progress(f"rendering {stack} …")
         rendered = render(root, stack, configs[stack], program)
-        ctx = context_for(rendered)
+        ctx = context_for(rendered, production=stack in finals)
         outcome = apply_waivers(evaluate(ctx), configs[stack].waivers)
+        leaks = leak_violations(rendered)
+        if leaks:  # never waived: a waiver cannot make a plaintext secret safe
+            outcome = Outcome((*outcome.violations, *leaks), outcome.waived, outcome.unused_waivers)
         results.append(
             StackResult(stack=stack, resources=len(ctx.resources), outcome=outcome, leaks=rendered.leaks)
         )
@@ -184,10 +239,6 @@ def render_text(report: CheckReport) -> str:
     if unused:
         lines += ["", "Waivers that matched nothing (remove them):"]
         lines += [f"  {stack:<{width}}  {w.rule}  {w.resource}" for stack, w in unused]
-    leaks = [(r.stack, leak) for r in report.results for leak in r.leaks]
-    if leaks:
-        lines += ["", "Secrets that reached a resource unmasked (masked here; keep them secret):"]
-        lines += [f"  {stack:<{width}}  {leak}" for stack, leak in leaks]
     lines += ["", summary_line(report)]
     return "\n".join(lines)
 

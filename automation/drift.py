@@ -16,14 +16,17 @@ Type keys are shell-style globs over the full type token (`aws:s3/*` matches eve
 pattern `*` matches within one path segment, `**` matches across segments, and a pattern also covers
 everything below the path it names (`tags` silences `tags.Owner`). `["quoted.keys"]` in engine paths
 are read as plain segments: `tags.aws:cloudformation:*` matches `tags["aws:cloudformation:stack-name"]`.
-A resource deleted outside Pulumi is always reported: a path rule cannot silence a missing resource.
+A resource deleted outside Pulumi is always reported: a path rule cannot silence a missing resource;
+nor one the engine reports as changed without naming a property.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import json
+import os
 import re
+import signal
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -31,8 +34,17 @@ from pathlib import Path
 from typing import Any
 
 from automation.errors import ConfigurationError, Interrupted, StagelineError
-from automation.stacks import DriftReport, Engine, ProgressFn, ResourceDrift
-from automation.updates import RetryPolicy, with_lock_retry
+from automation.stacks import (
+    DriftReport,
+    Engine,
+    ProgressFn,
+    ResourceDrift,
+    Terminated,
+    child_pids,
+    is_pulumi_process,
+    signal_processes,
+)
+from automation.updates import RetryPolicy, sigterm_as_interrupt, with_lock_retry
 
 DEFAULT_IGNORE_FILE = "drift-ignore.yaml"
 DEFAULT_PARALLEL = 4
@@ -143,8 +155,8 @@ def apply_ignore(report: DriftReport, rules: IgnoreRules) -> DriftReport:
     kept: list[ResourceDrift] = []
     ignored: list[str] = list(report.ignored)
     for resource in report.resources:
-        if resource.kind == "delete":
-            kept.append(resource)
+        if resource.kind == "delete" or not resource.properties:
+            kept.append(resource)  # nothing a path rule could name: always reported
             continue
         props = []
         for prop in resource.properties:
@@ -166,18 +178,33 @@ def default_parallel(count: int) -> int:
 
 
 def map_in_order(items: Sequence[str], work: Callable[[str], Any], parallel: int) -> list[Any]:
-    """`work(item)` for every item on `parallel` threads; results in input order. Ctrl-C -> Interrupted."""
-    if parallel <= 1 or len(items) <= 1:
-        return [work(item) for item in items]
-    pool = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="stageline")
-    try:
-        futures: list[Future[Any]] = [pool.submit(work, item) for item in items]
-        results = [f.result() for f in futures]
-    except KeyboardInterrupt:
-        pool.shutdown(wait=False, cancel_futures=True)
-        raise Interrupted("interrupted; nothing was changed") from None
-    pool.shutdown(wait=True)
-    return results
+    """`work(item)` for every item on `parallel` threads; results in input order.
+
+    Ctrl-C or SIGTERM -> Interrupted (exit 130). These are read-only engine calls, so nothing needs
+    cancelling; on SIGTERM, which reaches only us, the Pulumi CLIs still running are told to stop.
+    """
+    with sigterm_as_interrupt():
+        if parallel <= 1 or len(items) <= 1:
+            try:
+                return [work(item) for item in items]
+            except KeyboardInterrupt as exc:
+                raise _interrupted(exc) from None
+        pool = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="stageline")
+        try:
+            futures: list[Future[Any]] = [pool.submit(work, item) for item in items]
+            results = [f.result() for f in futures]
+        except KeyboardInterrupt as exc:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise _interrupted(exc) from None
+        pool.shutdown(wait=True)
+        return results
+
+
+def _interrupted(exc: KeyboardInterrupt) -> Interrupted:
+    if isinstance(exc, Terminated):
+        pids = [pid for pid in child_pids(os.getpid()) if is_pulumi_process(pid)]
+        signal_processes(pids, signal.SIGINT)
+    return Interrupted("interrupted; nothing was changed")
 
 
 def check_stacks(
@@ -244,6 +271,8 @@ def render_text(reports: Sequence[DriftReport], rules: IgnoreRules) -> str:
                 lines.append(f"  - {resource.type} {resource.name}: deleted outside Pulumi")
                 continue
             lines.append(f"  ~ {resource.type} {resource.name}")
+            if not resource.properties:
+                lines.append("      (changed; the engine did not say which properties)")
             for prop in resource.properties:
                 lines.append(f"      {prop.path}: {_show(prop.old)} -> {_show(prop.new)}")
         if report.ignored:
@@ -289,6 +318,10 @@ def render_markdown(reports: Sequence[DriftReport], rules: IgnoreRules) -> str:
                     f"| {_cell(res.name)} | `{res.type}` | *(whole resource)* | exists | **deleted** |"
                 )
                 continue
+            if not res.properties:
+                out.append(
+                    f"| {_cell(res.name)} | `{res.type}` | *(not reported by the engine)* | | changed |"
+                )
             for p in res.properties:
                 out.append(
                     f"| {_cell(res.name)} | `{res.type}` | `{_cell(p.path)}` | `{_cell(_show(p.old, 60))}` "

@@ -45,12 +45,17 @@ from automation.stacks import (
     UpdateRecord,
     all_secret_strings,
     is_stateful,
+    not_deployed,
     parse_urn,
     unknown_stack,
 )
 
 # Operations that run the program or call providers: the ones `latency` slows down.
 HEAVY_OPS = frozenset({"preview", "up", "preview_refresh"})
+# The calls that may create a stack in the backend, and those that never need it there (they read the
+# stack file, or have nothing to do); every other call needs the stack deployed.
+_CREATING_OPS = frozenset({"ensure_stack", "up", "set_release"})
+_ANYTIME_OPS = frozenset({"get_release", "cancel"})
 DEFAULT_HEAD = "0" * 40
 
 
@@ -105,6 +110,7 @@ class FakeStack:
     pending: list[PendingOperation] = field(default_factory=list)
     resources: int = 12
     worktree_releases: dict[str, Release] = field(default_factory=dict)  # str(work_dir) -> release
+    deployed: bool = True  # False: has a stack file but is not in the backend yet (see add_stack)
 
 
 class FakeEngine:
@@ -151,7 +157,7 @@ class FakeEngine:
         self.calls: list[Call] = []
         self._failures: dict[tuple[str, str], list[str]] = {}
         self._locks: dict[tuple[str, str], int] = {}
-        self._interrupts: dict[str, tuple[type[BaseException], bool]] = {}
+        self._interrupts: dict[str, tuple[type[BaseException], bool, bool]] = {}
         self._running: dict[str, UpdateRecord] = {}
         self._active = 0
         self.max_concurrent = 0  # the most calls that were inside the engine at once
@@ -183,9 +189,15 @@ class FakeEngine:
         except KeyError:
             raise unknown_stack(name, self._stacks) from None
 
-    def add_stack(self, name: str, config: Mapping[str, Any] | None = None) -> FakeStack:
+    def add_stack(
+        self, name: str, config: Mapping[str, Any] | None = None, *, deployed: bool = True
+    ) -> FakeStack:
+        """A new stack. `deployed=False`: it has a stack file but is not in the backend yet, so read-only
+        calls raise StackNotDeployed until `ensure_stack` or `up` creates it, as with the real engine."""
         with self._lock:
-            self._stacks[name] = FakeStack(name=name, config=copy.deepcopy(dict(config or {})))
+            self._stacks[name] = FakeStack(
+                name=name, config=copy.deepcopy(dict(config or {})), deployed=deployed
+            )
             return self._stacks[name]
 
     def set_config(self, stack: str, key: str, value: Any, *, secret: bool = False) -> None:
@@ -282,13 +294,19 @@ class FakeEngine:
             self._locks[(stack, op)] = self._locks.get((stack, op), 0) + times
 
     def interrupt_up(
-        self, stack: str, exc: type[BaseException] = KeyboardInterrupt, *, leave_pending: bool = False
+        self,
+        stack: str,
+        exc: type[BaseException] = KeyboardInterrupt,
+        *,
+        leave_pending: bool = False,
+        started: bool = True,
     ) -> None:
         """The next `up` on `stack` starts (history shows it in progress) and then raises `exc`, as
         Ctrl-C or a SIGTERM handler would. `cancel` then marks it failed; `leave_pending` simulates an
-        update killed mid-operation, which leaves a pending create behind."""
+        update killed mid-operation, which leaves a pending create behind. `started=False`: the
+        interrupt comes before the update starts (while selecting the stack), so nothing is running."""
         with self._lock:
-            self._interrupts[stack] = (exc, leave_pending)
+            self._interrupts[stack] = (exc, leave_pending, started)
 
     # --- call log ---------------------------------------------------------------------------------
 
@@ -306,6 +324,10 @@ class FakeEngine:
         with self._lock:
             self.calls.append(Call(op=op, stack=stack, args=args, thread=threading.current_thread().name))
             s = self.stack(stack) if stack is not None else None
+            if s is not None and not s.deployed and op not in _ANYTIME_OPS:
+                if op not in _CREATING_OPS:
+                    raise not_deployed(s.name)
+                s.deployed = True
             if stack is not None and self._locks.get((stack, op), 0) > 0:
                 self._locks[(stack, op)] -= 1
                 raise ConcurrentUpdateError(
@@ -422,8 +444,11 @@ class FakeEngine:
             s.history.append(running)
             self._running[stack] = running
             interrupt = self._interrupts.pop(stack, None)
+            if interrupt is not None and not interrupt[2]:
+                s.history.pop()  # interrupted before the update started: nothing ran
+                self._running.pop(stack, None)
         if interrupt is not None:
-            exc, leave_pending = interrupt
+            exc, leave_pending, _ = interrupt
             if leave_pending:
                 self.add_pending(stack, "aws:lambda/function:Function", f"{stack}-api", "creating")
             raise exc()
@@ -523,7 +548,7 @@ class FakeEngine:
             s.pending = []
             return n
 
-    def cancel(self, stack: str) -> None:
+    def cancel(self, stack: str, *, progress: ProgressFn | None = None) -> None:
         s = self._enter("cancel", stack)
         assert s is not None
         with self._lock:

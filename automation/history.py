@@ -5,7 +5,8 @@ Metric definitions (the README repeats them):
 * deployment frequency — succeeded updates per day over the window, rollbacks not counted (they
   restore, they do not deliver).
 * change failure rate — of the updates started in the window (rollbacks excluded), the share that
-  failed, or succeeded but were followed by a rollback as the next update.
+  failed, or succeeded but were rolled back: a later rollback restored an update from before them
+  (`automation.rollback.rolled_back`), or the very next update was a rollback.
 * mean update duration — mean end - start of every finished update (rollbacks included) in the window.
 * mean time to restore — for each failure episode in the window (a failed update, or an update later
   rolled back; consecutive failures form one episode), the time from the end of the first failing
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from automation.rollback import is_rollback
+from automation.rollback import is_rollback, rolled_back
 from automation.stacks import UpdateRecord
 
 
@@ -75,13 +76,19 @@ def compute_metrics(history: Sequence[UpdateRecord], *, now: datetime, window_da
     finished = [r for r in updates if r.result in ("succeeded", "failed")]
     in_window = [r for r in finished if since <= r.start <= now]
 
-    def rolled_back(index: int) -> bool:
+    # Rolled back: a later rollback restored an update from before it (the same rule rollback uses to
+    # never bring such an update back), or the very next update was a rollback attempt.
+    rolled_away = rolled_back(history)
+
+    def followed_by_rollback(index: int) -> bool:
         following = finished[index + 1] if index + 1 < len(finished) else None
         return following is not None and is_rollback(following)
 
     failing = set()
     for i, record in enumerate(finished):
-        if not is_rollback(record) and (record.result == "failed" or rolled_back(i)):
+        if is_rollback(record):
+            continue
+        if record.result == "failed" or record.version in rolled_away or followed_by_rollback(i):
             failing.add(record.version)
 
     changes = [r for r in in_window if not is_rollback(r)]

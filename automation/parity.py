@@ -11,10 +11,18 @@ not the other and every property value that differs, and classifies each differe
   own (an `if stack == "prod"`, a value read from elsewhere).
 
 How a difference is traced to a key: not by guessing from values, but by experiment. Starting from
-stack A's config, parity renders again after each change that turns it into B's — first the stack
-name, then each differing config key — and records which change moved which value. A value the
-stack-name step changed in a way other than substituting the name is unexpected; anything a config
-key moved is expected, and the key is named (as precisely as the stack files allow).
+stack A's config, parity renders again after each change that turns it into B's — the stack name
+alone, and each differing config key — and records which change moved which value. Anything a
+config key moved is expected, and the key is named (as precisely as the stack files allow).
+
+The stack name is always changed on its own, never together with a config key, and it is tried at
+both ends: with A's config (A's config under B's name) and with B's (B's config under A's name).
+An `if stack == "prod"` can hide behind either: `if stack == "prod" and cfg.protect` changes nothing
+with A's config, only with B's. Any value the name alone changes, at either end, in a way other than
+substituting the name, is unexpected. When B's config cannot be rendered under A's name (a stack's
+`promotion.source` cannot be the stack itself), the one config key the error is about (or, failing
+that, the first that helps) is kept at A's value for that check. When the name cannot be changed
+alone at all, whatever moves with it is unexpected: its effect cannot be isolated.
 """
 
 from __future__ import annotations
@@ -345,6 +353,94 @@ class PairResult:
     leaves: dict[tuple[str, str], tuple[str, list[str]]]
 
 
+class _Renders:
+    """The renders of one pair, cached by input; None for a combination the config or program refuses."""
+
+    def __init__(self, program: Program | None, progress: ProgressFn | None, label: str) -> None:
+        self.program, self.progress, self.label = program, progress, label
+        self.cache: dict[str, Flat | None] = {}
+        self.errors: dict[str, str] = {}
+        self.count = 0
+
+    @staticmethod
+    def _key(settings: Settings) -> str:
+        return json.dumps(
+            [settings.stack, settings.values, sorted(settings.secret_keys), settings.other],
+            sort_keys=True,
+            default=repr,
+        )
+
+    def seed(self, settings: Settings, flat: Flat) -> None:
+        self.cache[self._key(settings)] = flat
+
+    def error(self, settings: Settings) -> str:
+        return self.errors.get(self._key(settings), "")
+
+    def get(self, settings: Settings, what: str) -> Flat | None:
+        from infra.config import ConfigError, parse
+
+        key = self._key(settings)
+        if key in self.cache:
+            return self.cache[key]
+        flat: Flat | None = None
+        try:
+            region = settings.other.get("aws:region")
+            # Cheap first: a combination the config itself refuses is not worth a render.
+            parse(
+                settings.values,
+                stack=settings.stack,
+                region=region if isinstance(region, str) else None,
+                secret_keys=settings.secret_keys,
+            )
+            if self.progress:
+                self.progress(f"  {self.label}: {what} …")
+            flat = flatten(_simulate(settings, self.program), settings.stack)
+            self.count += 1
+        except ConfigError as exc:  # not a combination the config or the program accepts
+            self.errors[key] = str(exc)
+        self.cache[key] = flat
+        return flat
+
+
+Step = tuple[list[str], Flat, Flat]  # (what changed: config keys, or [STACK_NAME]), before, after
+
+
+def _key_chain(
+    start: Settings, start_flat: Flat, keys: Sequence[str], source: Settings, renders: _Renders
+) -> tuple[list[Step], Flat]:
+    """Change `start`'s config into `source`'s one key at a time (the stack name stays `start`'s).
+
+    A key that cannot change alone (services and release name the same services, so either alone
+    is a config error) changes together with the next one. Returns the steps and the render they
+    reached; when even the last combination does not render, the steps stop short of it.
+    """
+    groups = [[k] for k in keys]
+    steps: list[Step] = []
+    current, before = start, start_flat
+    i = 0
+    while i < len(groups):
+        candidate = current
+        for key in groups[i]:
+            candidate = candidate.take(key, source)
+        after = renders.get(
+            candidate, f"with {', '.join(groups[i])} from {source.stack} (under the name {candidate.stack})"
+        )
+        if after is None:
+            if i == len(groups) - 1:
+                break
+            groups[i] += groups.pop(i + 1)
+            continue
+        steps.append((groups[i], before, after))
+        current, before = candidate, after
+        i += 1
+    return steps, before
+
+
+def _held_keys(keys: Sequence[str], error: str) -> list[str]:
+    """Keys to try keeping at A's value for B's config under A's name: those the error names first."""
+    return sorted(keys, key=lambda k: (k not in error, keys.index(k)))
+
+
 def compare_pair(
     a: Settings,
     b: Settings,
@@ -356,42 +452,81 @@ def compare_pair(
 ) -> PairResult:
     """Trace every A→B difference to the change (stack name or config key) that caused it."""
     keys = differing_keys(a, b)
-    groups: list[list[str]] = [[k] for k in ([STACK_NAME] if a.stack != b.stack else []) + keys]
-    steps: list[tuple[list[str], Flat, Flat]] = []  # (keys, before, after)
-    current, before, renders = a, flat_a, 0
-    i = 0
-    while i < len(groups):
-        candidate = current
-        for key in groups[i]:
-            candidate = candidate.take(key, b)
-        if i == len(groups) - 1:
-            after = flat_b  # the last change makes A's config B's: reuse B's render
+    renders = _Renders(program, progress, f"{a.stack} → {b.stack}")
+    renders.seed(a, flat_a)
+    renders.seed(b, flat_b)
+    steps: list[Step] = []
+    name_checks: list[tuple[Flat, Flat]] = []  # (before, after) where only the stack name changed
+    if a.stack == b.stack:
+        steps, _ = _key_chain(a, flat_a, keys, b, renders)
+    else:
+        # The name with A's config …
+        a_as_b = a.take(STACK_NAME, b)
+        forward = renders.get(a_as_b, f"{a.stack}'s config under the name {b.stack}")
+        if forward is not None:
+            name_checks.append((flat_a, forward))
+        # … and with B's config (or as much of it as renders under A's name).
+        b_as_a = b.take(STACK_NAME, a)
+        late: tuple[str | None, Settings, Flat, Flat] | None = None
+        reverse = renders.get(b_as_a, f"{b.stack}'s config under the name {a.stack}")
+        if reverse is not None:
+            late = (None, b_as_a, reverse, flat_b)
         else:
-            try:
-                if progress:
-                    progress(f"  {a.stack} → {b.stack}: with {', '.join(groups[i])} from {b.stack} …")
-                after = flatten(_simulate(candidate, program), candidate.stack)
-                renders += 1
-            except Exception:  # any failure: not a combination the program accepts
-                # This key cannot change alone (e.g. services and release name the same services,
-                # so either alone is a config error): change it together with the next one. Both
-                # stacks' own configs rendered, so the last combination always works.
-                groups[i] += groups.pop(i + 1)
-                continue
-        steps.append((groups[i], before, after))
-        current, before = candidate, after
-        i += 1
+            for key in _held_keys(keys, renders.error(b_as_a)):
+                under_a = b_as_a.take(key, a)
+                fa = renders.get(under_a, f"{b.stack}'s config but {key} under the name {a.stack}")
+                if fa is None:
+                    continue
+                fb = renders.get(under_a.take(STACK_NAME, b), f"{b.stack}'s config but {key}")
+                if fb is not None:
+                    late = (key, under_a, fa, fb)
+                    break
+        if late is not None:
+            name_checks.append((late[2], late[3]))
+        held = late[0] if late is not None else None
+        ordered = [k for k in keys if k != held] + ([held] if held is not None else [])
+        if forward is not None:
+            # Name first, then every key under B's name (the held key last, so the late check's
+            # render is a step of the chain).
+            chain, _ = _key_chain(a_as_b, forward, ordered, b, renders)
+            steps = [([STACK_NAME], flat_a, forward), *chain]
+        elif late is not None:
+            # Keys under A's name up to the late check, then the name, then the held key.
+            _, under_a, fa, fb = late
+            chain, _ = _key_chain(a, flat_a, [k for k in ordered if k != held], under_a, renders)
+            steps = [*chain, ([STACK_NAME], fa, fb)]
+            if held is not None:
+                steps.append(([held], fb, flat_b))
+        else:
+            # The name never changes alone: keys under A's name as far as they go, then the rest
+            # together with the name, whose effect cannot be told from theirs.
+            chain, reached = _key_chain(a, flat_a, keys, b, renders)
+            done = {k for group, _, _ in chain for k in group}
+            rest = [k for k in keys if k not in done]
+            steps = [*chain, ([*rest, STACK_NAME], reached, flat_b)]
 
     resources: dict[str, tuple[str, list[str]]] = {}
     leaves: dict[tuple[str, str], tuple[str, list[str]]] = {}
     step_changes = [(group, *_changed(x, y)) for group, x, y in steps]
+    named_res: set[str] = set()
+    named_leaves: set[tuple[str, str]] = set()
+    for x, y in name_checks:
+        changed_res, changed_leaves, naming_leaves = _changed(x, y)
+        named_res |= changed_res
+        named_leaves |= changed_leaves - naming_leaves
     for res in set(flat_a.types) ^ set(flat_b.types):
+        if res in named_res:
+            resources[res] = (UNEXPECTED, [BY_NAME])
+            continue
         moved = [group for group, changed_res, _, _ in step_changes if res in changed_res]
         resources[res] = _classify(moved, naming_ok=False)
     _, changed_leaves, naming = _changed(flat_a, flat_b)
     for leaf in changed_leaves:
         if leaf in naming:
             leaves[leaf] = (EXPECTED, [STACK_NAME])
+            continue
+        if leaf in named_leaves:
+            leaves[leaf] = (UNEXPECTED, [BY_NAME])
             continue
         moved = []
         for group, _, step_leaves, step_naming in step_changes:
@@ -404,21 +539,30 @@ def compare_pair(
             because = sorted({_precise_key(k, a, b, (va, vb), where) for k in because})
         leaves[leaf] = (cls, because)
     return PairResult(
-        a=a.stack, b=b.stack, keys=tuple(keys), renders=renders, resources=resources, leaves=leaves
+        a=a.stack, b=b.stack, keys=tuple(keys), renders=renders.count, resources=resources, leaves=leaves
     )
 
 
+BY_NAME = "changes with the stack name alone; no config key explains it"
+NOT_ISOLATED = (
+    "changes together with the stack name, which cannot be changed alone (neither stack's config "
+    "renders under the other's name): the stack-name effect cannot be isolated"
+)
+
+
 def _classify(moved: list[list[str]], *, naming_ok: bool) -> tuple[str, list[str]]:
-    """Expected when config keys moved it; unexpected when the stack name alone did (beyond naming)."""
+    """Expected when config keys moved it; unexpected when the stack name did (beyond naming)."""
     because: set[str] = set()
     for group in moved:
         keys = [k for k in group if k != STACK_NAME]
         if group == [STACK_NAME + "*"] and naming_ok:
             because.add(STACK_NAME)
+        elif STACK_NAME in group and keys:
+            return UNEXPECTED, [NOT_ISOLATED]
         elif keys:
             because.update(keys)
         else:
-            return UNEXPECTED, ["changes with the stack name alone; no config key explains it"]
+            return UNEXPECTED, [BY_NAME]
     if not because:
         return UNEXPECTED, ["no config key explains it"]
     return EXPECTED, sorted(because)
@@ -504,9 +648,15 @@ def compare_stacks(
             ) from exc
     pairs = []
     for a, b in itertools.pairwise(stacks):
-        pairs.append(
-            compare_pair(settings[a], settings[b], flats[a], flats[b], program=program, progress=progress)
-        )
+        try:
+            pairs.append(
+                compare_pair(settings[a], settings[b], flats[a], flats[b], program=program, progress=progress)
+            )
+        except Exception as exc:  # a bug the program shows only on a mix of the two configs
+            raise StagelineError(
+                f"{a} → {b}: the program failed while rendering a mix of the two stacks' config: "
+                f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}"
+            ) from exc
     differences = tuple(_merge(stacks, flats, pairs))
     return ParityReport(
         stacks=tuple(stacks),

@@ -291,18 +291,16 @@ def render_text(rendered: Rendered) -> str:
 
 
 def default_stacks(root: Path) -> list[str]:
-    """Every stack with a Pulumi.<stack>.yaml, in promotion order (a stack after its promotion.source)."""
-    from infra.config import ConfigError, known_stacks, read_stack_file
+    """Every stack with a Pulumi.<stack>.yaml, in promotion order (a stack after its promotion.source).
 
-    names = known_stacks(root)
-    source: dict[str, str | None] = {}
-    for name in names:
-        try:
-            promotion = read_stack_file(root, name).values.get("promotion")
-        except ConfigError:
-            promotion = None  # reported when the stack is loaded
-        raw = promotion.get("source") if isinstance(promotion, Mapping) else None
-        source[name] = raw if isinstance(raw, str) and raw in names else None
+    Files whose stack part is not a valid stack name (`Pulumi.old.dev.yaml`, a backup) are not
+    stacks and are ignored.
+    """
+    from policy.rules import promotion_sources
+
+    sources = promotion_sources(root)
+    names = set(sources)
+    source = {name: raw if raw in names else None for name, raw in sources.items()}
 
     def depth(name: str, seen: frozenset[str] = frozenset()) -> int:
         parent = source.get(name)

@@ -32,6 +32,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -75,9 +76,33 @@ class UnknownStackError(ConfigurationError):
     """The stack has no Pulumi.<stack>.yaml in this project (exit 2). The message lists known stacks."""
 
 
+class StackNotDeployed(ConfigurationError):
+    """The stack has a Pulumi.<stack>.yaml but does not exist in the backend yet (exit 2).
+
+    Read-only commands (preview, drift, history, rollback planning) never create a stack: creating
+    one runs `pulumi stack init`, which with the passphrase provider writes an `encryptionsalt` into
+    the tracked stack file.
+    """
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM turned into an interrupt (see automation.updates.sigterm_as_interrupt).
+
+    Unlike a Ctrl-C at a terminal, which reaches the whole process group, SIGTERM reaches only the
+    driver: the engine must pass the interrupt on to the Pulumi CLI itself.
+    """
+
+
 def unknown_stack(stack: str, known: Iterable[str]) -> UnknownStackError:
     names = ", ".join(sorted(known)) or "none"
     return UnknownStackError(f"unknown stack {stack!r} (known stacks: {names})")
+
+
+def not_deployed(stack: str) -> StackNotDeployed:
+    return StackNotDeployed(
+        f"stack {stack} is not deployed yet (run `python -m automation up {stack}`); "
+        "read-only commands never create it"
+    )
 
 
 # --- stateful classification --------------------------------------------------------------------
@@ -374,7 +399,9 @@ class Engine(Protocol):
 
     Every method takes the stack name; implementations select the stack themselves. All methods
     raise `UnknownStackError` for a stack outside `stack_names()`, `ConcurrentUpdateError` when the
-    stack is locked by another update, and `EngineError` for any other engine failure.
+    stack is locked by another update, and `EngineError` for any other engine failure. Only
+    `ensure_stack`, `up` and `set_release` may create a stack in the backend; the others raise
+    `StackNotDeployed` for a stack that is not there yet.
     """
 
     @property
@@ -412,8 +439,8 @@ class Engine(Protocol):
         the project (a git worktree at an earlier commit, for `rollback --code`), using that
         checkout's Pulumi.<stack>.yaml but the same backend. The update's environment records the
         checkout's git commit as "git.head". A failed update raises `EngineError` and is still in
-        history with result "failed". An interrupted call (KeyboardInterrupt) propagates; the caller
-        then calls `cancel`.
+        history with result "failed". An interrupted call (KeyboardInterrupt, or `Terminated` for
+        SIGTERM) propagates at once; the caller then calls `cancel` to stop what this call started.
         """
         ...
 
@@ -445,8 +472,12 @@ class Engine(Protocol):
         """Drop the pending operations from the state; return how many were dropped."""
         ...
 
-    def cancel(self, stack: str) -> None:
-        """Ask the engine to stop the update running on `stack`. Never raises for "nothing to cancel"."""
+    def cancel(self, stack: str, *, progress: ProgressFn | None = None) -> None:
+        """Stop the update that an interrupted `up` of *this engine* started on `stack`, and wait for it.
+
+        Never touches an update this engine did not start (another user's, or one already finished):
+        with nothing of ours running it does nothing. Never raises for "nothing to cancel".
+        """
         ...
 
 
@@ -555,15 +586,88 @@ def _diff_kind(value: Any) -> str:
     return kind.split("-", 1)[0]  # "update-replace" -> "update"
 
 
+def _secret_at(document: Any, path: str) -> bool:
+    """Whether the value at `path`, or anything on the way to it, is an engine-marked secret."""
+    current = document
+    for part in [None, *split_property_path(path)]:
+        if isinstance(current, Mapping) and _SECRET_SIG in current:
+            return True
+        if part is None:
+            continue
+        if isinstance(part, int) and isinstance(current, list) and 0 <= part < len(current):
+            current = current[part]
+        elif isinstance(current, Mapping) and str(part) in current:
+            current = current[str(part)]
+        else:
+            return False
+    return isinstance(current, Mapping) and _SECRET_SIG in current
+
+
+_PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _child_path(prefix: str, key: str | int) -> str:
+    if isinstance(key, int):
+        return f"{prefix}[{key}]"
+    if _PLAIN_KEY.match(key):
+        return f"{prefix}.{key}" if prefix else key
+    return f"{prefix}[{json.dumps(key)}]"
+
+
+def diff_paths(old: Any, new: Any, prefix: str = "") -> dict[str, str]:
+    """Property paths where two JSON-like states differ: path -> add | delete | update.
+
+    Used when the engine reports a changed resource without saying which properties changed (a
+    refresh step with an empty diff). Secrets are compared as opaque leaves.
+    """
+    if (
+        isinstance(old, Mapping)
+        and isinstance(new, Mapping)
+        and _SECRET_SIG not in old
+        and _SECRET_SIG not in new
+    ):
+        out: dict[str, str] = {}
+        for key in sorted({str(k) for k in old} | {str(k) for k in new}):
+            if key.startswith("__"):  # engine bookkeeping such as __meta
+                continue
+            path = _child_path(prefix, key)
+            if key not in new:
+                out[path] = "delete"
+            elif key not in old:
+                out[path] = "add"
+            else:
+                out.update(diff_paths(old[key], new[key], path))
+        return out
+    if isinstance(old, list) and isinstance(new, list):
+        out = {}
+        for i in range(max(len(old), len(new))):
+            path = _child_path(prefix, i)
+            if i >= len(new):
+                out[path] = "delete"
+            elif i >= len(old):
+                out[path] = "add"
+            else:
+                out.update(diff_paths(old[i], new[i], path))
+        return out
+    if old == new:
+        return {}
+    return {prefix or "(resource)": "update"}
+
+
 def drift_report_from_events(
     stack: str, events: Iterable[EngineEvent], secrets: Iterable[str] = ()
 ) -> DriftReport:
     """Build the drift report from the events of a preview-only refresh.
 
-    For a refresh, a step's `old` is the state Pulumi recorded and `new` is what the provider read from
-    the cloud. A resource drifted when its step is an update (or carries diffs) — the changed paths
-    come from `detailed_diff`, else `diffs` — or when it is a delete (gone from the cloud).
-    Secret values (engine-marked, known secret strings, credential-shaped strings) are masked.
+    A refresh sends, per resource, a ResourcePreEvent with op "refresh" (nothing known yet) and then a
+    ResOutputsEvent whose op is the result: "same", "update" (drifted) or "delete" (gone from the cloud).
+    For a refresh, a step's `old` is the state Pulumi recorded and `new` is what the provider read.
+    The changed paths come from `detailed_diff`, else `diffs`; when an update carries neither, they
+    are computed from old vs new state, and an update or delete is never dropped (a resource whose
+    differences cannot be named is reported with no properties).
+
+    Secrets: a property whose value is secret on either side (engine-marked, a known secret string,
+    or credential-shaped) has *both* sides masked, so the cloud's value of a secret never shows.
     """
     known = tuple(secrets)
     found: dict[str, ResourceDrift] = {}
@@ -573,6 +677,7 @@ def drift_report_from_events(
         if meta is None or _skip_resource(meta.type):
             continue
         op = normal_op(_op_value(meta.op))
+        old_state, new_state = _state(meta.old), _state(meta.new)
         paths: dict[str, str] = {}
         for path, diff in (meta.detailed_diff or {}).items():
             paths[path] = _diff_kind(diff.diff_kind)
@@ -580,19 +685,14 @@ def drift_report_from_events(
             paths.setdefault(path, "update")
         if op == "delete":
             kind = "delete"
-        elif op in ("update", "replace", "refresh") and paths:
+        elif op in ("update", "replace") or (op == "refresh" and paths):
             kind = "update"
+            if not paths:
+                paths = diff_paths(old_state, new_state)
         else:
             continue
-        old_state, new_state = _state(meta.old), _state(meta.new)
         props = tuple(
-            PropertyDrift(
-                path=path,
-                kind=paths[path],
-                old=redact_value(_mask_engine_secrets(value_at(old_state, path)), known),
-                new=redact_value(_mask_engine_secrets(value_at(new_state, path)), known),
-            )
-            for path in sorted(paths)
+            _property_drift(path, paths[path], old_state, new_state, known) for path in sorted(paths)
         )
         type_token = meta.type or parse_urn(meta.urn)[0]
         previous = found.get(meta.urn)
@@ -607,6 +707,20 @@ def drift_report_from_events(
             urn=meta.urn, type=type_token, name=parse_urn(meta.urn)[1], kind=kind, properties=props
         )
     return DriftReport(stack=stack, resources=tuple(found[u] for u in order))
+
+
+def _property_drift(
+    path: str, kind: str, old_state: Mapping[str, Any], new_state: Mapping[str, Any], known: Sequence[str]
+) -> PropertyDrift:
+    raw_old, raw_new = value_at(old_state, path), value_at(new_state, path)
+    old = redact_value(_mask_engine_secrets(raw_old), known)
+    new = redact_value(_mask_engine_secrets(raw_new), known)
+    secret = _secret_at(old_state, path) or _secret_at(new_state, path) or old != raw_old or new != raw_new
+    if secret:
+        # The recorded value being secret makes the cloud's value secret too (and the other way round).
+        old = MASK if raw_old is not None or _secret_at(old_state, path) else None
+        new = MASK if raw_new is not None or _secret_at(new_state, path) else None
+    return PropertyDrift(path=path, kind=kind, old=old, new=new)
 
 
 def preview_summary_from_events(
@@ -712,12 +826,40 @@ def without_pending(deployment: Mapping[str, Any]) -> dict[str, Any]:
     return cleaned
 
 
-def engine_message(text: str, secrets: Iterable[str] = ()) -> str:
-    """The engine's own error from a CommandError's text: its `error:` lines, else the stderr tail."""
-    stderr = text.split("stderr:", 1)[1] if "stderr:" in text else text
-    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
-    errors = [ln for ln in lines if ln.lower().startswith("error:")]
-    chosen = errors or lines[-3:] or ["the engine failed without a message"]
+_MARKUP = re.compile(r"<\{%[^%]*%\}>|\x1b\[[0-9;]*[A-Za-z]")
+
+
+def clean_diagnostic(message: str) -> str:
+    """One line from an engine diagnostic: colour markup gone, the `error:` prefix dropped, blanks folded."""
+    text = " ".join(_MARKUP.sub("", message).split())
+    return text[len("error:") :].strip() if text.lower().startswith("error:") else text
+
+
+def _command_parts(text: str) -> tuple[str, str]:
+    """(stdout, stderr) of a CommandError's text (`code: …  stdout: …  stderr: …`); all as stderr if not."""
+    if "stderr:" not in text:
+        return "", text
+    head, stderr = text.split("stderr:", 1)
+    stdout = head.split("stdout:", 1)[1] if "stdout:" in head else ""
+    return stdout, stderr
+
+
+def engine_message(text: str, secrets: Iterable[str] = (), diagnostics: Sequence[str] = ()) -> str:
+    """The engine's own error, secrets redacted.
+
+    In order of preference: the engine's error diagnostics (resource failures are reported there, as
+    events), the `error:` lines of the CLI's stdout, those of its stderr, and the tail of stderr.
+    """
+    if diagnostics:
+        chosen = list(dict.fromkeys(d for d in diagnostics if d))
+        more = f" (and {len(chosen) - 3} more errors)" if len(chosen) > 3 else ""
+        return redact("; ".join(chosen[:3]) + more, secrets)
+    stdout, stderr = _command_parts(text)
+    out_lines = [ln.strip() for ln in stdout.splitlines() if ln.strip()]
+    err_lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    errors = [ln for ln in out_lines + err_lines if ln.lower().startswith("error:")]
+    chosen = list(dict.fromkeys(errors)) or err_lines[-3:] or out_lines[-3:]
+    chosen = chosen or ["the engine failed without a message"]
     message = " ".join(
         ln[len("error:") :].strip() if ln.lower().startswith("error:") else ln for ln in chosen
     )
@@ -778,17 +920,105 @@ def secrets_environment(
 # --- the real engine ----------------------------------------------------------------------------
 
 
+# --- the Pulumi CLI child process ---------------------------------------------------------------
+
+
+def child_pids(parent: int) -> list[int]:
+    """Direct child processes of `parent` (Linux /proc, else `pgrep -P`); empty when unknown."""
+    proc = Path("/proc")
+    if proc.is_dir():
+        children = []
+        for stat in proc.glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if len(fields) > 1 and fields[1] == str(parent):
+                children.append(int(stat.parent.name))
+        return children
+    try:
+        done = subprocess.run(["pgrep", "-P", str(parent)], capture_output=True, text=True, check=False)
+    except OSError:
+        return []
+    return [int(pid) for pid in done.stdout.split() if pid.isdigit()]
+
+
+def _command_line(pid: int) -> list[str]:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        try:
+            done = subprocess.run(
+                ["ps", "-o", "command=", "-p", str(pid)], capture_output=True, text=True, check=False
+            )
+        except OSError:
+            return []
+        return done.stdout.split()
+    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
+
+
+def is_pulumi_process(pid: int) -> bool:
+    """Whether `pid` runs the Pulumi CLI (`pulumi …`, or a script named pulumi run by an interpreter)."""
+    return any(Path(arg).name == "pulumi" for arg in _command_line(pid)[:2])
+
+
+def terminal_delivers_interrupts() -> bool:
+    """Whether a Ctrl-C reaches our child processes by itself.
+
+    The terminal sends SIGINT to its whole foreground process group, and the SDK starts the CLI in
+    ours; sending the CLI another SIGINT would be its *second* interrupt, which makes Pulumi stop at
+    once instead of cleanly. Without a controlling terminal (CI), or when we are not in the
+    foreground, an interrupt reached only us.
+    """
+    try:
+        fd = os.open("/dev/tty", os.O_RDONLY | os.O_NOCTTY)
+    except OSError:
+        return False
+    try:
+        return os.tcgetpgrp(fd) == os.getpgrp()
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def signal_processes(pids: Iterable[int], signum: int) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signum)
+        except OSError:
+            continue
+
+
+# --- the real engine ----------------------------------------------------------------------------
+
+
 class _EventLog:
-    """Collects engine events (the SDK calls on_event from its own thread) and reports progress."""
+    """Collects engine events (the SDK calls on_event from its own thread) and reports progress.
+
+    Keeps the engine's error diagnostics (a resource failure is reported as a diagnostic event, not on
+    stderr) and whether the operation got going (the prelude is sent once the stack is locked).
+    """
 
     def __init__(self, progress: ProgressFn | None) -> None:
         self.events: list[EngineEvent] = []
+        self.diagnostics: list[str] = []
+        self.started = False
         self._progress = progress
         self._lock = threading.Lock()
 
     def __call__(self, event: EngineEvent) -> None:
         with self._lock:
             self.events.append(event)
+            if event.prelude_event is not None or event.resource_pre_event is not None:
+                self.started = True
+            diag = event.diagnostic_event
+            if diag is not None and diag.severity == "error":
+                text = clean_diagnostic(diag.message)
+                urn = diag.urn or ""
+                if text:
+                    name = parse_urn(urn)[1] if urn and "::pulumi:pulumi:Stack::" not in urn else ""
+                    self.diagnostics.append(f"{name}: {text}" if name else text)
         if self._progress is not None and event.resource_pre_event is not None:
             meta = event.resource_pre_event.metadata
             op = normal_op(_op_value(meta.op))
@@ -796,8 +1026,30 @@ class _EventLog:
                 self._progress(f"  {op:<8} {meta.type} {parse_urn(meta.urn)[1]}")
 
 
+@dataclass
+class _InterruptedUpdate:
+    """An `up` whose caller was interrupted while the SDK (on its own thread) still runs the CLI."""
+
+    done: threading.Event  # set when the SDK call has returned (the CLI has exited)
+    children_before: frozenset[int]
+    log: _EventLog
+    forward: bool  # the CLI did not get the interrupt by itself: pass it on
+
+    def cli_pids(self) -> list[int]:
+        return [
+            pid
+            for pid in child_pids(os.getpid())
+            if pid not in self.children_before and is_pulumi_process(pid)
+        ]
+
+
 class LocalEngine:
     """`Engine` over `pulumi.automation.LocalWorkspace` (work_dir = repository root)."""
+
+    # How long an interrupted update may take to stop cleanly (Pulumi lets in-flight resource
+    # operations finish) before it is stopped at once; then how long before the CLI is killed.
+    stop_timeout: float = 300.0
+    kill_timeout: float = 10.0
 
     def __init__(self, root: Path, backend: BackendInfo, env: Mapping[str, str]) -> None:
         self._root = root
@@ -807,6 +1059,7 @@ class LocalEngine:
         self._stacks: dict[tuple[str, str], Stack] = {}
         self._secret_values: set[str] = set()
         self._secrets_read: set[str] = set()
+        self._interrupted: dict[str, _InterruptedUpdate] = {}
 
     @classmethod
     def open(cls, start: Path | None = None, environ: Mapping[str, str] | None = None) -> LocalEngine:
@@ -855,7 +1108,8 @@ class LocalEngine:
         if not (root / f"Pulumi.{stack}.yaml").is_file():
             raise unknown_stack(stack, self.stack_names())
 
-    def _stack(self, stack: str, work_dir: Path | None = None) -> Stack:
+    def _stack(self, stack: str, work_dir: Path | None = None, *, create: bool = False) -> Stack:
+        """The selected stack. Only `create=True` (up, ensure_stack, set_release) may create it."""
         import pulumi.automation as auto
 
         self._check_known(stack, work_dir)
@@ -866,7 +1120,12 @@ class LocalEngine:
             return cached
         try:
             workspace = auto.LocalWorkspace(work_dir=key[1], env_vars=self._env)
-            selected = auto.Stack.create_or_select(stack, workspace)
+            if create:
+                selected = auto.Stack.create_or_select(stack, workspace)
+            else:
+                selected = auto.Stack.select(stack, workspace)
+        except auto.StackNotFoundError:
+            raise not_deployed(stack) from None
         except auto.CommandError as exc:
             raise self._translate(exc, unavailable=True) from None
         except (auto.InvalidVersionError, OSError, subprocess.CalledProcessError) as exc:
@@ -875,18 +1134,34 @@ class LocalEngine:
             self._stacks[key] = selected
         return selected
 
-    def _translate(self, exc: Exception, *, unavailable: bool = False) -> StagelineError:
+    def _translate(
+        self, exc: Exception, *, unavailable: bool = False, diagnostics: Sequence[str] = ()
+    ) -> StagelineError:
         import pulumi.automation as auto
 
-        message = engine_message(str(exc), self._secret_values)
+        message = engine_message(str(exc), self._secret_values, diagnostics)
         if isinstance(exc, auto.ConcurrentUpdateError):
             return ConcurrentUpdateError(f"the stack is locked by another update: {message}")
         if unavailable:
             return EngineUnavailable(f"cannot open the stack in {self._backend.url}: {message}")
         return EngineError(message)
 
+    def _failure(self, exc: BaseException, log: _EventLog | None) -> BaseException:
+        """The driver's error for an exception the SDK raised (anything unexpected is returned as is)."""
+        import pulumi.automation as auto
+
+        if isinstance(exc, auto.CommandError):
+            return self._translate(exc, diagnostics=log.diagnostics if log is not None else ())
+        if isinstance(exc, RuntimeError | ValueError | OSError | KeyError):
+            # The SDK's own failures (e.g. "summary event never found" when the CLI died mid-run).
+            return EngineError(f"the Pulumi SDK failed: {redact(str(exc), self._secret_values)}")
+        return exc
+
     def _remember_secrets(self, stack: Stack) -> None:
-        """Secret config values, so error messages and reports can be redacted (read once per stack)."""
+        """Secret config values, so error messages and reports can be redacted (read once per stack).
+
+        Object values are masked as a whole and leaf by leaf: an error message quotes one field.
+        """
         with self._lock:
             if stack.name in self._secrets_read:
                 return
@@ -895,30 +1170,37 @@ class LocalEngine:
             config = stack.get_all_config()
         except Exception:  # redaction is best effort; the token patterns still apply
             return
+        values: list[Any] = []
+        for item in config.values():
+            if item.secret and item.value:
+                values += [item.value, decode_config_value(item.value)]
         with self._lock:
-            self._secret_values.update(str(v.value) for v in config.values() if v.secret and v.value)
+            self._secret_values.update(all_secret_strings(values))
 
-    def _run(self, stack: str, action: Callable[[Stack], Any], work_dir: Path | None = None) -> Any:
-        import pulumi.automation as auto
-
-        selected = self._stack(stack, work_dir)
+    def _run(
+        self,
+        stack: str,
+        action: Callable[[Stack], Any],
+        work_dir: Path | None = None,
+        *,
+        log: _EventLog | None = None,
+        create: bool = False,
+    ) -> Any:
+        selected = self._stack(stack, work_dir, create=create)
         self._remember_secrets(selected)
         try:
             return action(selected)
-        except auto.CommandError as exc:
-            raise self._translate(exc) from None
-        except (RuntimeError, ValueError, OSError, KeyError) as exc:
-            # The SDK's own failures (e.g. "summary event never found" when the CLI died mid-run).
-            raise EngineError(f"the Pulumi SDK failed: {redact(str(exc), self._secret_values)}") from None
+        except Exception as exc:  # translated, or re-raised as it was
+            raise self._failure(exc, log) from None
 
     # -- operations
 
     def ensure_stack(self, stack: str) -> None:
-        self._stack(stack)
+        self._stack(stack, create=True)
 
     def preview(self, stack: str, *, progress: ProgressFn | None = None) -> PreviewSummary:
         log = _EventLog(progress)
-        result = self._run(stack, lambda s: s.preview(on_event=log, diff=True))
+        result = self._run(stack, lambda s: s.preview(on_event=log, diff=True), log=log)
         return preview_summary_from_events(stack, log.events, result.change_summary)
 
     def up(
@@ -930,13 +1212,41 @@ class LocalEngine:
         progress: ProgressFn | None = None,
     ) -> UpdateRecord:
         log = _EventLog(progress)
-        result = self._run(stack, lambda s: s.up(message=message, on_event=log), work_dir)
-        return update_record_from_summary(result.summary, self._secret_values)
+        selected = self._stack(stack, work_dir, create=True)
+        self._remember_secrets(selected)
+        before = frozenset(child_pids(os.getpid()))
+        box: dict[str, Any] = {}
+        done = threading.Event()
+
+        def work() -> None:
+            try:
+                # show_secrets=False: the summary needs no decrypted config.
+                box["result"] = selected.up(message=message, on_event=log, show_secrets=False)
+            except BaseException as exc:  # handed to the waiting thread
+                box["error"] = exc
+            finally:
+                done.set()
+
+        # The SDK runs on its own thread so that an interrupt here leaves its subprocess handling
+        # intact (interrupted inside the SDK, Popen would stop reading the CLI's output after 0.25 s).
+        # Waiting on an Event, not Thread.join: an interrupted join marks a running thread as stopped.
+        threading.Thread(target=work, name=f"pulumi-up-{stack}", daemon=True).start()
+        try:
+            while not done.wait(0.5):
+                pass
+        except KeyboardInterrupt as exc:
+            forward = isinstance(exc, Terminated) or not terminal_delivers_interrupts()
+            with self._lock:
+                self._interrupted[stack] = _InterruptedUpdate(done, before, log, forward)
+            raise
+        if "error" in box:
+            raise self._failure(box["error"], log) from None
+        return update_record_from_summary(box["result"].summary, self._secret_values)
 
     def preview_refresh(self, stack: str, *, progress: ProgressFn | None = None) -> DriftReport:
         log = _EventLog(progress)
         # preview_refresh, never refresh: a drift check must not write state.
-        self._run(stack, lambda s: s.preview_refresh(on_event=log, show_secrets=False))
+        self._run(stack, lambda s: s.preview_refresh(on_event=log, show_secrets=False), log=log)
         return drift_report_from_events(stack, log.events, self._secret_values)
 
     def history(self, stack: str, *, limit: int | None = None) -> list[UpdateRecord]:
@@ -965,7 +1275,7 @@ class LocalEngine:
         # `config set-all --json` with objectValue writes a structured YAML object, not a JSON string,
         # so the stack file stays readable and `pulumi config get --path release.version` works.
         document = {RELEASE_KEY: {"value": json.dumps(release), "objectValue": release, "secret": False}}
-        self._run(stack, lambda s: s.set_all_config_json(json.dumps(document)), work_dir)
+        self._run(stack, lambda s: s.set_all_config_json(json.dumps(document)), work_dir, create=True)
 
     def pending_operations(self, stack: str) -> list[PendingOperation]:
         deployment = self._run(stack, lambda s: s.export_stack())
@@ -987,15 +1297,55 @@ class LocalEngine:
 
         return int(self._run(stack, clear))
 
-    def cancel(self, stack: str) -> None:
+    def cancel(self, stack: str, *, progress: ProgressFn | None = None) -> None:
+        """Stop the CLI our interrupted `up` started, cleanly if it will; never `pulumi cancel` blindly.
+
+        The interrupt is passed on to the CLI as SIGINT when it did not reach it (SIGTERM, no terminal),
+        and we wait for the CLI to exit: Pulumi then finishes in-flight operations and closes the
+        update. On a self-managed backend `pulumi cancel` would delete the stack's lock files, whoever
+        holds them, so it is never run there. On Pulumi Cloud it is run only when the CLI had to be
+        stopped at once, after it has exited, and only if our update had started (the service then
+        still shows our update running, and nobody else can hold the stack).
+        """
         import pulumi.automation as auto
 
-        try:
-            self._stack(stack).cancel()
-        except auto.CommandError:
-            # Self-managed backends cannot cancel remotely; the CLI child got the same SIGINT from the
-            # terminal and stops on its own. Anything it leaves pending is reported before the next up.
+        with self._lock:
+            run = self._interrupted.pop(stack, None)
+        if run is None:
             return
+        say = progress or (lambda _message: None)
+        if run.forward:
+            signal_processes(run.cli_pids(), signal.SIGINT)
+        escalated = False
+        if not run.done.is_set():
+            say(
+                f"{stack}: waiting up to {self.stop_timeout:g}s for Pulumi to stop the update cleanly "
+                "(in-flight operations finish first); Ctrl-C again stops it at once, which may leave "
+                "pending operations"
+            )
+            again: KeyboardInterrupt | None = None
+            try:
+                run.done.wait(self.stop_timeout)
+            except KeyboardInterrupt as exc:
+                again = exc
+            if not run.done.is_set():
+                escalated = True
+                say(f"{stack}: stopping the Pulumi CLI at once")
+                # Pulumi's second interrupt means "stop now". A second Ctrl-C at the terminal already
+                # reached it; otherwise send it.
+                if again is None or isinstance(again, Terminated) or not terminal_delivers_interrupts():
+                    signal_processes(run.cli_pids(), signal.SIGINT)
+                run.done.wait(self.kill_timeout)
+                if not run.done.is_set():
+                    signal_processes(run.cli_pids(), signal.SIGKILL)
+                    run.done.wait(self.kill_timeout)
+        if escalated and run.log.started and not _is_diy(self._backend.url):
+            with self._lock:
+                selected = self._stacks.get((stack, str(self._root)))
+            try:
+                (selected or self._stack(stack)).cancel()
+            except (auto.CommandError, StagelineError) as exc:
+                say(f"{stack}: could not cancel the update on Pulumi Cloud: {redact(str(exc))}")
 
 
 def all_secret_strings(values: Sequence[Any]) -> list[str]:

@@ -6,10 +6,8 @@ drive them with the fake.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,7 +18,14 @@ from types import FrameType
 from typing import TypeVar
 
 from automation.errors import ConfigurationError, Interrupted, StagelineError
-from automation.stacks import ConcurrentUpdateError, Engine, PendingOperation, ProgressFn, UpdateRecord
+from automation.stacks import (
+    ConcurrentUpdateError,
+    Engine,
+    PendingOperation,
+    ProgressFn,
+    Terminated,
+    UpdateRecord,
+)
 
 T = TypeVar("T")
 
@@ -123,47 +128,19 @@ def check_pending(
 # --- interruption -------------------------------------------------------------------------------
 
 
-def child_pids(parent: int) -> list[int]:
-    """Direct child processes of `parent` (Linux /proc, else `pgrep -P`); empty when unknown."""
-    proc = Path("/proc")
-    if proc.is_dir():
-        children = []
-        for stat in proc.glob("[0-9]*/stat"):
-            try:
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-            except (OSError, IndexError):
-                continue
-            if len(fields) > 1 and fields[1] == str(parent):
-                children.append(int(stat.parent.name))
-        return children
-    try:
-        done = subprocess.run(["pgrep", "-P", str(parent)], capture_output=True, text=True, check=False)
-    except OSError:
-        return []
-    return [int(pid) for pid in done.stdout.split() if pid.isdigit()]
-
-
-def interrupt_children() -> None:
-    """Send SIGINT to our child processes (the pulumi CLI), which makes Pulumi cancel gracefully.
-
-    Ctrl-C reaches the whole process group by itself; SIGTERM reaches only this process, so it is
-    forwarded here. Without it the SDK would wait for the update to finish before we could cancel.
-    """
-    for pid in child_pids(os.getpid()):
-        with contextlib.suppress(OSError):
-            os.kill(pid, signal.SIGINT)
-
-
 @contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
-    """Inside the block SIGTERM interrupts the engine and raises KeyboardInterrupt, like Ctrl-C."""
+    """Inside the block SIGTERM raises `Terminated` (a KeyboardInterrupt), like Ctrl-C.
+
+    The engine passes it on to the Pulumi CLI when it stops the update (see `Engine.cancel`): SIGTERM
+    reached only this process, while a terminal's Ctrl-C reaches the CLI by itself.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def handler(signum: int, frame: FrameType | None) -> None:
-        interrupt_children()
-        raise KeyboardInterrupt
+        raise Terminated
 
     previous = signal.signal(signal.SIGTERM, handler)
     try:
@@ -182,24 +159,40 @@ def run_update(
     progress: ProgressFn | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> UpdateRecord:
-    """`engine.up` with lock retries; Ctrl-C or SIGTERM cancels the update and raises Interrupted (130)."""
+    """`engine.up` with lock retries; Ctrl-C or SIGTERM stops our update and raises Interrupted (130).
+
+    Only an update this call started is ever stopped: an interrupt while waiting for another update's
+    lock (the backoff sleep, or an attempt that met the lock) leaves that other update alone.
+    """
+    running = False
+
+    def attempt() -> UpdateRecord:
+        nonlocal running
+        running = True
+        try:
+            record = engine.up(stack, message=message, work_dir=work_dir, progress=progress)
+        except ConcurrentUpdateError:
+            running = False  # the stack was locked by someone else: nothing of ours is running
+            raise
+        running = False
+        return record
+
     with sigterm_as_interrupt():
         try:
-            return with_lock_retry(
-                stack,
-                lambda: engine.up(stack, message=message, work_dir=work_dir, progress=progress),
-                policy,
-                sleep=sleep,
-                progress=progress,
-            )
+            return with_lock_retry(stack, attempt, policy, sleep=sleep, progress=progress)
         except KeyboardInterrupt:
+            if not running:
+                raise Interrupted(
+                    f"interrupted while waiting for the lock on {stack}; our update never started and "
+                    "nothing was changed"
+                ) from None
             if progress is not None:
-                progress(f"interrupted: cancelling the update of {stack} …")
+                progress(f"interrupted: stopping the update of {stack} …")
             try:
-                engine.cancel(stack)
+                engine.cancel(stack, progress=progress)
             except StagelineError as exc:
                 raise Interrupted(
-                    f"update of {stack} interrupted; cancel failed: {exc.format_message()}"
+                    f"update of {stack} interrupted; stopping it failed: {exc.format_message()}"
                 ) from None
             raise Interrupted(
                 f"update of {stack} interrupted and cancelled; check `python -m automation history {stack}` "

@@ -1,7 +1,8 @@
 """Shared fixtures for the driver's tests: a fake engine installed as the CLI's engine, and a runner.
 
 `cli_engine(fake)` installs a FakeEngine through `automation.stacks.engine_factory` (the documented
-mechanism, see docs/driver.md "Testing"); `invoke(args)` runs the CLI in-process with click's CliRunner.
+mechanism, see README.md, "The driver" → "Testing"); `invoke(args)` runs the CLI in-process with click's
+CliRunner.
 Lock-retry backoff is zero so contention tests do not sleep.
 """
 

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from assure_testkit import copy_repo, edit_stack, run
 
-from automation.check import check_stacks, render_markdown
+from automation.check import check_stacks, render_markdown, to_json
+from policy.rules import RULES_BY_ID
 
 
 @pytest.fixture
@@ -31,7 +32,7 @@ def test_the_shipped_stacks_are_clean(repo: Path) -> None:
     lines = result.stdout.splitlines()
     assert [line.split()[0] for line in lines[:3]] == ["dev", "staging", "prod"]  # promotion order
     assert all(line.endswith("clean") for line in lines[:3])
-    assert lines[-1] == "3 stacks checked against 18 rules: 0 violations, 0 waived — clean."
+    assert lines[-1] == "3 stacks checked against 21 rules: 0 violations, 0 waived — clean."
 
 
 def test_violations_exit_3_and_name_stack_rule_and_resource(repo: Path) -> None:
@@ -46,7 +47,7 @@ def test_violations_exit_3_and_name_stack_rule_and_resource(repo: Path) -> None:
     assert "prod   prod-no-admin-bypass (high)  github-environment  " in out
     assert (
         out.splitlines()[-1]
-        == "1 stack checked against 18 rules: 3 violations (2 critical, 1 high), 0 waived."
+        == "1 stack checked against 21 rules: 3 violations (2 critical, 1 high), 0 waived."
     )
 
 
@@ -151,12 +152,13 @@ def test_json_report_and_step_summary(repo: Path, tmp_path: Path, monkeypatch: p
     assert result.exit_code == 3
     report = json.loads(result.stdout)
     first = report["stacks"][0]["violations"][0]
-    assert {k: first[k] for k in ("rule", "severity", "stack", "resource", "type")} == {
+    assert {k: first[k] for k in ("rule", "severity", "stack", "resource", "type", "rationale")} == {
         "rule": "prod-reviewers",
         "severity": "critical",
         "stack": "prod",
         "resource": "github-environment",
         "type": "github:index/repositoryEnvironment:RepositoryEnvironment",
+        "rationale": RULES_BY_ID["prod-reviewers"].rationale,
     }
     markdown = summary.read_text()
     assert markdown.startswith("## Guardrail check\n")
@@ -178,3 +180,76 @@ def test_check_runs_the_rules_over_whatever_program_renders(repo: Path) -> None:
         ("required-tags", "forever"),  # a default provider, so no default tags
     ]
     assert "| dev | `log-retention` | medium | `forever` |" in render_markdown(report)
+
+
+def test_a_secret_that_reaches_a_resource_unmarked_is_a_critical_violation(repo: Path) -> None:
+    import pulumi
+    import pulumi_aws as aws
+
+    from infra.config import load
+
+    def careless() -> None:
+        cfg = load()
+        tags = {"project": "stageline", "environment": "dev", "managed-by": "pulumi"}
+        provider = aws.Provider("aws", region="eu-west-1", default_tags={"tags": tags})
+        aws.sns.Topic(
+            "hook",
+            # The secret unwrapped into a plain property: plaintext in the state.
+            display_name=pulumi.Output.unsecret(cfg.slack_webhook_url),
+            opts=pulumi.ResourceOptions(provider=provider),
+        )
+
+    edit_stack(repo, "dev", lambda c: c.update({"stageline:slackWebhookUrl": {"secure": "v1:abc:def"}}))
+    report = check_stacks(repo, ["dev"], program=careless)
+    assert not report.clean
+    [violation] = report.violations
+    assert (violation.rule, violation.severity, violation.resource, violation.type) == (
+        "secret-unmasked",
+        "critical",
+        "hook",
+        "aws:sns/topic:Topic",
+    )
+    assert violation.message == (
+        "a secret config value reaches displayName without being marked secret: the state would hold it in "
+        "plaintext (masked in this report)"
+    )
+    document = json.dumps(to_json(report))
+    assert "stageline-render-secret-" not in document
+    assert to_json(report)["stacks"][0]["secretLeaks"] == ["hook.displayName"]
+
+
+def test_the_cli_exits_3_on_an_unmarked_secret(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pulumi
+    import pulumi_aws as aws
+
+    import infra.program
+    from infra.config import load
+
+    def careless() -> None:
+        cfg = load()
+        aws.sns.Topic("hook", display_name=pulumi.Output.unsecret(cfg.slack_webhook_url))
+
+    monkeypatch.setattr(infra.program, "deploy", careless)
+    edit_stack(repo, "dev", lambda c: c.update({"stageline:slackWebhookUrl": {"secure": "v1:abc:def"}}))
+    result = run("check", "dev", "--root", str(repo))
+    assert result.exit_code == 3
+    assert "secret-unmasked (critical)  hook  [aws:sns/topic:Topic]" in result.stdout
+    assert "stageline-render-secret-" not in result.output
+
+
+def test_files_that_are_not_stack_files_are_ignored(repo: Path) -> None:
+    (repo / "Pulumi.old.dev.yaml").write_text((repo / "Pulumi.dev.yaml").read_text())
+    (repo / "Pulumi.Dev.yaml").write_text((repo / "Pulumi.dev.yaml").read_text())
+    result = run("check", "--root", str(repo))
+    assert result.exit_code == 0, result.output
+    assert [line.split()[0] for line in result.stdout.splitlines()[:3]] == ["dev", "staging", "prod"]
+
+
+def test_the_last_stage_is_production_whatever_its_name(repo: Path) -> None:
+    """prod renamed "live": still the end of the promotion chain, so still held to production's rules."""
+    (repo / "Pulumi.prod.yaml").rename(repo / "Pulumi.live.yaml")
+    edit_stack(repo, "live", open_prod)
+    result = run("check", "live", "--root", str(repo))
+    assert result.exit_code == 3, result.output
+    assert "environment live has no required reviewers" in result.stdout
+    assert "live   prod-no-admin-bypass (high)  github-environment" in result.stdout

@@ -19,7 +19,7 @@ from automation.drift import (
     parse_ignore,
 )
 from automation.errors import ConfigurationError
-from automation.fake import FakeEngine, urn
+from automation.fake import FakeEngine, step, urn
 from automation.stacks import DriftReport, PropertyDrift, ResourceDrift
 from automation.updates import RetryPolicy
 
@@ -341,6 +341,72 @@ def test_remediate_with_yes_and_json(drifting: FakeEngine, invoke: Callable[...,
     assert document["remediated"][0]["update"]["result"] == "succeeded"
 
 
+def test_remediate_shows_what_up_would_change_before_asking(
+    drifting: FakeEngine, invoke: Callable[..., Result]
+) -> None:
+    drifting.set_preview("prod", [step("prod", "update", FN, "prod-api", changed=["memorySize"])])
+    result = invoke(["drift", "prod", "--remediate"], input="n\n")
+    assert result.exit_code == 1
+    shown = result.stderr.split("Put 2 drifted resource(s) of prod back as code says?")[0]
+    assert "prod: what `up` would change to put the drifted resources back:" in shown
+    assert f"~ update   {FN} prod-api (memorySize)" in shown
+    assert drifting.ops("prod")[-2:] == ["pending_operations", "preview"] and drifting.count("up") == 0
+
+
+def test_remediate_with_pending_operations_points_to_an_option_drift_accepts(
+    drifting: FakeEngine, invoke: Callable[..., Result]
+) -> None:
+    drifting.add_pending("prod", FN, "prod-api", "updating")
+    refused = invoke(["drift", "prod", "--remediate", "--yes"])
+    assert refused.exit_code == 1
+    assert refused.stderr.strip().endswith("then rerun with --clear-pending")
+    done = invoke(["drift", "prod", "--remediate", "--yes", "--clear-pending"])
+    assert done.exit_code == 0, done.output
+    assert drifting.pending_operations("prod") == [] and drifting.count("up", "prod") == 1
+
+
+def test_remediate_says_why_nothing_is_remediated_when_a_check_failed(
+    drifting: FakeEngine, invoke: Callable[..., Result]
+) -> None:
+    drifting.fail("dev", "preview_refresh", "credentials expired")
+    result = invoke(["drift", "dev", "prod", "--remediate", "--yes", "--json"])
+    assert result.exit_code == 1
+    said = "not remediating: the drift check failed for dev; fix that and rerun"
+    assert said in result.stderr
+    assert json.loads(result.stdout)["remediationSkipped"] == said
+    assert drifting.count("up") == 0
+
+
+def test_drift_of_a_stack_not_deployed_yet_exits_2_and_creates_nothing(
+    drifting: FakeEngine, invoke: Callable[..., Result]
+) -> None:
+    drifting.add_stack("qa", deployed=False)
+    result = invoke(["drift", "qa"])
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: stack qa is not deployed yet (run `python -m automation up qa`); "
+        "read-only commands never create it"
+    )
+    assert not drifting.stack("qa").deployed
+
+
+def test_a_resource_changed_without_named_properties_is_reported_and_never_ignored(
+    drifting: FakeEngine, invoke: Callable[..., Result], tmp_path: Path
+) -> None:
+    drifting.set_drift(
+        "staging", [ResourceDrift(urn=urn("staging", FN, "staging-api"), type=FN, name="staging-api")]
+    )
+    rules_file = tmp_path / "all.yaml"
+    rules_file.write_text('"*": ["**"]\n')
+    result = invoke(["drift", "staging", "--ignore-file", str(rules_file)])
+    assert result.exit_code == 3
+    assert result.stdout.splitlines() == [
+        "staging: drifted: 1 resource(s)",
+        f"  ~ {FN} staging-api",
+        "      (changed; the engine did not say which properties)",
+    ]
+
+
 def test_drift_needs_stacks_or_all(drifting: FakeEngine, invoke: Callable[..., Result]) -> None:
     result = invoke(["drift"])
     assert result.exit_code == 2
@@ -354,4 +420,4 @@ def test_ctrl_c_during_a_check_exits_130(drifting: FakeEngine, invoke: Callable[
     drifting.preview_refresh = interrupted  # type: ignore[method-assign]
     result = invoke(["drift", "prod"])
     assert result.exit_code == 130
-    assert result.stderr.strip().splitlines()[-1] == "error: interrupted"
+    assert result.stderr.strip().splitlines()[-1] == "error: interrupted; nothing was changed"

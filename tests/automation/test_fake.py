@@ -9,7 +9,14 @@ from pathlib import Path
 import pytest
 
 from automation.fake import FakeEngine, make_release, urn
-from automation.stacks import ConcurrentUpdateError, Engine, EngineError, ResourceDrift, UnknownStackError
+from automation.stacks import (
+    ConcurrentUpdateError,
+    Engine,
+    EngineError,
+    ResourceDrift,
+    StackNotDeployed,
+    UnknownStackError,
+)
 
 
 def test_the_fake_is_an_engine() -> None:
@@ -143,3 +150,23 @@ def test_from_repo_reads_the_projects_stack_files() -> None:
             f"stageline:{k}" for k in read_stack_file(root, name).secret_keys
         }
     assert fake.project_dir == root
+
+
+def test_a_stack_not_deployed_yet_refuses_reads_until_up_creates_it() -> None:
+    fake = FakeEngine(("dev",))
+    fake.add_stack("qa", deployed=False)
+    for read in (fake.history, fake.preview, fake.preview_refresh, fake.outputs, fake.pending_operations):
+        with pytest.raises(StackNotDeployed, match="stack qa is not deployed yet"):
+            read("qa")
+    assert fake.get_release("qa") is None  # the stack file is there
+    fake.up("qa", message="first")
+    assert fake.stack("qa").deployed and len(fake.history("qa")) == 1
+
+
+def test_an_interrupt_before_the_update_started_leaves_nothing_to_cancel() -> None:
+    fake = FakeEngine(("prod",), git_head="a" * 40)
+    fake.interrupt_up("prod", started=False)
+    with pytest.raises(KeyboardInterrupt):
+        fake.up("prod", message="m")
+    fake.cancel("prod")
+    assert fake.history("prod") == []

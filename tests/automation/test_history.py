@@ -215,3 +215,23 @@ def test_history_engine_error_exits_1_redacted(prod: FakeEngine, invoke: Callabl
     result = invoke(["history", "prod"])
     assert result.exit_code == 1
     assert result.stderr.strip().splitlines()[-1] == "error: cannot read s3://state: token=[secret] denied"
+
+
+def test_history_of_a_stack_not_deployed_yet_exits_2(prod: FakeEngine, invoke: Callable[..., Result]) -> None:
+    prod.add_stack("qa", deployed=False)
+    result = invoke(["history", "qa"])
+    assert result.exit_code == 2
+    assert "error: stack qa is not deployed yet (run `python -m automation up qa`)" in result.stderr
+    assert not prod.stack("qa").deployed
+
+
+def test_every_update_a_rollback_rolled_away_from_is_a_failed_change() -> None:
+    history = numbered(
+        at(9),
+        at(8),  # v2: rolled away from by v4 ("rollback to v1"), though not the very last before it
+        at(7),  # v3
+        at(6, message="rollback to v1 (aaaaaaa)"),
+    )
+    m = compute_metrics(history, now=NOW, window_days=30)
+    assert m.updates == 3 and m.failed_changes == 2
+    assert m.restores == 1 and m.mean_time_to_restore == at(6).end - at(8).end  # type: ignore[operator]

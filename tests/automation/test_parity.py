@@ -18,8 +18,11 @@ import yaml
 from assure_testkit import ROOT, copy_repo, edit_stack, run
 
 import infra.program
+from automation.errors import StagelineError
 from automation.parity import (
+    BY_NAME,
     EXPECTED,
+    NOT_ISOLATED,
     STACK_NAME,
     UNEXPECTED,
     ParityReport,
@@ -27,7 +30,7 @@ from automation.parity import (
     render_markdown,
     to_json,
 )
-from infra.config import load
+from infra.config import ConfigError, load
 
 IMAGE = "sha256:" + "c" * 64
 
@@ -65,6 +68,40 @@ def branching() -> None:
     aws.lambda_.Function(
         "odd", package_type="Image", image_uri="x@sha256:0", role="arn", timeout=30 if prod else 10
     )
+
+
+def refuses_unprotected_prod() -> None:
+    """A program that will not render prod without artifacts.protect, and adds a prod-only topic.
+
+    The stack name cannot change alone with dev's config (dev does not protect), so an experiment
+    that changed the name together with the next config keys would credit them with the topic.
+    """
+    cfg = load()
+    if pulumi.get_stack() == "prod" and not cfg.artifacts.protect:
+        raise ConfigError("stageline:artifacts.protect must be true in prod")
+    config_driven()
+    if pulumi.get_stack() == "prod":
+        aws.sns.Topic("prod-only")
+
+
+def protected_prod_only() -> None:
+    """A branch on the stack name that shows only with prod's config: with dev's, the name changes nothing."""
+    config_driven()
+    cfg = load()
+    if cfg.artifacts.protect and pulumi.get_stack() == "prod":
+        aws.sns.Topic("guarded")
+
+
+def protect_bound_to_the_name() -> None:
+    """Neither stack's config renders under the other's name: the name's effect cannot be isolated."""
+    cfg = load()
+    if (pulumi.get_stack() == "prod") != cfg.artifacts.protect:
+        raise ConfigError("stageline:artifacts.protect must be true in prod and only there")
+    config_driven()
+
+
+def protect_prod(config: dict[str, Any]) -> None:
+    config.setdefault("stageline:artifacts", {})["protect"] = True
 
 
 @pytest.fixture
@@ -124,9 +161,56 @@ def test_differences_the_stack_name_alone_causes_are_unexpected(repo: Path) -> N
     assert "| `prod-only` | `aws:sns/topic:Topic` | — | ✓ |" in unexpected
 
 
+def test_a_stack_name_branch_is_found_when_the_name_cannot_change_alone_with_the_first_config(
+    repo: Path,
+) -> None:
+    edit_stack(repo, "prod", protect_prod)
+    report = compare_stacks(repo, ["dev", "prod"], program=refuses_unprotected_prod)
+    got = rows(report)
+    assert got[("prod-only", None)] == (UNEXPECTED, [BY_NAME])
+    assert got[("logs", "retentionInDays")] == (EXPECTED, ["stageline:logRetentionDays"])
+    assert got[("api-fn", "memorySize")] == (EXPECTED, ["stageline:services[0].memory"])
+    assert got[("pager", None)] == (EXPECTED, ["stageline:alarms"])
+    assert {(d.resource, d.path) for d in report.unexpected} == {("prod-only", None)}
+
+
+def test_a_stack_name_branch_that_shows_only_with_the_second_config_is_unexpected(repo: Path) -> None:
+    edit_stack(repo, "prod", protect_prod)
+    report = compare_stacks(repo, ["dev", "prod"], program=protected_prod_only)
+    got = rows(report)
+    # Changing artifacts.protect under prod's name adds the topic, but so does changing the name
+    # under prod's config: the config key alone does not explain it.
+    assert got[("guarded", None)] == (UNEXPECTED, [BY_NAME])
+    assert {(d.resource, d.path) for d in report.unexpected} == {("guarded", None)}
+    assert got[("logs", "retentionInDays")] == (EXPECTED, ["stageline:logRetentionDays"])
+
+
+def test_when_the_name_never_changes_alone_what_moves_with_it_is_unexpected(repo: Path) -> None:
+    edit_stack(repo, "prod", protect_prod)
+    report = compare_stacks(repo, ["dev", "prod"], program=protect_bound_to_the_name)
+    got = rows(report)
+    assert got[("logs", "retentionInDays")] == (UNEXPECTED, [NOT_ISOLATED])
+    assert got[("api-fn", "memorySize")] == (UNEXPECTED, [NOT_ISOLATED])
+    assert got[("pager", None)] == (EXPECTED, ["stageline:alarms"])  # changed alone, before the name
+    assert got[("api-fn", "name")] == (EXPECTED, [STACK_NAME])  # naming stays naming
+
+
+def test_a_program_that_crashes_on_a_mix_of_configs_is_an_operation_failure(repo: Path) -> None:
+    def crashes_on_a_mix() -> None:
+        cfg = load()
+        if pulumi.get_stack() == "prod" and cfg.log_retention_days != 30:
+            raise RuntimeError("boom")
+        config_driven()
+
+    with pytest.raises(StagelineError, match=r"^dev → prod: the program failed .*RuntimeError: boom$"):
+        compare_stacks(repo, ["dev", "prod"], program=crashes_on_a_mix)
+
+
 def test_keys_that_only_change_together_are_traced_together(repo: Path) -> None:
     def add_service(config: dict[str, Any]) -> None:
-        config["stageline:services"].append({"name": "jobs", "memory": 512, "routes": ["ANY /batch"]})
+        config["stageline:services"].append(
+            {"name": "jobs", "memory": 512, "routes": ["ANY /batch"], "healthPath": "/batch"}
+        )
         config["stageline:release"]["images"]["jobs"] = IMAGE
 
     edit_stack(repo, "prod", add_service)

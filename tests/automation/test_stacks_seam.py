@@ -21,6 +21,7 @@ from automation.stacks import (
     EngineUnavailable,
     UnknownStackError,
     choose_backend,
+    diff_paths,
     drift_report_from_events,
     engine_message,
     find_project_root,
@@ -186,7 +187,9 @@ def test_drift_report_never_contains_secret_values() -> None:
     props = {p.path: p for p in report.resources[0].properties}
     assert props["environment.variables.DB_PASSWORD"].old == "[secret]"
     assert props["environment.variables.DB_PASSWORD"].new == "[secret]"
-    assert props["environment.variables.HOOK"].old == "old-hook-value"
+    # The new value is credential-shaped, so the property holds a credential: neither side is shown.
+    assert props["environment.variables.HOOK"].old == "[secret]"
+    assert props["environment.variables.HOOK"].new == "[secret]"
 
 
 def test_a_clean_refresh_gives_an_empty_report() -> None:
@@ -211,6 +214,108 @@ def test_a_clean_refresh_gives_an_empty_report() -> None:
     report = drift_report_from_events("prod", events)
     assert not report.drifted
     assert report.resources == ()
+
+
+def test_drift_in_the_engines_refresh_shape_pre_event_refresh_then_result_in_the_outputs_event() -> None:
+    # A refresh announces each resource with op "refresh" and no diff; the result op and the diff come
+    # with the ResOutputsEvent.
+    recorded = {"outputs": {"memorySize": 1024, "timeout": 10}}
+    events = [
+        step_event("resourcePreEvent", "refresh", FN_URN, FN, old=recorded, new=recorded, seq=1),
+        step_event("resourcePreEvent", "refresh", BUCKET_URN, BUCKET, old={"outputs": {}}, seq=2),
+        step_event(
+            "resOutputsEvent",
+            "update",
+            FN_URN,
+            FN,
+            old=recorded,
+            new={"outputs": {"memorySize": 512, "timeout": 10}},
+            detailed={"memorySize": "update"},
+            seq=3,
+        ),
+        step_event("resOutputsEvent", "same", BUCKET_URN, BUCKET, old={"outputs": {}}, seq=4),
+    ]
+    report = drift_report_from_events("prod", events)
+    assert [(r.name, r.kind) for r in report.resources] == [("prod-api", "update")]
+    assert [(p.path, p.old, p.new) for p in report.resources[0].properties] == [("memorySize", 1024, 512)]
+
+
+def test_an_update_result_without_any_diff_is_diffed_from_the_states_not_dropped() -> None:
+    # The engine sends a refresh result "update" with an empty diff for some resources.
+    events = [
+        step_event("resourcePreEvent", "refresh", FN_URN, FN, old={"outputs": {"memorySize": 1024}}),
+        step_event(
+            "resOutputsEvent",
+            "update",
+            FN_URN,
+            FN,
+            old={"outputs": {"memorySize": 1024, "tags": {"Team": "a"}, "layers": ["x"], "__meta": "1"}},
+            new={
+                "outputs": {
+                    "memorySize": 512,
+                    "tags": {"Team": "a", "aws:cloudformation:stack-name": "s"},
+                    "layers": [],
+                    "__meta": "2",
+                }
+            },
+        ),
+    ]
+    report = drift_report_from_events("prod", events)
+    assert report.drifted
+    assert [(p.path, p.kind, p.old, p.new) for p in report.resources[0].properties] == [
+        ("layers[0]", "delete", "x", None),
+        ("memorySize", "update", 1024, 512),
+        ('tags["aws:cloudformation:stack-name"]', "add", None, "s"),
+    ]
+
+
+def test_an_update_result_whose_difference_cannot_be_named_is_still_reported() -> None:
+    same = {"outputs": {"memorySize": 1024}}
+    event = step_event("resOutputsEvent", "update", FN_URN, FN, old=same, new=same)
+    report = drift_report_from_events("prod", [event])
+    assert [(r.name, r.kind, r.properties) for r in report.resources] == [("prod-api", "update", ())]
+
+
+def test_diff_paths_uses_pulumi_property_path_syntax() -> None:
+    assert diff_paths({"a": {"b": 1, "c.d": [1, 2]}}, {"a": {"b": 2, "c.d": [1]}, "e": True}) == {
+        "a.b": "update",
+        'a["c.d"][1]': "delete",
+        "e": "add",
+    }
+    assert diff_paths({"a": 1}, {"a": 1}) == {}
+
+
+def test_a_secret_on_either_side_masks_both_sides() -> None:
+    engine_secret = {SECRET_SIG: "1b47061264138c4ac30d75fd1eb44270", "ciphertext": "v1:abc"}
+    event = step_event(
+        "resourcePreEvent",
+        "update",
+        FN_URN,
+        FN,
+        # Recorded: a known secret config value; in the cloud: rotated by hand to a plain string.
+        old={"outputs": {"env": {"DB_PASSWORD": "opaque-secret-value-123"}, "apiKey": engine_secret}},
+        # Recorded plain; in the cloud an engine-marked secret (a whole secret object, path inside it).
+        new={"outputs": {"env": {"DB_PASSWORD": "rotated-by-hand"}, "apiKey": "plain-in-the-cloud"}},
+        detailed={"env.DB_PASSWORD": "update", "apiKey": "update"},
+    )
+    report = drift_report_from_events("prod", [event], secrets=["opaque-secret-value-123"])
+    text = json.dumps(report.to_json())
+    assert "rotated-by-hand" not in text and "plain-in-the-cloud" not in text
+    assert [(p.path, p.old, p.new) for p in report.resources[0].properties] == [
+        ("apiKey", "[secret]", "[secret]"),
+        ("env.DB_PASSWORD", "[secret]", "[secret]"),
+    ]
+    inside = step_event(
+        "resourcePreEvent",
+        "update",
+        FN_URN,
+        FN,
+        old={"outputs": {"env": engine_secret}},
+        new={"outputs": {"env": {"TOKEN": "seen-in-the-cloud"}}},
+        detailed={"env.TOKEN": "update"},
+    )
+    [prop] = drift_report_from_events("prod", [inside]).resources[0].properties
+    assert (prop.old, prop.new) == ("[secret]", "[secret]")
 
 
 # --- preview --------------------------------------------------------------------------------------
@@ -349,6 +454,48 @@ def test_engine_message_keeps_the_engines_error_lines_and_redacts() -> None:
     assert engine_message("\n code: 1\n stdout: \n stderr: boom\nbad thing\n") == "boom bad thing"
 
 
+def test_engine_message_prefers_the_engines_diagnostics_then_stdout_errors() -> None:
+    text = "\n code: 255\n stdout: Updating (prod)\n stderr: error: update failed\n"
+    diagnostics = ["prod-api: creating Lambda Function: AccessDeniedException: password=hunter2xyz"]
+    assert engine_message(text, diagnostics=diagnostics) == (
+        "prod-api: creating Lambda Function: AccessDeniedException: password=[secret]"
+    )
+    in_stdout = (
+        "\n code: 255\n stdout: Updating (prod)\n"
+        "error: creating Lambda Function (prod-api): ResourceConflictException\n"
+        " stderr: error: update failed\n"
+    )
+    assert (
+        engine_message(in_stdout)
+        == "creating Lambda Function (prod-api): ResourceConflictException update failed"
+    )
+
+
+def test_the_event_log_keeps_error_diagnostics_cleaned_and_named() -> None:
+    log = stacks._EventLog(None)
+    for i, (severity, message, urn) in enumerate(
+        [
+            ("info", "Running program", ""),
+            ("error", "<{%fg 1%}>error: <{%reset%}>creating Lambda Function: AccessDenied\n", FN_URN),
+            ("error", "update failed", "urn:pulumi:prod::stageline::pulumi:pulumi:Stack::stageline-prod"),
+            ("warning", "deprecated", FN_URN),
+        ]
+    ):
+        log(
+            EngineEvent.from_json(
+                {
+                    "sequence": i,
+                    "timestamp": 0,
+                    "diagnosticEvent": {"message": message, "color": "raw", "severity": severity, "urn": urn},
+                }
+            )
+        )
+    assert log.diagnostics == ["prod-api: creating Lambda Function: AccessDenied", "update failed"]
+    assert not log.started
+    log(EngineEvent.from_json({"sequence": 9, "timestamp": 0, "preludeEvent": {"config": {}}}))
+    assert log.started
+
+
 def test_property_paths() -> None:
     assert split_property_path('tags["aws:cloudformation:stack-name"]') == [
         "tags",
@@ -408,3 +555,24 @@ def test_stack_selection_rules() -> None:
         resolve_stacks(fake, (), False)
     with pytest.raises(stacks.ConfigurationError, match="not both"):
         resolve_stacks(fake, ("dev",), True)
+
+
+def test_secret_object_config_is_masked_leaf_by_leaf(tmp_path: Path) -> None:
+    from pulumi.automation import ConfigValue
+
+    class SecretStack:
+        name = "prod"
+
+        def get_all_config(self) -> dict[str, ConfigValue]:
+            return {
+                "stageline:db": ConfigValue(value='{"user": "app", "password": "hunter2-pw"}', secret=True),
+                "aws:region": ConfigValue(value="eu-west-1", secret=False),
+            }
+
+    engine = stacks.LocalEngine(tmp_path, BackendInfo(url="file:///x", source="default"), {})
+    engine._remember_secrets(SecretStack())  # type: ignore[arg-type]
+    message = engine_message(
+        "\n code: 1\n stdout: \n stderr: error: login failed with hunter2-pw\n", engine._secret_values
+    )
+    assert message == "login failed with [secret]"
+    assert "eu-west-1" not in engine._secret_values

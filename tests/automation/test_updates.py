@@ -11,7 +11,7 @@ import pytest
 
 from automation.errors import INTERRUPTED, ConfigurationError, Interrupted
 from automation.fake import FakeEngine
-from automation.stacks import ConcurrentUpdateError
+from automation.stacks import ConcurrentUpdateError, Terminated
 from automation.updates import (
     PendingOperationsError,
     RetryPolicy,
@@ -103,19 +103,66 @@ def test_update_message_carries_the_short_commit() -> None:
     assert update_message("up prod", None) == "up prod @(no git commit)"
 
 
-def test_sigterm_forwarding_interrupts_the_engine_child_process() -> None:
-    # In a separate interpreter, so only its child (a stand-in for the pulumi CLI) is signalled.
+def test_the_pulumi_child_process_is_found_and_interrupted() -> None:
+    # In a separate interpreter, so only its children (stand-ins for the pulumi CLI) are signalled.
     code = (
-        "import subprocess, sys\n"
-        "from automation.updates import child_pids, interrupt_children\n"
-        "import os\n"
-        "child = subprocess.Popen(['sleep', '30'])\n"
-        "assert child.pid in child_pids(os.getpid())\n"
-        "interrupt_children()\n"
+        "import os, pathlib, signal, subprocess, sys, tempfile\n"
+        "from automation.stacks import child_pids, is_pulumi_process, signal_processes\n"
+        "d = pathlib.Path(tempfile.mkdtemp())\n"
+        "(d / 'pulumi').write_text('import time\\ntime.sleep(30)\\n')\n"
+        "other = subprocess.Popen(['sleep', '30'])\n"
+        "child = subprocess.Popen([sys.executable, str(d / 'pulumi')])\n"
+        "import time; time.sleep(0.2)\n"
+        "mine = [p for p in child_pids(os.getpid()) if is_pulumi_process(p)]\n"
+        "assert mine == [child.pid], (mine, child.pid)\n"
+        "signal_processes(mine, signal.SIGINT)\n"
         "print(child.wait(timeout=10))\n"
+        "other.kill()\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=30, check=False
     )
     assert done.returncode == 0, done.stderr
-    assert int(done.stdout.strip()) == -signal.SIGINT
+    assert int(done.stdout.strip()) in (-signal.SIGINT, 130)
+
+
+def test_an_interrupt_while_waiting_for_another_updates_lock_cancels_nothing() -> None:
+    # Someone else's update holds the lock; Ctrl-C during our backoff must not touch their update.
+    fake = FakeEngine(("prod",), git_head="a" * 40)
+    fake.lock("prod", times=1)
+
+    def interrupted_sleep(seconds: float) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(Interrupted, match="interrupted while waiting for the lock on prod") as info:
+        run_update(fake, "prod", message="m", policy=RetryPolicy(tries=3), sleep=interrupted_sleep)
+    assert info.value.exit_code == INTERRUPTED
+    assert "nothing was changed" in info.value.format_message()
+    assert fake.ops("prod") == ["up"] and fake.count("cancel") == 0
+    assert fake.history("prod") == []
+
+
+def test_sigterm_during_the_backoff_cancels_nothing_either() -> None:
+    fake = FakeEngine(("prod",), git_head="a" * 40)
+    fake.lock("prod", times=1)
+
+    def terminated_sleep(seconds: float) -> None:
+        raise Terminated
+
+    with pytest.raises(Interrupted, match="never started"):
+        run_update(fake, "prod", message="m", policy=RetryPolicy(tries=3), sleep=terminated_sleep)
+    assert fake.count("cancel") == 0
+
+
+def test_an_interrupt_after_our_update_started_stops_only_ours() -> None:
+    fake = FakeEngine(("prod",), git_head="a" * 40)
+    fake.lock("prod", times=1)  # first attempt meets someone else's lock, the second one runs
+    fake.interrupt_up("prod")
+    with pytest.raises(Interrupted, match="interrupted and cancelled"):
+        run_update(fake, "prod", message="m", policy=RetryPolicy(tries=3), sleep=lambda s: None)
+    assert fake.ops("prod") == ["up", "up", "cancel"]
+    assert [r.result for r in fake.history("prod")] == ["failed"]
+
+
+def test_sigterm_is_an_interrupt_the_engine_must_pass_on() -> None:
+    assert issubclass(Terminated, KeyboardInterrupt)

@@ -134,3 +134,15 @@ def test_pending_operations_are_read_and_cleared(project: Path, monkeypatch: pyt
     assert [p.urn for p in engine.pending_operations("dev")] == [urn]
     assert engine.clear_pending("dev") == 1
     assert engine.pending_operations("dev") == []
+
+
+def test_reading_a_stack_not_deployed_yet_creates_nothing(project: Path) -> None:
+    from automation.stacks import LocalEngine, StackNotDeployed
+
+    engine = LocalEngine.open(project)
+    before = (project / "Pulumi.dev.yaml").read_bytes()
+    for read in (engine.history, engine.preview_refresh, engine.preview):
+        with pytest.raises(StackNotDeployed, match="stack dev is not deployed yet"):
+            read("dev")
+    # No `stack init` ran, so the passphrase provider wrote no encryptionsalt into the tracked file.
+    assert (project / "Pulumi.dev.yaml").read_bytes() == before
