@@ -724,7 +724,7 @@ def _verify(rt: Runtime, stage: Stage, sr: StageRecord, phase: str, outputs: Sta
 
 def _rollback(stage: Stage, sr: StageRecord, rt: Runtime) -> None:
     """Put the stage back on the release of its last good update before this promotion, and check it."""
-    from automation.rollback import RollbackRefused, execute_rollback, plan_rollback
+    from automation.rollback import RollbackRefused, execute_rollback, is_canary, plan_rollback
 
     stack = stage.stack
     t = time.monotonic()
@@ -751,6 +751,8 @@ def _rollback(stage: Stage, sr: StageRecord, rt: Runtime) -> None:
                 and r.kind == "update"
                 and r.succeeded
                 and r.release is not None
+                # A canary phase is half a release: go back to a release that ran in full.
+                and not is_canary(r.release)
             ),
             None,
         )

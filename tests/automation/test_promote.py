@@ -1029,3 +1029,19 @@ def test_cli_out_records_why_nothing_ran_when_the_engine_cannot_open(
     )
     assert [(s["stack"], s["result"]) for s in document["stages"]] == [("staging", "not run")]
     assert document["pipeline"] == list(STAGES)
+
+
+def test_the_automatic_rollback_never_returns_to_a_canary_phase(stub: Stub) -> None:
+    """staging ran OLD in full, then a half-finished canary of a third release: the rollback goes
+    back to OLD in full, not to 10 % of an unverified release."""
+    world = make_world(stub)
+    half = make_release("9a9a9a9", {"api": "sha256:" + "e" * 64, "worker": "sha256:" + "f" * 64})
+    world.fake.add_history(
+        "staging", release={**half, "canary": {"weight": 0.1, "stableVersions": {"api": "3", "worker": "3"}}}
+    )
+    world.stub.routes["/staging/api/health"] = 500
+    record = world.run(stages=(_stage("staging"),))
+    assert record.exit_code == 1
+    rollback = record.stages[0].rollback
+    assert rollback is not None and (rollback.to_version, rollback.release) == (1, "4f9c2d1")
+    assert "canary" not in world.fake.get_release("staging")
