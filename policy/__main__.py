@@ -10,7 +10,11 @@ this module only translates the engine's arguments into `policy.rules.Resource`/
 The stack context (the repository the deploy role must trust, `artifacts.protect`, waivers) comes
 from the stack's config as the engine passes it to the pack (PULUMI_CONFIG), or, when that is not
 set, from `Pulumi.<stack>.yaml` next to this directory. Waived violations are not reported, as in
-`check`.
+`check`. Whether the stack is the last stage of the promotion chain (production, whatever its name)
+comes from the stack files next to this directory.
+
+If that config cannot be read, the other policies still run on what they can check without it, and
+`stack-config-readable` reports the config error once, against the stack.
 """
 
 from __future__ import annotations
@@ -105,8 +109,13 @@ def engine_context(stack: str, project: str) -> rules.StackContext:
     """The config-derived context of `stack`: from the engine's config, else the stack file."""
     from infra import config as stack_config
 
+    project = project or "stageline"
     prefix = f"{stack_config.NAMESPACE}:"
     engine = _engine_config()
+    try:
+        production = stack in rules.final_stages(rules.promotion_sources(ROOT))
+    except OSError:
+        production = False
     try:
         if any(k.startswith(prefix) for k in engine):
             values: dict[str, Any] = {}
@@ -123,19 +132,20 @@ def engine_context(stack: str, project: str) -> rules.StackContext:
             cfg = stack_config.parse(
                 values,
                 stack=stack,
-                project=project or "stageline",
+                project=project,
                 region=region if isinstance(region, str) else None,
                 secret_keys=stack_config.SECRET_KEYS & set(values),
                 read_secret=lambda _key: stack_config.Secret(),
             )
         else:
             stack_file = stack_config.read_stack_file(ROOT, stack)
-            cfg = stack_config.parse_stack_file(stack_file, project=project or "stageline")
-    except stack_config.ConfigError:
-        # The program itself fails on this config before registering anything; check what can
-        # be checked without it (subjects by shape, no protect expectation).
-        return rules.StackContext(stack=stack, project=project or "stageline")
-    return rules.StackContext.from_config(cfg)
+            cfg = stack_config.parse_stack_file(stack_file, project=project)
+        rules.check_waivers(cfg.waivers)
+    except stack_config.ConfigError as exc:
+        # The program itself fails on most such config before registering anything; check what
+        # can be checked without it (subjects by shape, no protect expectation), and say why once.
+        return rules.StackContext(stack=stack, project=project, production=production, config_error=str(exc))
+    return rules.StackContext.from_config(cfg, production=production)
 
 
 def _report(
@@ -143,7 +153,8 @@ def _report(
 ) -> None:
     for violation in violations:
         if rules.waiver_for(violation, ctx.waivers) is None:
-            report(f"{violation.resource}: {violation.message}", violation.urn if with_urn else None)
+            urn = violation.urn if with_urn and violation.urn else None  # None: against the stack
+            report(f"{violation.resource}: {violation.message}", urn)
 
 
 def resource_policy(rule: rules.Rule, context: ContextFactory = engine_context) -> ResourceValidationPolicy:

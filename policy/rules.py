@@ -31,6 +31,8 @@ import json
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from infra.config import ConfigError, Waiver
@@ -49,8 +51,11 @@ SECRET = "[secret]"  # noqa: S105 - the mask, not a credential
 
 REQUIRED_TAGS = ("project", "environment", "managed-by")
 MANAGED_BY = "pulumi"
-# GitHub environments treated as production: the names Stageline's stacks and GitHub use for it.
-PRODUCTION_ENVIRONMENTS = frozenset({"prod", "production"})
+# GitHub environments treated as production by name: prod, production, prod-eu, production-us …
+# (`<env>-readonly` environments never are: they hold read-only jobs). The last stage of the
+# promotion chain is production too, whatever its name (StackContext.production).
+PRODUCTION_RE = re.compile(r"^prod(uction)?(-|$)", re.IGNORECASE)
+READ_ONLY_SUFFIX = "-readonly"
 LIVE_ALIAS = "live"
 ANY_PROPERTY = ""
 
@@ -169,9 +174,16 @@ class StackContext:
     protect_stateful: bool | None = None  # stageline:artifacts.protect; None: not known
     waivers: tuple[Waiver, ...] = ()
     resources: tuple[Resource, ...] = ()
+    # The stack is the last stage of the promotion chain (see final_stages): its GitHub
+    # environment is production whatever its name.
+    production: bool = False
+    # Why the stack's config could not be read (the pack only: `check` stops at a config error).
+    config_error: str | None = None
 
     @classmethod
-    def from_config(cls, cfg: StackConfig, resources: Iterable[Resource] = ()) -> StackContext:
+    def from_config(
+        cls, cfg: StackConfig, resources: Iterable[Resource] = (), *, production: bool = False
+    ) -> StackContext:
         return cls(
             stack=cfg.stack,
             project=cfg.project,
@@ -179,7 +191,13 @@ class StackContext:
             protect_stateful=cfg.artifacts.protect,
             waivers=cfg.waivers,
             resources=tuple(resources),
+            production=production,
         )
+
+    @property
+    def prefix(self) -> str:
+        """`<project>-<stack>`: the name prefix of everything the stack owns (its IAM scope)."""
+        return f"{self.project}-{self.stack}"
 
     def with_resources(self, resources: Iterable[Resource]) -> StackContext:
         return dataclasses.replace(self, resources=tuple(resources))
@@ -209,6 +227,7 @@ class Violation:
     type: str
     message: str
     urn: str = ""
+    rationale: str = ""  # the rule's one line: why it matters
 
     def to_dict(self) -> dict[str, str]:
         return dataclasses.asdict(self)
@@ -280,6 +299,7 @@ def _label(st: Mapping[str, Any], index: int) -> str:
     return f'statement "{sid}"' if isinstance(sid, str) and sid else f"statement {index}"
 
 
+@cache
 def _glob(pattern: str) -> re.Pattern[str]:
     """IAM's wildcard matching (`*`, `?`), case-insensitive as IAM actions are."""
     body = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
@@ -297,16 +317,89 @@ def _allows(st: Mapping[str, Any]) -> bool:
     return str(st.get("Effect", "")).lower() == "allow"
 
 
+# Breadth is decided by matching a statement's patterns against probes (IAM's own glob
+# semantics, `*` spanning `:` and `/`), never by comparing strings: "arn:*" and "arn:aws:*:*:*:*"
+# are as wide as "*".
+_ACTION_PROBES = (
+    "iam:CreateUser",
+    "ec2:RunInstances",
+    "s3:GetObject",
+    "sts:AssumeRole",
+    "kms:Decrypt",
+    "organizations:LeaveOrganization",
+)
+FOREIGN_ACCOUNT = "999999999999"  # stands for "an account this stack does not name"
+_ACCOUNT_RE = re.compile(r"^arn:[^:]*:[^:]*:[^:]*:(\d{12}):")
+_PARTITION_RE = re.compile(r"^arn:(aws[a-z-]*):")
+
+
 def _every_action(st: Mapping[str, Any]) -> bool:
     if "NotAction" in st:  # Allow NotAction X grants everything else
         return True
-    return any(str(p) in ("*", "*:*") for p in _as_list(st.get("Action")))
+    return all(_action_allowed(st, action) for action in _ACTION_PROBES)
 
 
-def _every_resource(st: Mapping[str, Any]) -> bool:
+def _resource_patterns(st: Mapping[str, Any]) -> list[str]:
+    return [str(r) for r in _as_list(st.get("Resource"))]
+
+
+def _scopes(patterns: Sequence[str]) -> list[tuple[str, str]]:
+    """(partition, account) pairs to probe: those the patterns name, and a foreign account."""
+    partitions = {m.group(1) for p in patterns if (m := _PARTITION_RE.match(p))} or {"aws"}
+    accounts = {m.group(1) for p in patterns if (m := _ACCOUNT_RE.match(p))} | {FOREIGN_ACCOUNT}
+    return sorted((p, a) for p in partitions for a in accounts)
+
+
+def _covers(patterns: Sequence[str], arn: str) -> str | None:
+    """The first pattern matching `arn`, if any."""
+    return next((p for p in patterns if _glob(p).match(arn)), None)
+
+
+def _account_probes(partition: str, account: str) -> tuple[str, ...]:
+    """One resource of several services in one account: a pattern covering all of them covers the account."""
+    return (
+        f"arn:{partition}:iam::{account}:role/OrganizationAccountAccessRole",
+        f"arn:{partition}:iam::{account}:user/admin",
+        f"arn:{partition}:ec2:us-east-1:{account}:instance/i-0123456789abcdef0",
+        f"arn:{partition}:dynamodb:ap-southeast-2:{account}:table/orders",
+        f"arn:{partition}:kms:eu-central-1:{account}:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+        f"arn:{partition}:secretsmanager:us-west-2:{account}:secret:prod/db-AbCdEf",
+    )
+
+
+def _every_resource(st: Mapping[str, Any]) -> str | None:
+    """How the statement reaches every resource of an account ("*", a pattern, NotResource), or None."""
     if "NotResource" in st:
-        return True
-    return "*" in [str(r) for r in _as_list(st.get("Resource"))]
+        return "NotResource"
+    patterns = _resource_patterns(st)
+    if "*" in patterns:
+        return "*"
+    for partition, account in _scopes(patterns):
+        probes = _account_probes(partition, account)
+        if all(_covers(patterns, arn) for arn in probes):
+            return _covers(patterns, probes[0])
+    return None
+
+
+def _outside_roles(ctx: StackContext, partition: str, account: str) -> tuple[str, ...]:
+    """Roles a stack's policies must not reach: the account's admin roles and other stages' roles."""
+    iam = f"arn:{partition}:iam::{account}"
+    return (
+        f"{iam}:role/OrganizationAccountAccessRole",
+        f"{iam}:role/aws-reserved/sso.amazonaws.com/AWSReservedSSO_AdministratorAccess_0123456789abcdef",
+        f"{iam}:role/{ctx.project}-not-{ctx.stack}-deploy",
+    )
+
+
+def _outside_identities(ctx: StackContext, kind: str, partition: str, account: str) -> tuple[str, ...]:
+    iam = f"arn:{partition}:iam::{account}"
+    if kind == "role":
+        return _outside_roles(ctx, partition, account)
+    if kind == "policy":
+        return (f"{iam}:policy/{ctx.project}-not-{ctx.stack}-policy", f"{iam}:policy/TeamAdmin")
+    if kind == "user":
+        return (f"{iam}:user/alice",)
+    return (f"{iam}:group/Admins",)
 
 
 def _identity_policies(type_: str, props: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
@@ -340,16 +433,39 @@ def _condition_values(st: Mapping[str, Any], key: str) -> list[tuple[str, list[s
     return found
 
 
+def _trust_statements(props: Mapping[str, Any]) -> list[tuple[int, Mapping[str, Any]]]:
+    """Allow statements of a role's trust policy."""
+    doc = _document(props.get("assumeRolePolicy"))
+    return [(i, st) for i, st in enumerate(_statements(doc)) if _allows(st)]
+
+
+def _is_github(st: Mapping[str, Any]) -> bool:
+    principal = st.get("Principal")
+    federated = principal.get("Federated") if isinstance(principal, Mapping) else None
+    return any(GITHUB_OIDC_HOST in str(f) for f in _as_list(federated))
+
+
 def _github_trust_statements(props: Mapping[str, Any]) -> list[tuple[int, Mapping[str, Any]]]:
     """Allow statements of a role's trust policy whose principal is GitHub's OIDC provider."""
-    doc = _document(props.get("assumeRolePolicy"))
-    found = []
-    for i, st in enumerate(_statements(doc)):
-        principal = st.get("Principal")
-        federated = principal.get("Federated") if isinstance(principal, Mapping) else None
-        if _allows(st) and any(GITHUB_OIDC_HOST in str(f) for f in _as_list(federated)):
-            found.append((i, st))
-    return found
+    return [(i, st) for i, st in _trust_statements(props) if _is_github(st)]
+
+
+def _principal_text(st: Mapping[str, Any]) -> str:
+    if "NotPrincipal" in st:
+        return f"everyone but {json.dumps(st['NotPrincipal'], sort_keys=True)} (NotPrincipal)"
+    return json.dumps(st.get("Principal"), sort_keys=True)
+
+
+def _anyone(st: Mapping[str, Any]) -> bool:
+    """Whether the statement's principal is everyone: "*", {"AWS": "*"}, a wildcard, or NotPrincipal."""
+    if "NotPrincipal" in st:
+        return True
+    principal = st.get("Principal")
+    if isinstance(principal, Mapping):
+        values = [str(v) for v in principal.values() for v in _as_list(v)]
+    else:
+        values = [str(v) for v in _as_list(principal)]
+    return any("*" in v for v in values if not is_unknown(v))
 
 
 def _has_wildcard(value: str) -> bool:
@@ -397,8 +513,13 @@ def no_admin(type_: str, props: Mapping[str, Any], ctx: StackContext) -> list[st
     messages = []
     for label, doc in _identity_policies(type_, props):
         for i, st in enumerate(_statements(doc)):
-            if _allows(st) and _every_action(st) and _every_resource(st):
-                messages.append(f"{label}: {_label(st, i)} allows every action on every resource")
+            if not (_allows(st) and _every_action(st)):
+                continue
+            how = _every_resource(st)
+            if how is None:
+                continue
+            detail = "" if how == "*" else f" ({how if how == 'NotResource' else json.dumps(how)})"
+            messages.append(f"{label}: {_label(st, i)} allows every action on every resource{detail}")
     arns = _as_list(props.get("managedPolicyArns")) if type_ == ROLE else [props.get("policyArn")]
     for arn in arns:
         if isinstance(arn, str) and arn.rsplit("/", 1)[-1] in FORBIDDEN_MANAGED_POLICIES:
@@ -406,32 +527,115 @@ def no_admin(type_: str, props: Mapping[str, Any], ctx: StackContext) -> list[st
     return messages
 
 
-_ALL_ROLES_RE = re.compile(r"^arn:aws[a-z-]*:iam::[^:]*:role/\*$")
-
-
 def no_passrole_star(type_: str, props: Mapping[str, Any], ctx: StackContext) -> list[str]:
+    """iam:PassRole that reaches any role outside `<project>-<stack>-` (an admin role, another stage's)."""
     messages = []
     for label, doc in _identity_policies(type_, props):
         for i, st in enumerate(_statements(doc)):
             if not (_allows(st) and _action_allowed(st, "iam:PassRole")):
                 continue
-            resources = [str(r) for r in _as_list(st.get("Resource"))]
-            broad = [r for r in resources if r == "*" or _ALL_ROLES_RE.match(r)]
-            if "NotResource" in st or broad:
-                what = "every resource but those in NotResource" if "NotResource" in st else f'"{broad[0]}"'
-                messages.append(
-                    f"{label}: {_label(st, i)} allows iam:PassRole on {what}; "
-                    "name this environment's roles and condition on iam:PassedToService"
-                )
+            patterns = _resource_patterns(st)
+            if "NotResource" in st:
+                what = "every resource but those in NotResource"
+            else:
+                reached = [
+                    (pattern, arn.rsplit("/", 1)[-1])
+                    for partition, account in _scopes(patterns)
+                    for arn in _outside_roles(ctx, partition, account)
+                    if (pattern := _covers(patterns, arn)) is not None
+                ]
+                if not reached:
+                    continue
+                pattern, role = reached[0]
+                what = f'"{pattern}", which reaches roles outside {ctx.prefix}-* (e.g. {role})'
+            messages.append(
+                f"{label}: {_label(st, i)} allows iam:PassRole on {what}; "
+                "name this environment's roles and condition on iam:PassedToService"
+            )
     return messages
 
 
+# Actions that give an identity more rights than it has (policy writes, credentials, trust).
+ESCALATION_ACTIONS: Mapping[str, str] = {
+    "iam:AttachRolePolicy": "role",
+    "iam:PutRolePolicy": "role",
+    "iam:UpdateAssumeRolePolicy": "role",
+    "iam:PutRolePermissionsBoundary": "role",
+    "iam:DeleteRolePermissionsBoundary": "role",
+    "iam:CreatePolicyVersion": "policy",
+    "iam:SetDefaultPolicyVersion": "policy",
+    "iam:AttachUserPolicy": "user",
+    "iam:PutUserPolicy": "user",
+    "iam:CreateAccessKey": "user",
+    "iam:CreateLoginProfile": "user",
+    "iam:UpdateLoginProfile": "user",
+    "iam:AttachGroupPolicy": "group",
+    "iam:PutGroupPolicy": "group",
+    "iam:AddUserToGroup": "group",
+}
+_IAM_PROBES = (
+    "iam:CreateUser",
+    "iam:AttachRolePolicy",
+    "iam:DeleteRole",
+    "iam:UpdateAccountPasswordPolicy",
+    "iam:CreateOpenIDConnectProvider",
+    "iam:PassRole",
+)
+
+
+_IAM_ARN_RE = re.compile(r"^arn:[^:]*:iam::[^:]*:(role|policy|user|group)/(.*)$")
+
+
+def _names_foreign(pattern: str, kind: str, ctx: StackContext) -> bool:
+    """Whether an IAM ARN pattern of `kind` names identities that are not the stack's own (`<prefix>-…`)."""
+    match = _IAM_ARN_RE.match(pattern)
+    return match is not None and match.group(1) == kind and not match.group(2).startswith(f"{ctx.prefix}-")
+
+
 def no_iam_wildcard(type_: str, props: Mapping[str, Any], ctx: StackContext) -> list[str]:
+    """Every IAM action on IAM resources, or a privilege-escalation action outside the stack's own IAM.
+
+    Decided by matching actions and resources (`iam:Attach*`, `iam:Put*`, NotAction, `arn:*` …), not
+    by looking for the string "iam:*". The stack's own roles and policies (`<project>-<stack>-*`) are
+    the deploy role's to manage; anything else — the account's admin roles, other stages' roles,
+    users, "*" — is not.
+    """
     messages = []
     for label, doc in _identity_policies(type_, props):
         for i, st in enumerate(_statements(doc)):
-            if _allows(st) and any(str(a).lower() == "iam:*" for a in _as_list(st.get("Action"))):
-                messages.append(f"{label}: {_label(st, i)} allows iam:*")
+            if not _allows(st):
+                continue
+            patterns = _resource_patterns(st)
+            scopes = _scopes(patterns)
+            every_iam = all(_action_allowed(st, a) for a in _IAM_PROBES)
+            own_role = [f"arn:{p}:iam::{a}:role/{ctx.prefix}-probe" for p, a in scopes]
+            on_iam = any(_IAM_ARN_RE.match(p) for p in patterns) or any(
+                _covers(patterns, r) for r in own_role
+            )
+            if every_iam and ("NotResource" in st or on_iam):
+                messages.append(f"{label}: {_label(st, i)} allows every IAM action (iam:*)")
+                continue
+            actions = [a for a in ESCALATION_ACTIONS if _action_allowed(st, a)]
+            reached: list[tuple[str, str]] = []
+            for action in actions:
+                kind = ESCALATION_ACTIONS[action]
+                targets = [arn for p, a in scopes for arn in _outside_identities(ctx, kind, p, a)]
+                pattern = (
+                    "NotResource"
+                    if "NotResource" in st
+                    else next((m for arn in targets if (m := _covers(patterns, arn)) is not None), None)
+                    or next((p for p in patterns if _names_foreign(p, kind, ctx)), None)
+                )
+                if pattern is not None:
+                    reached.append((action, pattern))
+            if reached:
+                names = ", ".join(dict.fromkeys(a for a, _ in reached))
+                where = reached[0][1]
+                shown = "every resource but those in NotResource" if where == "NotResource" else f'"{where}"'
+                messages.append(
+                    f"{label}: {_label(st, i)} allows {names} on {shown}, beyond this stack's own "
+                    f"roles and policies ({ctx.prefix}-*): privilege escalation"
+                )
     return messages
 
 
@@ -447,11 +651,21 @@ def oidc_trust_exact(type_: str, props: Mapping[str, Any], ctx: StackContext) ->
     A role trusting the deploy subject and anything else would hand deploy rights to pull requests.
     """
     messages = []
+    github = _github_trust_statements(props)
+    if github:
+        # A role GitHub jobs assume trusts nothing else: another statement (an account root, a
+        # service, "*") would reach the same rights without GitHub's environment protection.
+        for i, st in _trust_statements(props):
+            if not _is_github(st) and not is_unknown(st):
+                messages.append(
+                    f"{_label(st, i)} also lets {_principal_text(st)} assume this GitHub Actions role; "
+                    "a role GitHub jobs assume must trust nothing else"
+                )
     deploy, read_only = ctx.deploy_subject(), ctx.read_only_subjects()
     stack = re.escape(ctx.stack)
     shape = re.compile(rf"^repo:[^:*?]+:(environment:{stack}(-readonly)?|pull_request)$")
     trusted: list[str] = []
-    for i, st in _github_trust_statements(props):
+    for i, st in github:
         label = _label(st, i)
         aud = _condition_values(st, _AUD_KEY)
         if not any(op == "StringEquals" and values == [OIDC_AUDIENCE] for op, values in aud):
@@ -488,6 +702,15 @@ def oidc_trust_exact(type_: str, props: Mapping[str, Any], ctx: StackContext) ->
             "deploy rights; give them a separate read-only role"
         )
     return messages
+
+
+def trust_not_public(type_: str, props: Mapping[str, Any], ctx: StackContext) -> list[str]:
+    """Any role: no Allow statement whose principal is everyone (conditions do not make it safe)."""
+    return [
+        f"{_label(st, i)} lets {_principal_text(st)} assume this role: anyone, from any AWS account"
+        for i, st in _trust_statements(props)
+        if _anyone(st)
+    ]
 
 
 def no_wildcard_subject(type_: str, props: Mapping[str, Any], ctx: StackContext) -> list[str]:
@@ -668,6 +891,62 @@ def invoked_through_live(type_: str, props: Mapping[str, Any], ctx: StackContext
     return [f"{prop} reaches function {function} {at}; target the {LIVE_ALIAS} alias"]
 
 
+# Where a function ARN is the function being configured, not a caller of it (those resources
+# carry their own qualifier property, or are the function and its alias themselves).
+_FUNCTION_SUBJECT_PROPERTIES = ("functionName", "function", "qualifier")
+_LAMBDA_ARN_ALL_RE = re.compile(r"arn:aws[a-z-]*:lambda:[^:]*:[^:]*:function:([^:/\s\"]+)(?::([^:/\s\"]+))?")
+
+
+def _arn_references(value: Any, path: str) -> Iterable[tuple[str, str, str | None]]:
+    """(path, function, qualifier) for each Lambda function ARN inside a value (invoke ARNs too).
+
+    Policy documents are skipped: a policy *grants* on a function's ARN, it does not invoke it.
+    """
+    if isinstance(value, str):
+        if is_unknown(value):
+            return
+        doc = _document(value) if value[:1] == "{" else None
+        if doc is not None and "Statement" in doc:
+            return
+        for match in _LAMBDA_ARN_ALL_RE.finditer(value):
+            yield path, match.group(1), match.group(2)
+    elif isinstance(value, Mapping):
+        if "Statement" in value:
+            return
+        for k, v in value.items():
+            yield from _arn_references(v, f"{path}.{k}" if path else str(k))
+    elif isinstance(value, list | tuple):
+        for i, v in enumerate(value):
+            yield from _arn_references(v, f"{path}[{i}]")
+
+
+def function_arns_through_live(ctx: StackContext) -> list[tuple[Resource, str]]:
+    """Any resource holding one of the stack's function ARNs names its live alias.
+
+    lambda-invoked-through-live knows the entry types it was written for; this catches the rest
+    (REST API integrations, S3 notifications, schedules, Step Functions …) by value: an ARN of
+    one of this stack's functions that is unqualified or qualified with anything but `live`.
+    """
+    functions = {name for fn in ctx.of_type(FUNCTION) if (name := _str(fn.outputs.get("name")))}
+    if not functions:
+        return []
+    skipped = {FUNCTION, ALIAS, LOG_GROUP, *LIVE_ENTRY_TYPES, *IAM_DOCUMENT_TYPES}
+    found = []
+    for res in ctx.resources:
+        if res.type in skipped or not res.type.startswith("aws:"):
+            continue
+        props = res.outputs or res.inputs
+        for key, value in props.items():
+            if res.type.startswith("aws:lambda/") and key in _FUNCTION_SUBJECT_PROPERTIES:
+                continue
+            for path, function, qualifier in _arn_references(value, key):
+                if function not in functions or qualifier == LIVE_ALIAS:
+                    continue
+                at = "unqualified, i.e. $LATEST" if qualifier is None else f"at {qualifier}"
+                found.append((res, f"{path} reaches function {function} {at}; target the {LIVE_ALIAS} alias"))
+    return found
+
+
 def live_alias(ctx: StackContext) -> list[tuple[Resource, str]]:
     found = []
     aliases = [a for a in ctx.of_type(ALIAS) if a.outputs.get("name") == LIVE_ALIAS]
@@ -725,12 +1004,47 @@ def function_log_group(ctx: StackContext) -> list[tuple[Resource, str]]:
 # --- GitHub environments --------------------------------------------------------------------------
 
 
-def _is_production(props: Mapping[str, Any]) -> bool:
-    return str(props.get("environment", "")).lower() in PRODUCTION_ENVIRONMENTS
+def is_production_environment(environment: str, ctx: StackContext) -> bool:
+    """prod, production, prod-eu …, or the deploy environment of the last stage of the promotion chain."""
+    if environment.lower().endswith(READ_ONLY_SUFFIX):
+        return False
+    return bool(PRODUCTION_RE.match(environment)) or (ctx.production and environment == ctx.stack)
+
+
+def final_stages(sources: Mapping[str, str | None]) -> frozenset[str]:
+    """The ends of the promotion chain: stacks that receive releases and pass them to no other.
+
+    `sources` maps each stack to its `promotion.source`. A lone stack (no source, no successor)
+    is not a final stage: it is where releases start.
+    """
+    named = {source for source in sources.values() if source}
+    return frozenset(stack for stack, source in sources.items() if source and stack not in named)
+
+
+def promotion_sources(root: Path) -> dict[str, str | None]:
+    """Each stack file's `promotion.source` (None when unset or unreadable), read without the engine."""
+    from infra.config import STACK_NAME_RE, known_stacks, read_stack_file
+
+    sources: dict[str, str | None] = {}
+    for stack in known_stacks(root):
+        if not STACK_NAME_RE.match(stack):
+            continue  # Pulumi.old.dev.yaml and the like are not stack files
+        try:
+            promotion = read_stack_file(root, stack).values.get("promotion")
+        except ConfigError:
+            promotion = None
+        raw = promotion.get("source") if isinstance(promotion, Mapping) else None
+        sources[stack] = raw if isinstance(raw, str) and raw else None
+    return sources
+
+
+def _is_production(props: Mapping[str, Any], ctx: StackContext) -> bool:
+    environment = props.get("environment")
+    return isinstance(environment, str) and is_production_environment(environment, ctx)
 
 
 def prod_reviewers(type_: str, props: Mapping[str, Any], ctx: StackContext) -> list[str]:
-    if not _is_production(props):
+    if not _is_production(props, ctx):
         return []
     reviewers = _as_list(props.get("reviewers"))
     if is_unknown(reviewers):
@@ -749,7 +1063,7 @@ def prod_reviewers(type_: str, props: Mapping[str, Any], ctx: StackContext) -> l
 
 
 def prod_no_admin_bypass(type_: str, props: Mapping[str, Any], ctx: StackContext) -> list[str]:
-    if not _is_production(props):
+    if not _is_production(props, ctx):
         return []
     value = props.get("canAdminsBypass")
     if value is False or is_unknown(value):
@@ -826,6 +1140,25 @@ def stateful_protected(ctx: StackContext) -> list[tuple[Resource, str]]:
     return found
 
 
+# --- the stack's config ---------------------------------------------------------------------------
+
+STACK_TYPE = "pulumi:pulumi:Stack"
+
+
+def config_readable(ctx: StackContext) -> list[tuple[Resource, str]]:
+    """The pack could not read the stack's config: say so once, instead of checking less in silence."""
+    if ctx.config_error is None:
+        return []
+    stack = Resource(type=STACK_TYPE, name=f"{ctx.project}-{ctx.stack}", inputs={}, outputs={})
+    return [
+        (
+            stack,
+            f"the stack's config could not be read ({ctx.config_error}); trust subjects are checked "
+            "by shape only, protection is not expected and waivers do not apply",
+        )
+    ]
+
+
 # --- the rule table ---------------------------------------------------------------------------------
 
 RULES: tuple[Rule, ...] = (
@@ -835,6 +1168,13 @@ RULES: tuple[Rule, ...] = (
         "A deploy role trusts exactly its own GitHub environment, aud pinned: no other job can deploy here.",
         frozenset({ROLE}),
         check=oidc_trust_exact,
+    ),
+    Rule(
+        "iam-trust-not-public",
+        CRITICAL,
+        "A trust policy allowing Principal * (or NotPrincipal) lets any AWS account assume the role.",
+        frozenset({ROLE}),
+        check=trust_not_public,
     ),
     Rule(
         "oidc-no-wildcard-subject",
@@ -853,14 +1193,14 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "iam-no-passrole-star",
         CRITICAL,
-        "iam:PassRole on * lets the holder hand any role, including admin ones, to a service it controls.",
+        "iam:PassRole beyond the stack's own roles lets the holder hand an admin role to a service it runs.",
         IAM_DOCUMENT_TYPES,
         check=no_passrole_star,
     ),
     Rule(
         "iam-no-iam-wildcard",
         HIGH,
-        "iam:* includes creating and attaching policies: privilege escalation in one call.",
+        "iam:*, or writing policies onto IAM outside the stack, is privilege escalation in one call.",
         IAM_DOCUMENT_TYPES,
         check=no_iam_wildcard,
     ),
@@ -910,6 +1250,12 @@ RULES: tuple[Rule, ...] = (
         check=invoked_through_live,
     ),
     Rule(
+        "lambda-arn-through-live",
+        HIGH,
+        "Any other resource naming one of the stack's functions by ARN names its live alias.",
+        check_stack=function_arns_through_live,
+    ),
+    Rule(
         "log-retention",
         MEDIUM,
         "Log groups set a retention, so logs do not pile up (and cost) forever.",
@@ -948,6 +1294,12 @@ RULES: tuple[Rule, ...] = (
         "Where the stack says so, data stores are protected and retained: no update deletes them.",
         check_stack=stateful_protected,
     ),
+    Rule(
+        "stack-config-readable",
+        HIGH,
+        "The pack needs the stack's config (repository, protection, waivers); without it, it checks less.",
+        check_stack=config_readable,
+    ),
 )
 
 RULES_BY_ID: Mapping[str, Rule] = {rule.id: rule for rule in RULES}
@@ -961,7 +1313,7 @@ def resource_violations(rule: Rule, res: Resource, ctx: StackContext) -> list[Vi
     if rule.check is None or res.type not in rule.types:
         return []
     return [
-        Violation(rule.id, rule.severity, ctx.stack, res.name, res.type, message, res.urn)
+        Violation(rule.id, rule.severity, ctx.stack, res.name, res.type, message, res.urn, rule.rationale)
         for message in rule.check(res.type, res.inputs, ctx)
     ]
 
@@ -970,7 +1322,7 @@ def stack_violations(rule: Rule, ctx: StackContext) -> list[Violation]:
     if rule.check_stack is None:
         return []
     return [
-        Violation(rule.id, rule.severity, ctx.stack, res.name, res.type, message, res.urn)
+        Violation(rule.id, rule.severity, ctx.stack, res.name, res.type, message, res.urn, rule.rationale)
         for res, message in rule.check_stack(ctx)
     ]
 

@@ -202,6 +202,68 @@ def test_the_engine_config_wins_over_the_stack_file(monkeypatch: pytest.MonkeyPa
     assert 'may trust only "repo:other-org/other:environment:prod" (deploy)' in message
 
 
+def _engine_config(values: Mapping[str, Any]) -> str:
+    engine = {f"stageline:{k}": v if isinstance(v, str) else json.dumps(v) for k, v in values.items()}
+    engine["aws:region"] = "eu-west-1"
+    return json.dumps(engine)
+
+
+@pytest.mark.parametrize(
+    ("change", "error"),
+    [
+        (
+            lambda v: v.update(logRetentionDay=30),
+            'stageline:logRetentionDay is not a known key (did you mean "logRetentionDays"?)',
+        ),
+        (
+            lambda v: v.update(waivers=[{"rule": "s3-encrypt", "resource": "x", "reason": "typo"}]),
+            'stageline:waivers[0].rule names an unknown rule "s3-encrypt" (did you mean "s3-encrypted"?)',
+        ),
+    ],
+)
+def test_config_the_pack_cannot_read_is_reported_once_against_the_stack(
+    monkeypatch: pytest.MonkeyPatch, change: Any, error: str
+) -> None:
+    prod = shipped("prod")  # rendered before PULUMI_CONFIG is set: the mocks would read it too
+    values = copy.deepcopy(read_stack_file(ROOT, "prod").values)
+    change(values)
+    monkeypatch.setenv("PULUMI_CONFIG", _engine_config(values))
+    results = run_stack_policies(prod, pack.engine_context)
+    assert {name: r.items for name, r in results.items() if r.items} == {
+        "stack-config-readable": [
+            (
+                f"stageline-prod: the stack's config could not be read ({error}); trust subjects are checked "
+                "by shape only, protection is not expected and waivers do not apply",
+                None,  # against the stack, not a resource
+            )
+        ]
+    }
+    # The resource policies still check what they can without the config: subjects by shape.
+    policy = policy_named(pack.policies(), "oidc-trust-exact")
+    prod_subject, staging_subject = (
+        f"repo:acme-shop/storefront:environment:{s}" for s in ("prod", "staging")
+    )
+    assert (
+        validate_resource(policy, rules.ROLE, {"assumeRolePolicy": trust(prod_subject)}, PROD_ROLE_URN).items
+        == []
+    )
+    assert (
+        len(
+            validate_resource(
+                policy, rules.ROLE, {"assumeRolePolicy": trust(staging_subject)}, PROD_ROLE_URN
+            ).items
+        )
+        == 1
+    )
+
+
+def test_readable_config_reports_nothing_and_knows_the_last_stage() -> None:
+    results = run_stack_policies(shipped("prod"), pack.engine_context)
+    assert results["stack-config-readable"].items == []
+    assert pack.engine_context("prod", "stageline").production is True
+    assert pack.engine_context("staging", "stageline").production is False
+
+
 def test_unknown_values_during_preview_are_not_violations_and_do_not_raise() -> None:
     policies = pack.policies(config_context)
     for name, type_, props in (

@@ -122,7 +122,10 @@ _SUBJECTS = {
     "lambda-log-group": {rules.FUNCTION},
     "required-tags": rules.TAGGABLE_TYPES,
     "stateful-protected": rules.STATEFUL_TYPES,
+    "lambda-arn-through-live": {rules.FUNCTION},
 }
+# The pack's alone: `check` stops at a config error (exit 2) before there is anything to check.
+_PACK_ONLY = {"stack-config-readable"}
 
 
 @pytest.mark.parametrize("stack", ["dev", "staging", "prod"])
@@ -130,6 +133,8 @@ def test_shipped_stacks_break_no_rule_and_every_rule_had_resources_to_check(stac
     ctx = shipped(stack)
     assert rules.evaluate(ctx) == []
     for rule in RULES:
+        if rule.id in _PACK_ONLY:
+            continue
         subjects = rule.types or _SUBJECTS[rule.id]
         assert any(r.type in subjects for r in ctx.resources), f"{rule.id} has nothing to check in {stack}"
 
@@ -252,6 +257,62 @@ def test_trust_without_any_subject_lets_every_repository_in(dev: StackContext) -
     assert "any GitHub repository can assume this role" in message
 
 
+@pytest.mark.parametrize(
+    "principal",
+    [
+        "*",
+        {"AWS": "*"},
+        {"AWS": ["arn:aws:iam::123456789012:root", "*"]},
+        {"AWS": "arn:aws:iam::210987654321:root"},  # a foreign account
+        {"Service": "ec2.amazonaws.com"},
+    ],
+)
+def test_a_github_role_trusts_nothing_but_github(dev: StackContext, principal: Any) -> None:
+    extra = {"Sid": "Extra", "Effect": "Allow", "Principal": principal, "Action": "sts:AssumeRole"}
+    ctx = edit_document(dev, "trust-deploy", "assumeRolePolicy", add_statement(extra))
+    assert found(ctx, "oidc-trust-exact") == [
+        (
+            "trust-deploy",
+            f'statement "Extra" also lets {json.dumps(principal, sort_keys=True)} assume this GitHub '
+            "Actions role; a role GitHub jobs assume must trust nothing else",
+        )
+    ]
+
+
+def test_a_deny_beside_the_github_statement_is_fine(dev: StackContext) -> None:
+    deny = {"Effect": "Deny", "Principal": "*", "Action": "sts:AssumeRole"}
+    ctx = edit_document(dev, "trust-deploy", "assumeRolePolicy", add_statement(deny))
+    assert found(ctx, "oidc-trust-exact") == found(ctx, "iam-trust-not-public") == []
+
+
+@pytest.mark.parametrize("role", ["trust-deploy", "service-api-exec"])
+@pytest.mark.parametrize(
+    ("statement", "who"),
+    [
+        ({"Principal": "*"}, '"*"'),
+        ({"Principal": {"AWS": "*"}}, '{"AWS": "*"}'),
+        ({"Principal": {"AWS": ["*"]}, "Condition": {"StringEquals": {"aws:PrincipalOrgID": "o-1"}}}, None),
+        ({"NotPrincipal": {"AWS": "arn:aws:iam::123456789012:root"}}, "everyone but"),
+    ],
+)
+def test_no_role_trusts_everyone(
+    dev: StackContext, role: str, statement: dict[str, Any], who: str | None
+) -> None:
+    extra = {"Sid": "Anyone", "Effect": "Allow", "Action": "sts:AssumeRole", **statement}
+    ctx = edit_document(dev, role, "assumeRolePolicy", add_statement(extra))
+    [(name, message)] = found(ctx, "iam-trust-not-public")
+    assert name == role
+    assert message.startswith('statement "Anyone" lets ')
+    assert message.endswith(" assume this role: anyone, from any AWS account")
+    if who is not None:
+        assert who in message
+
+
+def test_the_shipped_trust_policies_trust_no_one_at_large(dev: StackContext) -> None:
+    assert dev.of_type(rules.ROLE)
+    assert found(dev, "iam-trust-not-public") == []
+
+
 def test_roles_trusting_aws_services_are_not_oidc_roles(dev: StackContext) -> None:
     assert named(dev, "service-api-exec").inputs["assumeRolePolicy"]
     assert found(dev, "oidc-no-wildcard-subject") == []
@@ -270,6 +331,28 @@ def test_allow_star_on_star_is_a_violation_in_any_form(dev: StackContext) -> Non
         assert found(ctx, "iam-no-admin") == [
             ("trust-deploy-compute", 'policy: statement "Everything" allows every action on every resource')
         ]
+
+
+@pytest.mark.parametrize(
+    "resource",
+    ["arn:*", "arn:aws:*:*:*:*", "arn:aws:*:*:123456789012:*", ["arn:aws:s3:::x", "arn:*:*"], "*:*"],
+)
+def test_every_resource_is_every_resource_however_it_is_spelled(dev: StackContext, resource: Any) -> None:
+    statement = {"Sid": "Everything", "Effect": "Allow", "Action": "*", "Resource": resource}
+    ctx = edit_document(dev, "trust-deploy-compute", "policy", add_statement(statement))
+    [(name, message)] = found(ctx, "iam-no-admin")
+    assert name == "trust-deploy-compute"
+    assert message.startswith('policy: statement "Everything" allows every action on every resource (')
+
+
+@pytest.mark.parametrize(
+    "resource",
+    ["arn:aws:s3:::stageline-dev-*", "arn:aws:lambda:eu-west-1:123456789012:function:stageline-dev-*"],
+)
+def test_every_action_on_the_stacks_own_resources_is_not_admin(dev: StackContext, resource: str) -> None:
+    statement = {"Effect": "Allow", "Action": "*", "Resource": resource}
+    ctx = edit_document(dev, "trust-deploy-compute", "policy", add_statement(statement))
+    assert found(ctx, "iam-no-admin") == []
 
 
 def test_deny_star_on_star_is_fine(dev: StackContext) -> None:
@@ -316,6 +399,33 @@ def test_passrole_on_every_role_is_a_violation(dev: StackContext) -> None:
         assert f'statement "Pass" allows iam:PassRole on "{resource}"' in message
 
 
+@pytest.mark.parametrize(
+    ("resource", "reached"),
+    [
+        ("arn:aws:iam::123456789012:*", "OrganizationAccountAccessRole"),
+        ("arn:*:iam::*:role/*", "OrganizationAccountAccessRole"),
+        ("arn:aws:iam::123456789012:role*", "OrganizationAccountAccessRole"),
+        ("arn:aws:iam::*:role/Organization*", "OrganizationAccountAccessRole"),
+        ("arn:aws:iam::123456789012:role/stageline-*", "stageline-not-dev-deploy"),  # other stages' roles
+        ("arn:aws:iam::*:role/aws-reserved/*", "AWSReservedSSO_AdministratorAccess_0123456789abcdef"),
+    ],
+)
+def test_passrole_beyond_the_stacks_roles_is_a_violation(
+    dev: StackContext, resource: str, reached: str
+) -> None:
+    ctx = edit_document(
+        dev,
+        "trust-deploy-iam",
+        "policy",
+        add_statement({"Sid": "Pass", "Effect": "Allow", "Action": "iam:PassRole", "Resource": resource}),
+    )
+    [(_, message)] = found(ctx, "iam-no-passrole-star")
+    assert (
+        f'statement "Pass" allows iam:PassRole on "{resource}", which reaches roles outside stageline-dev-* '
+        f"(e.g. {reached})"
+    ) in message
+
+
 def test_passrole_hidden_in_a_wildcard_action_is_found(dev: StackContext) -> None:
     ctx = edit_document(
         dev,
@@ -348,8 +458,80 @@ def test_iam_star_is_a_violation_even_on_named_resources(dev: StackContext) -> N
         ),
     )
     assert found(ctx, "iam-no-iam-wildcard") == [
-        ("trust-deploy-iam", 'policy: statement "AllIam" allows iam:*')
+        ("trust-deploy-iam", 'policy: statement "AllIam" allows every IAM action (iam:*)')
     ]
+
+
+@pytest.mark.parametrize(
+    ("statement", "actions", "where"),
+    [
+        (
+            {"Action": "iam:Attach*", "Resource": "*"},
+            "iam:AttachRolePolicy, iam:AttachUserPolicy, iam:AttachGroupPolicy",
+            '"*"',
+        ),
+        (
+            {
+                "Action": ["iam:Put*"],
+                "Resource": "arn:aws:iam::123456789012:role/OrganizationAccountAccessRole",
+            },
+            "iam:PutRolePolicy, iam:PutRolePermissionsBoundary",
+            '"arn:aws:iam::123456789012:role/OrganizationAccountAccessRole"',
+        ),
+        (
+            {"Action": "iam:CreatePolicyVersion", "Resource": "arn:aws:iam::123456789012:policy/*"},
+            "iam:CreatePolicyVersion",
+            '"arn:aws:iam::123456789012:policy/*"',
+        ),
+        (
+            {"Action": "iam:*RolePolicy", "Resource": "arn:aws:iam::123456789012:role/stageline-*"},
+            "iam:AttachRolePolicy, iam:PutRolePolicy, iam:UpdateAssumeRolePolicy",
+            '"arn:aws:iam::123456789012:role/stageline-*"',
+        ),
+        (
+            {"NotAction": ["iam:Create*", "s3:*"], "Resource": "arn:aws:iam::123456789012:role/*"},
+            "iam:AttachRolePolicy, iam:PutRolePolicy, iam:UpdateAssumeRolePolicy, "
+            "iam:PutRolePermissionsBoundary, iam:DeleteRolePermissionsBoundary",
+            '"arn:aws:iam::123456789012:role/*"',
+        ),
+    ],
+)
+def test_privilege_escalation_is_found_by_what_a_statement_allows(
+    dev: StackContext, statement: dict[str, Any], actions: str, where: str
+) -> None:
+    ctx = edit_document(
+        dev, "trust-deploy-iam", "policy", add_statement({"Sid": "Escalate", "Effect": "Allow", **statement})
+    )
+    assert found(ctx, "iam-no-iam-wildcard") == [
+        (
+            "trust-deploy-iam",
+            f'policy: statement "Escalate" allows {actions} on {where}, beyond this stack\'s own roles and '
+            "policies (stageline-dev-*): privilege escalation",
+        )
+    ]
+
+
+def test_escalation_on_a_named_role_of_someone_else_is_a_violation(dev: StackContext) -> None:
+    statement = {
+        "Sid": "Escalate",
+        "Effect": "Allow",
+        "Action": "iam:PutRolePolicy",
+        "Resource": "arn:aws:iam::123456789012:role/billing-exporter",
+    }
+    ctx = edit_document(dev, "trust-deploy-iam", "policy", add_statement(statement))
+    [(_, message)] = found(ctx, "iam-no-iam-wildcard")
+    assert 'allows iam:PutRolePolicy on "arn:aws:iam::123456789012:role/billing-exporter"' in message
+
+
+def test_managing_the_stacks_own_roles_is_not_escalation(dev: StackContext) -> None:
+    # The shipped deploy role attaches and writes policies on stageline-dev-* roles (with a boundary).
+    writes = [
+        s
+        for s in json.loads(named(dev, "trust-deploy-iam").inputs["policy"])["Statement"]
+        if s["Effect"] == "Allow" and "iam:PutRolePolicy" in s["Action"]
+    ]
+    assert [s["Resource"] for s in writes] == ["arn:aws:iam::123456789012:role/stageline-dev-*"]
+    assert found(dev, "iam-no-iam-wildcard") == []
 
 
 # --- S3 -------------------------------------------------------------------------------------------
@@ -510,6 +692,105 @@ def test_non_lambda_targets_are_not_this_rules_business(dev: StackContext) -> No
     assert list(rule.check(rules.EVENT_TARGET, {"arn": "arn:aws:sqs:eu-west-1:123456789012:q"}, dev)) == []
 
 
+def _other_entries(qualifier: str | None) -> Any:
+    """A function reached through entry types lambda-invoked-through-live has no list of."""
+
+    def program() -> None:
+        provider = aws.Provider("aws", region="eu-west-1")
+        opts = pulumi.ResourceOptions(provider=provider)
+        fn = aws.lambda_.Function(
+            "fn",
+            name="prod-fn",
+            package_type="Image",
+            image_uri="x@sha256:0",
+            role="arn",
+            publish=True,
+            opts=opts,
+        )
+        live = aws.lambda_.Alias(
+            "fn-live", name="live", function_name=fn.name, function_version=fn.version, opts=opts
+        )
+        if qualifier == "live":
+            target = live.arn
+        elif qualifier is None:
+            target = fn.arn
+        else:
+            target = fn.arn.apply(lambda arn: f"{arn}:{qualifier}")
+        rest = aws.apigateway.RestApi("rest", opts=opts)
+        aws.apigateway.Integration(
+            "rest-integration",
+            rest_api=rest.id,
+            resource_id=rest.root_resource_id,
+            http_method="ANY",
+            type="AWS_PROXY",
+            integration_http_method="POST",
+            uri=target.apply(
+                lambda arn: f"arn:aws:apigateway:eu-west-1:lambda:path/2015-03-31/functions/{arn}/invocations"
+            ),
+            opts=opts,
+        )
+        bucket = aws.s3.Bucket("uploads", opts=opts)
+        aws.s3.BucketNotification(
+            "uploads-notification",
+            bucket=bucket.id,
+            lambda_functions=[{"lambda_function_arn": target, "events": ["s3:ObjectCreated:*"]}],
+            opts=opts,
+        )
+        aws.scheduler.Schedule(
+            "nightly",
+            schedule_expression="cron(0 3 * * ? *)",
+            flexible_time_window={"mode": "OFF"},
+            target={"arn": target, "role_arn": "arn:aws:iam::123456789012:role/prod-scheduler"},
+            opts=opts,
+        )
+        # A policy granting on the unqualified ARN is not an invocation path.
+        aws.iam.Policy(
+            "deploy",
+            policy=fn.arn.apply(
+                lambda arn: json.dumps(
+                    {
+                        "Statement": [
+                            {"Effect": "Allow", "Action": "lambda:UpdateFunctionCode", "Resource": arn}
+                        ]
+                    }
+                )
+            ),
+            opts=opts,
+        )
+
+    return program
+
+
+@pytest.mark.parametrize(("qualifier", "at"), [(None, "unqualified, i.e. $LATEST"), ("3", "at 3")])
+def test_any_resource_holding_a_function_arn_must_name_live(qualifier: str | None, at: str) -> None:
+    ctx = _context(_other_entries(qualifier))
+    assert sorted(found(ctx, "lambda-arn-through-live")) == [
+        ("nightly", f"target.arn reaches function prod-fn {at}; target the live alias"),
+        ("rest-integration", f"uri reaches function prod-fn {at}; target the live alias"),
+        (
+            "uploads-notification",
+            f"lambdaFunctions[0].lambdaFunctionArn reaches function prod-fn {at}; target the live alias",
+        ),
+    ]
+
+
+def test_resources_holding_the_live_alias_arn_pass() -> None:
+    ctx = _context(_other_entries("live"))
+    assert {r.type for r in ctx.resources} >= {
+        "aws:apigateway/integration:Integration",
+        "aws:s3/bucketNotification:BucketNotification",
+        "aws:scheduler/schedule:Schedule",
+    }
+    assert found(ctx, "lambda-arn-through-live") == []
+
+
+def test_the_entry_types_with_their_own_rule_are_not_reported_twice(dev: StackContext) -> None:
+    uri = named(dev, "http-api-api-integration").inputs["integrationUri"]
+    ctx = edit(dev, "http-api-api-integration", integrationUri=uri.replace(":live/", "/"))
+    assert len(found(ctx, "lambda-invoked-through-live")) == 1
+    assert found(ctx, "lambda-arn-through-live") == []
+
+
 def test_functions_publish_behind_a_live_alias(dev: StackContext) -> None:
     assert found(drop(dev, "service-api-live"), "lambda-live-alias") == [
         ("service-api-function", "has no live alias: callers would have to name $LATEST or a version")
@@ -568,6 +849,49 @@ def test_prod_admins_cannot_bypass(prod: StackContext) -> None:
             r
             for r, _ in found(edit(prod, "github-environment", canAdminsBypass=value), "prod-no-admin-bypass")
         ] == ["github-environment"]
+
+
+@pytest.mark.parametrize("environment", ["prod", "production", "prod-eu", "Production-US"])
+def test_production_is_recognised_by_its_name(prod: StackContext, environment: str) -> None:
+    ctx = edit(
+        prod, "github-environment", environment=environment, preventSelfReview=False, canAdminsBypass=True
+    )
+    assert found(ctx, "prod-reviewers") == [
+        ("github-environment", "preventSelfReview is not true: whoever starts a deployment can approve it")
+    ]
+    assert [r for r, _ in found(ctx, "prod-no-admin-bypass")] == ["github-environment"]
+
+
+@pytest.mark.parametrize(
+    "environment", ["prod-readonly", "prod-eu-readonly", "prodigy", "preprod", "staging"]
+)
+def test_names_that_only_look_like_production_are_not(prod: StackContext, environment: str) -> None:
+    ctx = edit(
+        prod, "github-environment", environment=environment, preventSelfReview=False, canAdminsBypass=True
+    )
+    assert found(ctx, "prod-reviewers") == found(ctx, "prod-no-admin-bypass") == []
+
+
+def test_the_last_stage_of_the_promotion_chain_is_production_whatever_its_name(prod: StackContext) -> None:
+    live = dataclasses.replace(
+        edit(prod, "github-environment", environment="live", reviewers=DELETE), stack="live"
+    )
+    assert found(live, "prod-reviewers") == []  # nothing says "live" is the last stage
+    final = dataclasses.replace(live, production=True)
+    assert found(final, "prod-reviewers") == [
+        ("github-environment", "environment live has no required reviewers")
+    ]
+    # Its read-only environment (no reviewers, by design) is not production.
+    readonly = edit(final, "github-readonly-environment", environment="live-readonly")
+    assert named(readonly, "github-readonly-environment").inputs.get("reviewers") in (None, [])
+    assert [r for r, _ in found(readonly, "prod-reviewers")] == ["github-environment"]
+
+
+def test_the_final_stages_are_those_that_receive_releases_and_pass_them_on_to_no_one() -> None:
+    assert rules.final_stages({"dev": None, "staging": "dev", "live": "staging"}) == {"live"}
+    assert rules.final_stages({"dev": None, "eu": "dev", "us": "dev"}) == {"eu", "us"}
+    assert rules.final_stages({"dev": None}) == frozenset()  # where releases start is not production
+    assert rules.final_stages(rules.promotion_sources(ROOT)) == {"prod"}
 
 
 def test_dev_needs_no_reviewers(dev: StackContext) -> None:
@@ -750,6 +1074,7 @@ def test_a_careless_program_breaks_the_rules_where_expected() -> None:
             ("ecr-scan-on-push", "images"),
             ("iam-no-admin", "admin"),
             ("iam-no-passrole-star", "admin"),  # * includes iam:PassRole
+            ("iam-no-iam-wildcard", "admin"),  # … and every IAM action
             ("lambda-invoked-through-live", "latest"),
             ("lambda-live-alias", "fn"),
             ("log-retention", "forever"),
@@ -853,3 +1178,10 @@ def _careful() -> None:
 
 def test_the_careful_twin_breaks_none() -> None:
     assert rules.evaluate(_context(_careful)) == []
+
+
+def test_the_readme_lists_every_rule_with_its_severity_scope_and_rationale() -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("### The rules", 1)[1].split("\n\n", 2)[1]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    assert rows == [f"| `{r.id}` | {r.severity} | {r.scope} | {r.rationale} |" for r in RULES]
