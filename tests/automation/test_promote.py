@@ -27,6 +27,7 @@ from promote_testkit import (
     healthy_routes,
     http_stub,
     moto_server,
+    quiet_alarm,
     stage_outputs,
     use_aws,
 )
@@ -232,18 +233,7 @@ def _seed_artifacts(endpoint: str, uid: str) -> dict[str, dict[str, Any]]:
             s3.put_object(Bucket=bucket, Key="releases/5e6f7a8/index.html", Body=b"<html>5e6f7a8</html>")
             s3.put_object(Bucket=bucket, Key="releases/4f9c2d1/index.html", Body=b"<html>old</html>")
         cw = boto("cloudwatch", endpoint, region)
-        alarm = f"{stack}-errors-{uid}"
-        cw.put_metric_alarm(
-            AlarmName=alarm,
-            MetricName="Errors",
-            Namespace="AWS/Lambda",
-            Statistic="Sum",
-            Period=60,
-            EvaluationPeriods=1,
-            Threshold=1,
-            ComparisonOperator="GreaterThanOrEqualToThreshold",
-        )
-        cw.set_alarm_state(AlarmName=alarm, StateValue="OK", StateReason="quiet")
+        alarm = quiet_alarm(cw, f"{stack}-errors-{uid}")
         outputs[stack] = {"region": region, "repository": repository, "bucket": bucket, "alarm": alarm}
     return outputs
 
