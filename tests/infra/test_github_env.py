@@ -99,12 +99,23 @@ def test_prod_deploys_only_from_main_and_version_tags(prod: Simulation) -> None:
     assert patterns == [("", "v*", "prod"), ("main", "", "prod")]
 
 
-def test_dev_deploys_from_protected_branches_without_reviewers() -> None:
+def test_dev_deploys_from_main_only_without_reviewers() -> None:
     sim = simulate_env("dev")
     (env,) = sim.of_type(ENV)
     assert "reviewers" not in env.inputs
     assert env.inputs["canAdminsBypass"] is True
     assert env.inputs["preventSelfReview"] is False
+    assert env.inputs["deploymentBranchPolicy"] == {"protectedBranches": False, "customBranchPolicies": True}
+    assert [(p.inputs.get("branchPattern"), p.inputs.get("tagPattern")) for p in sim.of_type(POLICY)] == [
+        ("main", None)
+    ]
+
+
+def test_protected_branches_need_no_policy_resources() -> None:
+    from infra.config import DeploymentBranches
+
+    sim = simulate_env("dev", deployment_branches=DeploymentBranches(protected_branches=True))
+    (env,) = sim.of_type(ENV)
     assert env.inputs["deploymentBranchPolicy"] == {"protectedBranches": True, "customBranchPolicies": False}
     assert sim.of_type(POLICY) == []
 

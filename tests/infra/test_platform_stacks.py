@@ -226,14 +226,7 @@ def test_workflow_variables_carry_the_platform_outputs(sims: dict[str, Simulatio
 
 def test_all_stacks_declare_the_same_resource_types(sims: dict[str, Simulation]) -> None:
     types = {stack: sim.types() for stack, sim in sims.items()}
-    cloud = {stack: {t for t in found if not t.startswith("github:")} for stack, found in types.items()}
-    assert cloud["dev"] == cloud["staging"] == cloud["prod"]
-    # GitHub's side may differ in one deliberate way: prod restricts deployments to named
-    # branch/tag patterns (a policy resource per pattern), the others to protected branches.
-    everything = types["dev"] | types["staging"] | types["prod"]
-    assert {t for t in everything if not all(t in found for found in types.values())} <= {
-        "github:index/repositoryEnvironmentDeploymentPolicy:RepositoryEnvironmentDeploymentPolicy"
-    }
+    assert types["dev"] == types["staging"] == types["prod"]
 
 
 def test_log_retention_grows_from_dev_to_prod(sims: dict[str, Simulation]) -> None:
