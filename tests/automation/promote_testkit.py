@@ -211,17 +211,25 @@ class FakeClock:
         return sum(self.sleeps)
 
 
-def quiet_alarm(cloudwatch: Any, name: str) -> str:
-    """A Lambda errors alarm in moto, set to OK; returns its name."""
+def moto_alarm(
+    cloudwatch: Any,
+    name: str,
+    *,
+    state: str = "OK",
+    reason: str = "quiet",
+    metric: str = "Errors",
+    namespace: str = "AWS/Lambda",
+) -> str:
+    """A metric alarm in moto, put into `state`; returns its name."""
     cloudwatch.put_metric_alarm(
         AlarmName=name,
-        MetricName="Errors",
-        Namespace="AWS/Lambda",
+        MetricName=metric,
+        Namespace=namespace,
         Statistic="Sum",
         Period=60,
         EvaluationPeriods=1,
         Threshold=1,
         ComparisonOperator="GreaterThanOrEqualToThreshold",
     )
-    cloudwatch.set_alarm_state(AlarmName=name, StateValue="OK", StateReason="quiet")
+    cloudwatch.set_alarm_state(AlarmName=name, StateValue=state, StateReason=reason)
     return name

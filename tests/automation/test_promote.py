@@ -26,8 +26,8 @@ from promote_testkit import (
     closed_port_url,
     healthy_routes,
     http_stub,
+    moto_alarm,
     moto_server,
-    quiet_alarm,
     stage_outputs,
     use_aws,
 )
@@ -233,7 +233,7 @@ def _seed_artifacts(endpoint: str, uid: str) -> dict[str, dict[str, Any]]:
             s3.put_object(Bucket=bucket, Key="releases/5e6f7a8/index.html", Body=b"<html>5e6f7a8</html>")
             s3.put_object(Bucket=bucket, Key="releases/4f9c2d1/index.html", Body=b"<html>old</html>")
         cw = boto("cloudwatch", endpoint, region)
-        alarm = quiet_alarm(cw, f"{stack}-errors-{uid}")
+        alarm = moto_alarm(cw, f"{stack}-errors-{uid}")
         outputs[stack] = {"region": region, "repository": repository, "bucket": bucket, "alarm": alarm}
     return outputs
 
@@ -621,18 +621,7 @@ def test_an_alarm_during_the_canary_bake_rolls_prod_back_before_100_percent(
 ) -> None:
     use_aws(monkeypatch, moto)
     cw = boto("cloudwatch", moto)
-    alarm = "prod-5xx-canary"
-    cw.put_metric_alarm(
-        AlarmName=alarm,
-        MetricName="5XXError",
-        Namespace="AWS/ApiGateway",
-        Statistic="Sum",
-        Period=60,
-        EvaluationPeriods=1,
-        Threshold=1,
-        ComparisonOperator="GreaterThanOrEqualToThreshold",
-    )
-    cw.set_alarm_state(AlarmName=alarm, StateValue="OK", StateReason="quiet")
+    alarm = moto_alarm(cw, "prod-5xx-canary", metric="5XXError", namespace="AWS/ApiGateway")
     world = make_world(
         stub, {s: stage_outputs(s, stub.url, alarms=(alarm,) if s == "prod" else ()) | SHARED for s in STAGES}
     )
@@ -825,18 +814,7 @@ def test_a_source_whose_alarm_is_in_alarm_does_not_pass_its_release_on(
 ) -> None:
     use_aws(monkeypatch, moto)
     cw = boto("cloudwatch", moto)
-    alarm = "staging-errors-source-gate"
-    cw.put_metric_alarm(
-        AlarmName=alarm,
-        MetricName="Errors",
-        Namespace="AWS/Lambda",
-        Statistic="Sum",
-        Period=60,
-        EvaluationPeriods=1,
-        Threshold=1,
-        ComparisonOperator="GreaterThanOrEqualToThreshold",
-    )
-    cw.set_alarm_state(AlarmName=alarm, StateValue="ALARM", StateReason="Threshold Crossed: 12 errors")
+    alarm = moto_alarm(cw, "staging-errors-source-gate", state="ALARM", reason="Threshold Crossed: 12 errors")
     world = make_world(
         stub,
         {s: stage_outputs(s, stub.url, alarms=(alarm,) if s == "staging" else ()) | SHARED for s in STAGES},

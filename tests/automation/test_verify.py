@@ -17,8 +17,8 @@ from promote_testkit import (
     closed_port_url,
     healthy_routes,
     http_stub,
+    moto_alarm,
     moto_server,
-    quiet_alarm,
     stage_outputs,
     use_aws,
 )
@@ -235,7 +235,7 @@ def test_a_refused_connection_is_a_failed_check_not_an_exception() -> None:
 
 
 def test_a_quiet_bake_polls_for_the_whole_bake_time(cloudwatch: Any) -> None:
-    names = [quiet_alarm(cloudwatch, "quiet-errors"), quiet_alarm(cloudwatch, "quiet-5xx")]
+    names = [moto_alarm(cloudwatch, "quiet-errors"), moto_alarm(cloudwatch, "quiet-5xx")]
     clock = FakeClock()
     result = bake(names, seconds=300, poll_seconds=60, region="eu-west-1", clock=clock)
     assert result.ok
@@ -245,7 +245,7 @@ def test_a_quiet_bake_polls_for_the_whole_bake_time(cloudwatch: Any) -> None:
 
 
 def test_an_alarm_going_off_during_the_bake_fails_it_at_once(cloudwatch: Any) -> None:
-    names = [quiet_alarm(cloudwatch, "bake-errors"), quiet_alarm(cloudwatch, "bake-5xx")]
+    names = [moto_alarm(cloudwatch, "bake-errors"), moto_alarm(cloudwatch, "bake-5xx")]
     clock = FakeClock()
 
     def fire(c: FakeClock) -> None:
@@ -261,14 +261,14 @@ def test_an_alarm_going_off_during_the_bake_fails_it_at_once(cloudwatch: Any) ->
 
 
 def test_an_alarm_unknown_to_cloudwatch_is_reported_not_failed(cloudwatch: Any) -> None:
-    names = [quiet_alarm(cloudwatch, "known-errors"), "never-created"]
+    names = [moto_alarm(cloudwatch, "known-errors"), "never-created"]
     result = bake(names, seconds=0, poll_seconds=10, region="eu-west-1", clock=FakeClock())
     assert result.ok and result.polls == 1
     assert result.missing == ("never-created",)
 
 
 def test_verification_runs_the_bake_only_after_health_passes(stub: Stub, cloudwatch: Any) -> None:
-    alarm = quiet_alarm(cloudwatch, "verify-errors")
+    alarm = moto_alarm(cloudwatch, "verify-errors")
     cloudwatch.set_alarm_state(AlarmName=alarm, StateValue="ALARM", StateReason="errors")
     stub.routes.update(healthy_routes("qa", "/app/"))
     outputs = stage_outputs("qa", stub.url, alarms=(alarm,))
