@@ -334,42 +334,31 @@ def bake(
     poll = max(poll_seconds, MIN_POLL_SECONDS)
     polls = 0
     missing: list[str] = []
+
+    def finished(ok: bool, **detail: Any) -> BakeResult:
+        return BakeResult(
+            ok=ok,
+            seconds=clock.monotonic() - start,
+            planned_seconds=seconds,
+            polls=polls,
+            watched=watched,
+            **detail,
+        )
+
     while True:
         polls += 1
         try:
             states, missing = alarm_states(cw, watched)
         except Exception as exc:
-            return BakeResult(
-                ok=False,
-                seconds=clock.monotonic() - start,
-                planned_seconds=seconds,
-                polls=polls,
-                watched=watched,
-                error=f"cannot read alarm states: {aws_error(exc)}",
-            )
+            return finished(False, error=f"cannot read alarm states: {aws_error(exc)}")
         firing = tuple(s for s in states if s.state == "ALARM")
         if firing:
-            return BakeResult(
-                ok=False,
-                seconds=clock.monotonic() - start,
-                planned_seconds=seconds,
-                polls=polls,
-                watched=watched,
-                firing=firing,
-                missing=tuple(missing),
-            )
+            return finished(False, firing=firing, missing=tuple(missing))
         remaining = seconds - (clock.monotonic() - start)
         if remaining <= 0:
             break
         clock.sleep(min(poll, remaining))
-    return BakeResult(
-        ok=True,
-        seconds=clock.monotonic() - start,
-        planned_seconds=seconds,
-        polls=polls,
-        watched=watched,
-        missing=tuple(missing),
-    )
+    return finished(True, missing=tuple(missing))
 
 
 # --- both -----------------------------------------------------------------------------------
