@@ -43,7 +43,7 @@ def git(repo: Path, *args: str) -> str:
 
 
 @pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, engine_env: dict[str, str]) -> Path:
     root = tmp_path / "proj"
     root.mkdir()
     venv = Path(sys.prefix)
