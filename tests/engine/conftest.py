@@ -25,7 +25,7 @@ def cli() -> str | None:
 
 
 def engine_path(base: str | None = None) -> str:
-    """PATH for an engine test: stand-in providers, (stand-in language host), the CLI's directory, the rest."""
+    """PATH for an engine test: stand-in providers, (stand-in language host), the CLI, the rest."""
     base = os.environ.get("PATH", "") if base is None else base
     found = shutil.which("pulumi", path=base)
     parts = [str(STANDIN / "bin")]
@@ -43,8 +43,10 @@ def pulumi_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def engine_env(monkeypatch: pytest.MonkeyPatch, pulumi_home: Path, tmp_path: Path) -> Iterator[dict[str, str]]:
-    """The process environment an engine test runs the CLI (and the driver) with; returned as a dict too."""
+def engine_env(
+    monkeypatch: pytest.MonkeyPatch, pulumi_home: Path, tmp_path: Path
+) -> Iterator[dict[str, str]]:
+    """The environment an engine test runs the CLI (and the driver) with; returned as a dict too."""
     if cli() is None:
         pytest.skip("needs the Pulumi CLI on PATH (scripts/build-engine.sh)")
     cloud = tmp_path / "cloud"
@@ -59,6 +61,11 @@ def engine_env(monkeypatch: pytest.MonkeyPatch, pulumi_home: Path, tmp_path: Pat
     }
     for key, value in values.items():
         monkeypatch.setenv(key, value)
-    for key in ("PULUMI_BACKEND_URL", "PULUMI_CONFIG_PASSPHRASE", "PULUMI_CONFIG_PASSPHRASE_FILE", "PULUMI_ACCESS_TOKEN"):
+    for key in (
+        "PULUMI_BACKEND_URL",
+        "PULUMI_CONFIG_PASSPHRASE",
+        "PULUMI_CONFIG_PASSPHRASE_FILE",
+        "PULUMI_ACCESS_TOKEN",
+    ):
         monkeypatch.delenv(key, raising=False)
     yield dict(os.environ)

@@ -180,7 +180,9 @@ class LanguageHost(language_pb2_grpc.LanguageRuntimeServicer):
         for item in request.env:
             key, _, value = item.partition("=")
             env[key] = value
-        child = subprocess.Popen(args, env=env, cwd=cwd or None, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        child = subprocess.Popen(
+            args, env=env, cwd=cwd or None, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
         with self._lock:
             self._children.add(child)
         out: list[Any] = []
