@@ -6,11 +6,12 @@ LanguageRuntime gRPC protocol and runs programs exactly as the real host does: t
 `pulumi-language-python-exec` shim (shipped in the sdk/v3 module and installed beside the CLI by
 `scripts/build-engine.sh`), with the same arguments, the `PULUMI_CONFIG` / `PULUMI_CONFIG_SECRET_KEYS`
 environment, and the interpreter of the project's `virtualenv` option. So `pulumi up -s dev` from a
-shell runs `infra/__main__.py` in a child process of its own, as for a user.
+shell runs `infra/__main__.py` in a child process of its own, as for a user. Policy packs run through
+`RunPlugin` as the real host runs them (`python -m pulumi.policy`, behind a proxy that hands the pack
+the stack's configuration).
 
 What it does not reproduce: dependency installation (`pulumi install`), the `toolchain: uv|poetry`
-options, type checking before a run, debugging, and code generation; and policy packs run through
-`RunPlugin` without the real host's configuration proxy (the pack does not see stack config).
+options, type checking before a run, debugging, and code generation.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from typing import Any
 
 import grpc
 from google.protobuf import empty_pb2, struct_pb2
-from pulumi.runtime.proto import language_pb2, language_pb2_grpc, plugin_pb2
+from pulumi.runtime.proto import analyzer_pb2, analyzer_pb2_grpc, language_pb2, language_pb2_grpc, plugin_pb2
 
 EXEC_SHIM = "pulumi-language-python-exec"
 BAIL_EXIT = 32  # the exec shim's "already showed the user an actionable message"
@@ -170,13 +171,29 @@ class LanguageHost(language_pb2_grpc.LanguageRuntimeServicer):
 
     def RunPlugin(self, request: Any, context: Any) -> Any:
         python, extra = python_for(request.info)
+        env = {**os.environ, **extra}
+        proxy: PolicyProxy | None = None
         if request.kind == "analyzer":
+            # As the real host: policy packs run as `python -m pulumi.policy ARGS DIR` in their own
+            # directory, behind a proxy that learns the stack's configuration from the engine first.
             args = [python, "-u", "-m", "pulumi.policy", *request.args, request.info.program_directory]
             cwd = request.info.program_directory
+            proxy = PolicyProxy()
+            yield language_pb2.RunPluginResponse(stdout=f"{proxy.port}\n".encode())
+            config = proxy.configuration()
+            if config is not None:
+                for key, value in (
+                    ("PULUMI_ORGANIZATION", config.organization),
+                    ("PULUMI_PROJECT", config.project),
+                    ("PULUMI_STACK", config.stack),
+                    ("PULUMI_DRY_RUN", "true" if config.dry_run else "false"),
+                    ("PULUMI_CONFIG", json.dumps(dict(config.config)) if config.config else ""),
+                ):
+                    if value:
+                        env[key] = value
         else:
             args = [python, request.info.program_directory, *request.args]
             cwd = request.pwd
-        env = {**os.environ, **extra}
         for item in request.env:
             key, _, value = item.partition("=")
             env[key] = value
@@ -185,6 +202,13 @@ class LanguageHost(language_pb2_grpc.LanguageRuntimeServicer):
         )
         with self._lock:
             self._children.add(child)
+        if proxy is not None:
+            assert child.stdout is not None
+            line = child.stdout.readline()
+            try:
+                proxy.attach(int(line.strip()))
+            except ValueError:
+                proxy.abort(f"could not read policy pack port: {line!r}")
         out: list[Any] = []
         cond = threading.Condition()
 
@@ -197,12 +221,8 @@ class LanguageHost(language_pb2_grpc.LanguageRuntimeServicer):
                 out.append(None)
                 cond.notify()
 
-        threads = [
-            threading.Thread(target=pump, args=(child.stdout, "stdout"), daemon=True),
-            threading.Thread(target=pump, args=(child.stderr, "stderr"), daemon=True),
-        ]
-        for thread in threads:
-            thread.start()
+        for stream, field in ((child.stdout, "stdout"), (child.stderr, "stderr")):
+            threading.Thread(target=pump, args=(stream, field), daemon=True).start()
         ended = 0
         while ended < 2:
             with cond:
@@ -216,7 +236,88 @@ class LanguageHost(language_pb2_grpc.LanguageRuntimeServicer):
         code = child.wait()
         with self._lock:
             self._children.discard(child)
+        if proxy is not None:
+            proxy.stop()
         yield language_pb2.RunPluginResponse(exitcode=code)
+
+
+class PolicyProxy(analyzer_pb2_grpc.AnalyzerServicer):
+    """The Analyzer the engine talks to first: it takes the stack configuration, then forwards.
+
+    The engine calls ConfigureStack (stack, project, config) before anything else when it has that
+    information; the pack is started only then, with the configuration in its environment, and every
+    later call is forwarded to it.
+    """
+
+    def __init__(self) -> None:
+        self._config: list[Any] = []
+        self._configured = threading.Event()
+        self._attached = threading.Event()
+        self._stub: Any = None
+        self._error = ""
+        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+        analyzer_pb2_grpc.add_AnalyzerServicer_to_server(self, self._server)
+        self.port = self._server.add_insecure_port("127.0.0.1:0")
+        self._server.start()
+
+    def configuration(self) -> Any:
+        self._configured.wait()
+        return self._config[0] if self._config else None
+
+    def attach(self, port: int) -> None:
+        channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+        self._stub = analyzer_pb2_grpc.AnalyzerStub(channel)
+        if self._config:
+            try:
+                self._stub.ConfigureStack(self._config[0])
+            except grpc.RpcError as exc:
+                if exc.code() != grpc.StatusCode.UNIMPLEMENTED:
+                    self._error = f"policy pack configuration failed: {exc.details()}"
+        self._attached.set()
+
+    def abort(self, message: str) -> None:
+        self._error = message
+        self._attached.set()
+
+    def stop(self) -> None:
+        self._server.stop(grace=None)
+
+    def _client(self, context: Any) -> Any:
+        self._configured.set()  # a call before ConfigureStack: the pack starts without configuration
+        self._attached.wait()
+        if self._error:
+            context.abort(grpc.StatusCode.UNAVAILABLE, self._error)
+        return self._stub
+
+    def ConfigureStack(self, request: Any, context: Any) -> Any:
+        if not self._configured.is_set():
+            self._config.append(request)
+            self._configured.set()
+        return analyzer_pb2.AnalyzerStackConfigureResponse()
+
+    def Handshake(self, request: Any, context: Any) -> Any:
+        return analyzer_pb2.AnalyzerHandshakeResponse()
+
+    def Analyze(self, request: Any, context: Any) -> Any:
+        return self._client(context).Analyze(request)
+
+    def AnalyzeStack(self, request: Any, context: Any) -> Any:
+        return self._client(context).AnalyzeStack(request)
+
+    def Remediate(self, request: Any, context: Any) -> Any:
+        return self._client(context).Remediate(request)
+
+    def GetAnalyzerInfo(self, request: Any, context: Any) -> Any:
+        return self._client(context).GetAnalyzerInfo(request)
+
+    def GetPluginInfo(self, request: Any, context: Any) -> Any:
+        return self._client(context).GetPluginInfo(request)
+
+    def Configure(self, request: Any, context: Any) -> Any:
+        return self._client(context).Configure(request)
+
+    def Cancel(self, request: Any, context: Any) -> Any:
+        return self._client(context).Cancel(request)
 
 
 def watch_engine(address: str) -> None:
