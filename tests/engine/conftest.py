@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -69,3 +70,48 @@ def engine_env(
     ):
         monkeypatch.delenv(key, raising=False)
     yield dict(os.environ)
+
+
+def git(repo: Path, *args: str) -> str:
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "Stageline Test",
+        "GIT_AUTHOR_EMAIL": "test@stageline.invalid",
+        "GIT_COMMITTER_NAME": "Stageline Test",
+        "GIT_COMMITTER_EMAIL": "test@stageline.invalid",
+    }
+    done = subprocess.run(["git", *args], cwd=repo, env=env, capture_output=True, text=True, check=True)
+    return done.stdout.strip()
+
+
+@pytest.fixture
+def repo_copy(tmp_path: Path, engine_env: dict[str, str]) -> Path:
+    """A git checkout of this repository's files (as they are on disk), as a user's clone would be.
+
+    `.venv` links to the running interpreter's environment, which Pulumi.yaml's `virtualenv: .venv`
+    then names; the default file:// backend lands in the copy's `.stageline/state`.
+    """
+    root = tmp_path / "repo"
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO,
+        capture_output=True,
+        check=True,
+    ).stdout.split(b"\0")
+    for raw in listed:
+        if not raw:
+            continue
+        relative = raw.decode()
+        source = REPO / relative
+        if not source.is_file() or relative.startswith(("tests/", "benchmarks/", ".github/")):
+            continue
+        target = root / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, target)
+    (root / ".venv").symlink_to(sys.prefix, target_is_directory=True)
+    git(root, "init", "-q", "-b", "main")
+    # `.venv/` in .gitignore matches directories only, and this one is a link.
+    (root / ".git" / "info" / "exclude").write_text(".venv\n")
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "initial")
+    return root
