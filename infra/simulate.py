@@ -89,33 +89,161 @@ def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-# --- mock outputs -------------------------------------------------------------------------------
+# --- the simulated cloud: one simulation, two front doors ----------------------------------------
+#
+# What a provider computes for a resource (its physical ID and computed outputs) and what its
+# functions return. The in-process mocks below and the stand-in provider plugins that the engine
+# tests run under the real Pulumi CLI (tests/standin) both answer from here, so the program sees
+# the same cloud either way. Inputs and outputs here are plain values: no secret wrappers, and
+# assets reduced to something comparable (the stand-ins do that before calling).
+
+MOCK_PUBLISHED_VERSION = "2"
+"""A function's published version under the mocks, which have no history: as if one release had
+been published before this one, so a canary has a stable "1" to keep."""
+
+# Lambda function inputs whose change publishes no new version: tags and concurrency are not part
+# of a version's code or configuration, and `publish` only says whether versions are published.
+_FUNCTION_UNVERSIONED = frozenset(
+    {
+        "tags",
+        "tagsAll",
+        "publish",
+        "reservedConcurrentExecutions",
+        "skipDestroy",
+        "replaceSecurityGroupsOnDestroy",
+        "replacementSecurityGroupIds",
+        "timeouts",
+    }
+)
+
+AUTONAMED: Mapping[str, str] = {
+    "aws:s3/bucket:Bucket": "bucket",
+    "aws:s3/bucketV2:BucketV2": "bucket",
+    "aws:lambda/function:Function": "name",
+    "aws:iam/role:Role": "name",
+    "aws:iam/policy:Policy": "name",
+    "aws:cloudwatch/logGroup:LogGroup": "name",
+    "aws:ecr/repository:Repository": "name",
+    "aws:sns/topic:Topic": "name",
+    "aws:cloudwatch/metricAlarm:MetricAlarm": "name",
+    "aws:apigatewayv2/api:Api": "name",
+    "aws:cloudfront/originAccessControl:OriginAccessControl": "name",
+    "aws:cloudfront/cachePolicy:CachePolicy": "name",
+    "aws:cloudfront/responseHeadersPolicy:ResponseHeadersPolicy": "name",
+    "aws:budgets/budget:Budget": "name",
+}
+"""Resource types the providers name themselves when the program gives no name, and the property."""
+
+# Prefix properties that stand in for the name: the provider appends a unique suffix at create.
+_NAME_PREFIXES = {"bucket": "bucketPrefix", "name": "namePrefix"}
+
+
+def autoname(type_: str, name: str, inputs: Mapping[str, Any], seed: str | None = None) -> dict[str, str]:
+    """What a provider's Check adds to `inputs`: `<logical name>-<7 hex>` where no name is given.
+
+    Empty when the type is not autonamed, a name is set, or a prefix asks for a generated name
+    (that one is computed at create). `seed` makes the suffix unique (a stand-in passes the URN
+    and the engine's random seed); without it the suffix derives from the logical name.
+    """
+    prop = AUTONAMED.get(type_)
+    if prop is None or inputs.get(prop) or inputs.get(_NAME_PREFIXES[prop]):
+        return {}
+    return {prop: f"{name}-{_digest(seed if seed is not None else name)[:7]}"}
 
 
 def _arn(service: str, region: str, resource: str, *, global_: bool = False) -> str:
     return f"arn:aws:{service}:{'' if global_ else region}:{ACCOUNT_ID}:{resource}"
 
 
-def _computed(type_: str, name: str, inputs: dict[str, Any], region: str) -> dict[str, Any]:
-    """Plausible provider-computed outputs for the resource types the program uses."""
-    physical = inputs.get("name") or f"{name}-{_digest(name)[:7]}"
+def _token(key: str, length: int) -> str:
+    """A lower-case alphanumeric identifier derived from `key` (API Gateway IDs look like this)."""
+    alphabet = "0123456789abcdefghijklmnopqrstuvwxyz"
+    number = int(_digest(key), 16)
+    chars = []
+    for _ in range(length):
+        number, digit = divmod(number, len(alphabet))
+        chars.append(alphabet[digit])
+    return "".join(chars)
+
+
+def _published_version(
+    inputs: Mapping[str, Any], previous: Mapping[str, Any] | None, computed: set[str]
+) -> str:
+    """Lambda with publish=True: "1" on create, +1 when code or configuration changed, else unchanged."""
+    if not inputs.get("publish"):
+        return "$LATEST"
+    if previous is None:
+        return MOCK_PUBLISHED_VERSION
+    before = previous.get("version")
+    if not isinstance(before, str) or not before.isdigit():
+        return "1"
+    keys = (set(inputs) | set(previous)) - computed - _FUNCTION_UNVERSIONED
+    changed = any(inputs.get(k) != previous.get(k) for k in keys)
+    return str(int(before) + 1) if changed else before
+
+
+def computed_outputs(
+    type_: str,
+    name: str,
+    inputs: Mapping[str, Any],
+    region: str,
+    previous: Mapping[str, Any] | None = None,
+    *,
+    seed: str | None = None,
+) -> tuple[str, dict[str, Any]]:
+    """A resource's physical ID and the outputs its provider computes, after a create or an update.
+
+    `inputs` are the checked inputs (plain values). `previous` holds the resource's outputs before
+    this operation: `{}` for a create, the old outputs for an update, and None under the mocks,
+    which have no history (a published Lambda version then reads MOCK_PUBLISHED_VERSION).
+
+    `seed` stands for what makes a cloud's generated identifiers unique (distribution and key IDs,
+    API IDs, the suffix of a prefixed bucket name). A stand-in passes a fresh value per physical
+    resource and the same value again for its updates; the mocks pass none, and everything derives
+    from the logical name, the same in every run (IDs that AWS generates are then `<name>-id`).
+
+    The returned outputs are the computed ones only: callers merge them over the inputs.
+    """
+    ins = dict(inputs)
+    key = seed if seed is not None else name
+    physical = str(ins.get("name") or f"{name}-{_digest(name)[:7]}")
+    generated = f"{name}-id" if seed is None else f"{name}-{_digest(key)[:8]}"
+    # None: an ID AWS generates. AWS names a bucket's settings, a repository's policies and a topic's
+    # policy after their parent; here they get IDs of their own, so that an ID names one resource.
+    ident: str | None = None
     out: dict[str, Any] = {}
     if type_ == "aws:iam/openIdConnectProvider:OpenIdConnectProvider":
-        out["arn"] = f"arn:aws:iam::{ACCOUNT_ID}:oidc-provider/token.actions.githubusercontent.com"
+        host = str(ins.get("url") or "token.actions.githubusercontent.com").removeprefix("https://")
+        out["arn"] = f"arn:aws:iam::{ACCOUNT_ID}:oidc-provider/{host}"
+        ident = out["arn"]
     elif type_ == "aws:iam/role:Role":
-        out.update(name=physical, arn=f"arn:aws:iam::{ACCOUNT_ID}:role/{physical}")
+        out.update(
+            name=physical,
+            arn=f"arn:aws:iam::{ACCOUNT_ID}:role/{physical}",
+            uniqueId=f"AROA{_digest(key)[:17].upper()}",
+        )
+        ident = physical
     elif type_ == "aws:iam/policy:Policy":
-        out.update(name=physical, arn=f"arn:aws:iam::{ACCOUNT_ID}:policy/{physical}")
+        out.update(
+            name=physical,
+            arn=f"arn:aws:iam::{ACCOUNT_ID}:policy/{physical}",
+            policyId=f"ANPA{_digest(key)[:17].upper()}",
+        )
+        ident = out["arn"]
+    elif type_ == "aws:iam/rolePolicy:RolePolicy":
+        ident = f"{ins.get('role', '')}:{physical}"
     elif type_ in {"aws:s3/bucket:Bucket", "aws:s3/bucketV2:BucketV2"}:
-        bucket = inputs.get("bucket") or (
-            f"{inputs['bucketPrefix']}{_digest(name)[:12]}" if inputs.get("bucketPrefix") else physical
+        bucket = ins.get("bucket") or (
+            f"{ins['bucketPrefix']}{_digest(key)[:12]}" if ins.get("bucketPrefix") else physical
         )
         out.update(
             bucket=bucket,
             arn=f"arn:aws:s3:::{bucket}",
             bucketRegionalDomainName=f"{bucket}.s3.{region}.amazonaws.com",
             bucketDomainName=f"{bucket}.s3.amazonaws.com",
+            region=region,
         )
+        ident = bucket
     elif type_ == "aws:ecr/repository:Repository":
         out.update(
             name=physical,
@@ -123,81 +251,132 @@ def _computed(type_: str, name: str, inputs: dict[str, Any], region: str) -> dic
             repositoryUrl=f"{ACCOUNT_ID}.dkr.ecr.{region}.amazonaws.com/{physical}",
             registryId=ACCOUNT_ID,
         )
+        ident = physical
+    elif type_ in {"aws:ecr/lifecyclePolicy:LifecyclePolicy", "aws:ecr/repositoryPolicy:RepositoryPolicy"}:
+        out["registryId"] = ACCOUNT_ID
     elif type_ == "aws:lambda/function:Function":
+        arn = _arn("lambda", region, f"function:{physical}")
+        computed = {"name", "arn", "version", "invokeArn", "qualifiedArn", "qualifiedInvokeArn"} - set(ins)
+        version = _published_version(ins, previous, computed)
         out.update(
             name=physical,
-            arn=_arn("lambda", region, f"function:{physical}"),
-            version="2",
-            invokeArn=f"arn:aws:apigateway:{region}:lambda:path/2015-03-31/functions/"
-            f"{_arn('lambda', region, f'function:{physical}')}/invocations",
-            qualifiedArn=_arn("lambda", region, f"function:{physical}:2"),
+            arn=arn,
+            version=version,
+            invokeArn=f"arn:aws:apigateway:{region}:lambda:path/2015-03-31/functions/{arn}/invocations",
+            qualifiedArn=f"{arn}:{version}",
+            qualifiedInvokeArn=f"arn:aws:apigateway:{region}:lambda:path/2015-03-31/functions/"
+            f"{arn}:{version}/invocations",
         )
+        ident = physical
     elif type_ == "aws:lambda/alias:Alias":
-        fn = inputs.get("functionName", "fn")
+        fn = ins.get("functionName", "fn")
+        arn = _arn("lambda", region, f"function:{fn}:{physical}")
         out.update(
-            arn=_arn("lambda", region, f"function:{fn}:{physical}"),
-            invokeArn=f"arn:aws:apigateway:{region}:lambda:path/2015-03-31/functions/"
-            f"{_arn('lambda', region, f'function:{fn}:{physical}')}/invocations",
+            arn=arn,
+            invokeArn=f"arn:aws:apigateway:{region}:lambda:path/2015-03-31/functions/{arn}/invocations",
         )
+        ident = arn
+    elif type_ == "aws:lambda/permission:Permission":
+        if ins.get("statementId"):
+            ident = str(ins["statementId"])
+        else:
+            ident = generated if seed is None else f"terraform-{int(_digest(key)[:16], 16):020d}"
+            out["statementId"] = ident
     elif type_ == "aws:cloudwatch/logGroup:LogGroup":
         out.update(name=physical, arn=_arn("logs", region, f"log-group:{physical}"))
+        ident = physical
     elif type_ == "aws:apigatewayv2/api:Api":
+        api_id = generated if seed is None else _token(key, 10)
         out.update(
-            apiEndpoint=f"https://{name[:10]}.execute-api.{region}.amazonaws.com",
-            executionArn=_arn("execute-api", region, name[:10]),
-            arn=_arn("apigateway", region, f"/apis/{name}"),
+            apiEndpoint=f"https://{api_id}.execute-api.{region}.amazonaws.com",
+            executionArn=_arn("execute-api", region, api_id),
+            arn=f"arn:aws:apigateway:{region}::/apis/{api_id}",
         )
+        ident = api_id
     elif type_ == "aws:apigatewayv2/stage:Stage":
+        api_id = ins.get("apiId", "x")
         out.update(
-            invokeUrl=f"https://{name[:10]}.execute-api.{region}.amazonaws.com/",
-            arn=_arn("apigateway", region, f"/apis/x/stages/{physical}"),
+            invokeUrl=f"https://{api_id}.execute-api.{region}.amazonaws.com/",
+            arn=f"arn:aws:apigateway:{region}::/apis/{api_id}/stages/{physical}",
+            executionArn=_arn("execute-api", region, f"{api_id}/{physical}"),
         )
+        ident = generated
+    elif type_ in {"aws:apigatewayv2/integration:Integration", "aws:apigatewayv2/route:Route"}:
+        ident = generated if seed is None else _token(key, 7)
     elif type_ == "aws:cloudfront/distribution:Distribution":
-        ident = "E" + _digest(name)[:12].upper()
+        ident = "E" + _digest(key)[:12].upper()
         out.update(
-            domainName=f"d{ident[1:9].lower()}.cloudfront.net",
+            domainName=f"d{_digest(key)[12:25]}.cloudfront.net"
+            if seed is not None
+            else f"d{ident[1:9].lower()}.cloudfront.net",
             arn=_arn("cloudfront", region, f"distribution/{ident}", global_=True),
             hostedZoneId="Z2FDTNDATAQYW2",
+            etag=f"E{_digest(key + ':etag')[:12].upper()}",
+            status="Deployed",
         )
-        return {**out, "_id": ident}
+    elif type_ == "aws:cloudfront/originAccessControl:OriginAccessControl":
+        ident = "E" + _digest(f"oac-{key}")[:12].upper()
+        out["etag"] = "ETAG"
+    elif type_ == "aws:cloudfront/responseHeadersPolicy:ResponseHeadersPolicy":
+        ident = str(uuid.UUID(_digest(f"rhp-{key}")[:32]))
+        out["etag"] = "ETAG"
+    elif type_ == "aws:cloudfront/cachePolicy:CachePolicy":
+        ident = str(uuid.UUID(_digest(f"cp-{key}")[:32]))
+        out["etag"] = "ETAG"
     elif type_ == "aws:sns/topic:Topic":
-        out.update(name=physical, arn=_arn("sns", region, physical))
+        out.update(name=physical, arn=_arn("sns", region, physical), owner=ACCOUNT_ID)
+        ident = out["arn"]
+    elif type_ == "aws:sns/topicPolicy:TopicPolicy":
+        out["owner"] = ACCOUNT_ID
+    elif type_ == "aws:sns/topicSubscription:TopicSubscription":
+        topic = ins.get("topic") or _arn("sns", region, "topic")
+        out.update(arn=f"{topic}:{uuid.UUID(_digest(f'sub-{key}')[:32])}", ownerId=ACCOUNT_ID)
+        if ins.get("protocol") == "email":
+            out["pendingConfirmation"] = True
+        ident = out["arn"]
     elif type_ == "aws:cloudwatch/metricAlarm:MetricAlarm":
         out.update(name=physical, arn=_arn("cloudwatch", region, f"alarm:{physical}"))
+        ident = physical
     elif type_ == "aws:kms/key:Key":
-        key_id = str(uuid.UUID(_digest(name)[:32]))
+        key_id = str(uuid.UUID(_digest(key)[:32]))
         out.update(keyId=key_id, arn=_arn("kms", region, f"key/{key_id}"))
+        ident = key_id
     elif type_ == "aws:kms/alias:Alias":
+        alias = str(ins.get("name", physical))
         out.update(
-            arn=_arn("kms", region, str(inputs.get("name", physical))),
-            targetKeyArn=_arn("kms", region, f"key/{inputs.get('targetKeyId', '')}"),
+            arn=_arn("kms", region, alias),
+            targetKeyArn=_arn("kms", region, f"key/{ins.get('targetKeyId', '')}"),
         )
+        ident = alias
     elif type_ == "aws:cloudwatch/dashboard:Dashboard":
-        board = inputs.get("dashboardName", physical)
+        board = ins.get("dashboardName", physical)
         out.update(dashboardArn=f"arn:aws:cloudwatch::{ACCOUNT_ID}:dashboard/{board}")
+        ident = str(board)
     elif type_ == "aws:budgets/budget:Budget":
         out.update(
             name=physical, accountId=ACCOUNT_ID, arn=f"arn:aws:budgets::{ACCOUNT_ID}:budget/{physical}"
         )
-    elif type_ == "aws:cloudfront/originAccessControl:OriginAccessControl":
-        ident = "E" + _digest(f"oac-{name}")[:12].upper()
-        return {**out, "etag": "ETAG", "_id": ident}
-    elif type_ == "aws:cloudfront/responseHeadersPolicy:ResponseHeadersPolicy":
-        ident = str(uuid.UUID(_digest(f"rhp-{name}")[:32]))
-        return {**out, "etag": "ETAG", "_id": ident}
-    elif type_ == "aws:cloudfront/cachePolicy:CachePolicy":
-        ident = str(uuid.UUID(_digest(f"cp-{name}")[:32]))
-        return {**out, "etag": "ETAG", "_id": ident}
+        ident = f"{ACCOUNT_ID}:{physical}"
     elif type_.startswith("aws:"):
         out.setdefault("arn", _arn(type_.split(":")[1].split("/", maxsplit=1)[0], region, physical))
     elif type_ == "github:index/repositoryEnvironment:RepositoryEnvironment":
-        out.update(environment=inputs.get("environment"))
-    if "name" not in out and "name" in inputs:
-        out["name"] = inputs["name"]
-    return out
+        out.update(environment=ins.get("environment"))
+        ident = f"{ins.get('repository')}:{ins.get('environment')}"
+    elif type_ == "github:index/actionsEnvironmentVariable:ActionsEnvironmentVariable":
+        ident = f"{ins.get('repository')}:{ins.get('environment')}:{ins.get('variableName')}"
+    elif type_ == "github:index/actionsEnvironmentSecret:ActionsEnvironmentSecret":
+        ident = f"{ins.get('repository')}:{ins.get('environment')}:{ins.get('secretName')}"
+    elif type_ == "github:index/actionsVariable:ActionsVariable":
+        ident = f"{ins.get('repository')}:{ins.get('variableName')}"
+    elif type_ == "github:index/repositoryEnvironmentDeploymentPolicy:RepositoryEnvironmentDeploymentPolicy":
+        ident = f"{ins.get('repository')}:{ins.get('environment')}:{int(_digest(key)[:6], 16)}"
+    if "name" not in out and "name" in ins:
+        out["name"] = ins["name"]
+    return ident or generated, out
 
 
-def _invoke_result(function: str, args: dict[str, Any], region: str) -> dict[str, Any]:
+def invoke_result(function: str, args: Mapping[str, Any], region: str) -> dict[str, Any]:
+    """What a provider function returns (`aws.get_caller_identity()` …), for the mocks and the stand-ins."""
     if function == "aws:index/getCallerIdentity:getCallerIdentity":
         return {
             "accountId": ACCOUNT_ID,
@@ -206,7 +385,12 @@ def _invoke_result(function: str, args: dict[str, Any], region: str) -> dict[str
             "id": ACCOUNT_ID,
         }
     if function == "aws:index/getPartition:getPartition":
-        return {"partition": "aws", "dnsSuffix": "amazonaws.com", "id": "aws"}
+        return {
+            "partition": "aws",
+            "dnsSuffix": "amazonaws.com",
+            "reverseDnsPrefix": "com.amazonaws",
+            "id": "aws",
+        }
     if function == "aws:index/getRegion:getRegion":
         return {"name": region, "region": region, "id": region}
     if function == "github:index/getUser:getUser":
@@ -227,6 +411,9 @@ def _invoke_result(function: str, args: dict[str, Any], region: str) -> dict[str
     if function.startswith("aws:iam/getPolicyDocument"):
         return {"json": json.dumps({"Version": "2012-10-17", "Statement": []})}
     return {}
+
+
+_invoke_result = invoke_result  # the name the infra tests knew first
 
 
 # --- secret handling ----------------------------------------------------------------------------
@@ -314,13 +501,12 @@ def simulate(
 
     class _Mocks(pulumi.runtime.Mocks):
         def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict]:
-            computed = _computed(args.typ, args.name, args.inputs, region_name)
-            ident = computed.pop("_id", None) or f"{args.name}-id"
+            ident, computed = computed_outputs(args.typ, args.name, args.inputs, region_name)
             return ident, {**args.inputs, **computed}
 
         def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, list[tuple[str, str]] | None]:
             sim.invokes.append((args.token, dict(args.args)))
-            return _invoke_result(args.token, dict(args.args), region_name), []
+            return invoke_result(args.token, dict(args.args), region_name), []
 
     class _Monitor(pmocks.MockMonitor):
         def RegisterResource(self, request: Any) -> Any:
