@@ -454,7 +454,7 @@ def test_the_cloud_edits_paths_keeps_secrets_and_counts_faults(tmp_path: Path) -
 # --- the real program ----------------------------------------------------------------------------
 
 
-def test_the_real_program_deploys_dev_a_second_up_is_a_no_op_and_prod_previews(rig: Rig) -> None:
+def test_the_real_program_deploys_dev_then_changes_nothing_previews_prod_and_destroys_dev(rig: Rig) -> None:
     from pulumi import automation as auto
 
     from infra.program import deploy
@@ -481,12 +481,23 @@ def test_the_real_program_deploys_dev_a_second_up_is_a_no_op_and_prod_previews(r
     assert changes(up.summary.resource_changes) == {"create": len(state)}
     out = values(up)
     assert out["publishedVersions"] == {"api": "1", "worker": "1"} == out["liveVersions"]
+    function = rig.cloud.find(FUNCTION, "service-api-function")
+    assert function is not None and function.physical == "stageline-dev-api"
+    # The provider's default tags reach every taggable resource, as `tagsAll`.
+    assert {"environment": "dev", "managed-by": "pulumi"}.items() <= function.output("tagsAll").items()
 
     again = dev.up()
     assert changes(again.summary.resource_changes) == {"same": len(state)}
+    refresh = dev.refresh()
+    assert changes(refresh.summary.resource_changes) == {"same": len(state)}
+    assert [op for op, _, _ in rig.cloud.operations()].count("read") == len(custom)
 
     prod = rig.stack(deploy, project="stageline", name="prod")
     prod.set_config("github:token", token)
     preview = prod.preview()
     assert set(changes(preview.change_summary)) == {"create"}
     assert changes(preview.change_summary)["create"] > len(state) - 5
+
+    destroy = dev.destroy()
+    assert changes(destroy.summary.resource_changes) == {"delete": len(state)}
+    assert rig.cloud.resources() == []

@@ -32,6 +32,7 @@ from google.protobuf import empty_pb2, json_format, struct_pb2
 from pulumi.runtime.proto import plugin_pb2, provider_pb2, provider_pb2_grpc
 
 from infra import simulate
+from policy.rules import TAGGABLE_TYPES  # the AWS types that take tags, checked against the SDK
 from tests.standin.cloud import Cloud, CloudError, Record, is_secret, unwrap
 
 PACKAGES = ("aws", "github")
@@ -232,6 +233,7 @@ class StandinProvider(provider_pb2_grpc.ResourceProviderServicer):
         self.version = plugin_version(package)
         self.region = "us-east-1"
         self.configured: dict[str, Any] = {}
+        self.default_tags: dict[str, Any] = {}
         self.cancelled = threading.Event()
         self.stop = stop
 
@@ -262,6 +264,11 @@ class StandinProvider(provider_pb2_grpc.ResourceProviderServicer):
         args = unwrap(from_struct(request.args))
         variables = dict(request.variables)
         self.configured = args
+        defaults = args.get("defaultTags")
+        if isinstance(defaults, str):  # provider inputs that are objects arrive as JSON
+            defaults = json.loads(defaults or "{}")
+        tags = defaults.get("tags") if isinstance(defaults, Mapping) else None
+        self.default_tags = dict(tags) if isinstance(tags, Mapping) else {}
         if self.package == "aws":
             region = args.get("region") or variables.get("aws:config:region")
             if region:
@@ -351,17 +358,13 @@ class StandinProvider(provider_pb2_grpc.ResourceProviderServicer):
         props = from_struct(request.properties)
         plain = canonical(props)
         if request.preview:
-            _, computed = simulate.computed_outputs(
-                request.type, request.name, plain, self.region, {}, seed="preview"
-            )
+            _, computed = self._computed(request, plain, {}, seed="preview")
             outputs = {**props, **{k: UNKNOWN for k in computed if k not in props}}
             return provider_pb2.CreateResponse(id="", properties=to_struct(outputs))
         try:
             self._check_credentials()
             seed = uuid.uuid4().hex
-            ident, computed = simulate.computed_outputs(
-                request.type, request.name, plain, self.region, {}, seed=seed
-            )
+            ident, computed = self._computed(request, plain, {}, seed=seed)
             record = self._record(
                 urn=request.urn,
                 type_=request.type,
@@ -400,9 +403,7 @@ class StandinProvider(provider_pb2_grpc.ResourceProviderServicer):
         seed = record.seed if record is not None and record.seed else "preview"
         plain = canonical(news)
         if request.preview:
-            _, fresh = simulate.computed_outputs(
-                request.type, request.name, plain, self.region, previous, seed=seed
-            )
+            _, fresh = self._computed(request, plain, previous, seed=seed)
             outputs = dict(news)
             for key, value in fresh.items():
                 if key in news:
@@ -414,9 +415,7 @@ class StandinProvider(provider_pb2_grpc.ResourceProviderServicer):
             self._check_credentials()
             if record is None:
                 raise ProviderError(f"{request.type} {request.id!r} does not exist")
-            _, computed = simulate.computed_outputs(
-                request.type, request.name, plain, self.region, previous, seed=seed
-            )
+            _, computed = self._computed(request, plain, previous, seed=seed)
             updated = self._record(
                 urn=request.urn,
                 type_=request.type,
@@ -446,6 +445,19 @@ class StandinProvider(provider_pb2_grpc.ResourceProviderServicer):
         return empty_pb2.Empty()
 
     # --- helpers ---------------------------------------------------------------------------------
+
+    def _computed(
+        self, request: Any, plain: Mapping[str, Any], previous: Mapping[str, Any], *, seed: str
+    ) -> tuple[str, dict[str, Any]]:
+        """infra.simulate's ID and computed outputs, plus `tagsAll` (the provider's default tags and
+        the resource's own) for the types that take tags."""
+        ident, computed = simulate.computed_outputs(
+            request.type, request.name, plain, self.region, previous, seed=seed
+        )
+        if request.type in TAGGABLE_TYPES:
+            own = plain.get("tags")
+            computed["tagsAll"] = {**self.default_tags, **(own if isinstance(own, Mapping) else {})}
+        return ident, computed
 
     def _record(
         self,
