@@ -409,8 +409,53 @@ def invoke_result(function: str, args: Mapping[str, Any], region: str) -> dict[s
             "name": slug,
         }
     if function.startswith("aws:iam/getPolicyDocument"):
-        return {"json": json.dumps({"Version": "2012-10-17", "Statement": []})}
+        return _policy_document(args)
     return {}
+
+
+def _one_or_many(values: Any) -> Any:
+    """IAM's form, as the provider renders it: a lone value stands alone, several make a sorted list."""
+    items = list(values) if isinstance(values, list | tuple) else [values]
+    return items[0] if len(items) == 1 else sorted(items)
+
+
+def _policy_document(args: Mapping[str, Any]) -> dict[str, Any]:
+    """`aws.iam.get_policy_document`: the statements' arguments rendered as an IAM policy document."""
+    statements = []
+    for st in args.get("statements") or []:
+        out: dict[str, Any] = {}
+        if st.get("sid"):
+            out["Sid"] = st["sid"]
+        out["Effect"] = st.get("effect") or "Allow"
+        for key, field_ in (
+            ("actions", "Action"),
+            ("notActions", "NotAction"),
+            ("resources", "Resource"),
+            ("notResources", "NotResource"),
+        ):
+            if st.get(key):
+                out[field_] = _one_or_many(st[key])
+        for key, field_ in (("principals", "Principal"), ("notPrincipals", "NotPrincipal")):
+            for principal in st.get(key) or []:
+                if principal.get("type") == "*":
+                    out[field_] = "*"
+                else:
+                    out.setdefault(field_, {})[principal["type"]] = _one_or_many(
+                        principal.get("identifiers", [])
+                    )
+        for condition in st.get("conditions") or []:
+            tests = out.setdefault("Condition", {}).setdefault(condition["test"], {})
+            tests[condition["variable"]] = _one_or_many(condition.get("values", []))
+        statements.append(out)
+    doc: dict[str, Any] = {"Version": args.get("version") or "2012-10-17", "Statement": statements}
+    if args.get("policyId"):
+        doc["Id"] = args["policyId"]
+    text = json.dumps(doc, indent=2)
+    return {
+        "json": text,
+        "minifiedJson": json.dumps(doc, separators=(",", ":")),
+        "id": str(int(_digest(text)[:8], 16)),
+    }
 
 
 _invoke_result = invoke_result  # the name the infra tests knew first

@@ -81,6 +81,18 @@ def rig(tmp_path: Path) -> Rig:
     return Rig(root=tmp_path, env=env, cloud=Cloud(tmp_path / "cloud"))
 
 
+POLICY_STATEMENTS = [
+    {
+        "sid": "ReadReleases",
+        "actions": ["s3:GetObject"],
+        "resources": ["arn:aws:s3:::stageline-dev-artifacts-*/releases/*"],
+        "principals": [{"type": "Service", "identifiers": ["cloudfront.amazonaws.com"]}],
+        "conditions": [{"test": "Bool", "variable": "aws:SecureTransport", "values": ["true"]}],
+    },
+    {"effect": "Deny", "actions": ["s3:DeleteObject", "s3:PutObject"], "resources": ["*"]},
+]
+
+
 def handler(code: str) -> str:
     return f"def handler(event, context):\n    return {code!r}\n"
 
@@ -145,6 +157,8 @@ class Tiny:
             "identity", {"accountId": identity.account_id, "arn": identity.arn, "userId": identity.user_id}
         )
         pulumi.export("partition", aws.get_partition_output(opts=invoke).partition)
+        document = aws.iam.get_policy_document_output(statements=POLICY_STATEMENTS, opts=invoke)
+        pulumi.export("policyJson", document.json)
         pulumi.export("region", aws.get_region_output(opts=invoke).region)
 
 
@@ -201,6 +215,16 @@ def test_invoke_results_are_infra_simulates(rig: Rig) -> None:
         == simulate.invoke_result("aws:index/getPartition:getPartition", {}, REGION)["partition"]
     )
     assert out["region"] == REGION
+    # These arguments' names are the same in the SDK's spelling and on the wire.
+    document = simulate.invoke_result(
+        "aws:iam/getPolicyDocument:getPolicyDocument", {"statements": POLICY_STATEMENTS}, REGION
+    )
+    assert out["policyJson"] == document["json"]
+    assert json.loads(out["policyJson"])["Statement"][1] == {
+        "Effect": "Deny",
+        "Action": ["s3:DeleteObject", "s3:PutObject"],
+        "Resource": "*",
+    }
 
 
 def test_drift_in_the_cloud_shows_in_preview_refresh_and_refresh_reads_it_back(rig: Rig) -> None:
