@@ -417,7 +417,19 @@ def test_the_plugin_refuses_to_start_without_a_cloud() -> None:
     )
     assert done.returncode != 0 and done.stdout == ""
     lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and "STAGELINE_STANDIN_CLOUD" in lines[0]
+    assert len(lines) == 1 and "STAGELINE_STANDIN_CLOUD is not set" in lines[0]
+
+    # The engine starts plugins in the program's directory: a relative path would name another place.
+    env["STAGELINE_STANDIN_CLOUD"] = "cloud"
+    done = subprocess.run(
+        [str(BIN / "pulumi-resource-github"), "127.0.0.1:1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode != 0 and "must be an absolute path" in done.stderr
 
 
 def test_the_plugin_prints_its_port_and_stops_when_the_engine_is_gone(tmp_path: Path) -> None:

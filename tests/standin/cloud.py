@@ -205,6 +205,9 @@ class Cloud:
         where = os.environ.get(ENV, "")
         if not where:
             raise CloudError(f"{ENV} is not set: it must name the stand-in cloud's directory")
+        if not Path(where).is_absolute():
+            # The engine starts plugins in the program's directory, not where the variable was set.
+            raise CloudError(f"{ENV} must be an absolute path, got {where!r}")
         return cls(where)
 
     # --- storage ---------------------------------------------------------------------------------
@@ -218,7 +221,7 @@ class Cloud:
                 yield state
                 if write:
                     tmp = self._state.with_name(f".state.{os.getpid()}.tmp")
-                    tmp.write_text(json.dumps(state, indent=1, sort_keys=True))
+                    tmp.write_text(json.dumps(state, indent=1))  # in insertion order: creation order
                     os.replace(tmp, self._state)
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
