@@ -17,6 +17,7 @@ Replacement follows a small table of the properties that force a new resource on
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import threading
@@ -205,6 +206,26 @@ def _wrap_like(template: Any, value: Any) -> Any:
     if is_secret(template) and not is_secret(value):
         return {SIG_KEY: template[SIG_KEY], "value": value}
     return value
+
+
+# STAGELINE_STANDIN_ENDPOINT (e.g. http://127.0.0.1:8080) points the HTTP API's and the CloudFront
+# distributions' addresses at a local server, so health checks and promotion's verification reach
+# something; the path keeps each endpoint apart (/api/<api id>, /cdn/<distribution id>).
+ENDPOINT_ENV = "STAGELINE_STANDIN_ENDPOINT"
+
+
+def local_endpoints(type_: str, ident: str, computed: dict[str, Any]) -> dict[str, Any]:
+    base = os.environ.get(ENDPOINT_ENV, "").rstrip("/")
+    if not base:
+        return computed
+    if type_ == "aws:apigatewayv2/api:Api":
+        computed["apiEndpoint"] = f"{base}/api/{ident}"
+    elif type_ == "aws:apigatewayv2/stage:Stage" and "invokeUrl" in computed:
+        api = str(computed["invokeUrl"]).split("//", 1)[-1].split(".", 1)[0]
+        computed["invokeUrl"] = f"{base}/api/{api}/"
+    elif type_ == "aws:cloudfront/distribution:Distribution":
+        computed["domainName"] = f"{base}/cdn/{ident}"
+    return computed
 
 
 def plugin_version(package: str) -> str:
@@ -457,7 +478,7 @@ class StandinProvider(provider_pb2_grpc.ResourceProviderServicer):
         if request.type in TAGGABLE_TYPES:
             own = plain.get("tags")
             computed["tagsAll"] = {**self.default_tags, **(own if isinstance(own, Mapping) else {})}
-        return ident, computed
+        return ident, local_endpoints(request.type, ident, computed)
 
     def _record(
         self,
