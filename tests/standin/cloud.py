@@ -4,7 +4,10 @@ Test equipment, not product. The stand-in plugins (`tests/standin/provider.py`) 
 they create here, in the directory named by STAGELINE_STANDIN_CLOUD, and answer Read from it: so a
 test that edits a property here, or deletes a resource, has made drift that `pulumi refresh` finds.
 Several plugin processes (the aws and github plugins, several stacks at once) share one directory;
-every change is one read-modify-write of `state.json` under an exclusive `fcntl` lock.
+every change to a resource is one read-modify-write of `state.json` under an exclusive `fcntl` lock.
+Faults live in `faults.json` (read under a shared lock, rewritten only when one is consumed) and the
+operations log in `operations.jsonl` (appended, one line per operation), so a refresh, which only
+reads, never rewrites the resources.
 
 A resource is a Record: its URN, type, logical and physical names, ID, and its inputs and outputs as
 the engine sends them on the wire (secrets stay wrapped in the wire's secret signature; `Record.input`
@@ -199,6 +202,9 @@ class Cloud:
         self.path.mkdir(parents=True, exist_ok=True)
         self._state = self.path / "state.json"
         self._lock = self.path / "state.lock"
+        self._faults = self.path / "faults.json"
+        self._faults_lock = self.path / "faults.lock"
+        self._operations = self.path / "operations.jsonl"
 
     @classmethod
     def from_env(cls) -> Cloud:
@@ -214,27 +220,19 @@ class Cloud:
 
     @contextlib.contextmanager
     def _locked(self, *, write: bool) -> Iterator[dict[str, Any]]:
-        with open(self._lock, "a+") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX if write else fcntl.LOCK_SH)
-            try:
-                state = self._load()
-                yield state
-                if write:
-                    tmp = self._state.with_name(f".state.{os.getpid()}.tmp")
-                    tmp.write_text(json.dumps(state, indent=1))  # in insertion order: creation order
-                    os.replace(tmp, self._state)
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+        with _flocked(self._lock, write=write):
+            state = {"resources": _read_json(self._state, {})}
+            yield state
+            if write:
+                _write_json(self._state, state["resources"])  # in insertion order: creation order
 
-    def _load(self) -> dict[str, Any]:
-        try:
-            state = json.loads(self._state.read_text())
-        except FileNotFoundError:
-            state = {}
-        state.setdefault("resources", {})
-        state.setdefault("faults", [])
-        state.setdefault("operations", [])
-        return state
+    @contextlib.contextmanager
+    def _faults_locked(self, *, write: bool) -> Iterator[list[dict[str, Any]]]:
+        with _flocked(self._faults_lock, write=write):
+            faults: list[dict[str, Any]] = _read_json(self._faults, [])
+            yield faults
+            if write:
+                _write_json(self._faults, faults)
 
     # --- reading ---------------------------------------------------------------------------------
 
@@ -262,12 +260,16 @@ class Cloud:
 
     def operations(self) -> list[tuple[str, str, str]]:
         """What the plugins did, in order: (op, type token, logical name), op in create/update/delete/read."""
-        with self._locked(write=False) as state:
-            return [(e["op"], e["type"], e["name"]) for e in state["operations"]]
+        try:
+            lines = self._operations.read_text().splitlines()
+        except FileNotFoundError:
+            return []
+        entries = [json.loads(line) for line in lines if line]
+        return [(e["op"], e["type"], e["name"]) for e in entries]
 
     def faults(self) -> list[Fault]:
-        with self._locked(write=False) as state:
-            return [Fault(**f) for f in state["faults"]]
+        with self._faults_locked(write=False) as faults:
+            return [Fault(**f) for f in faults]
 
     # --- editing: drift made outside the engine --------------------------------------------------
 
@@ -315,12 +317,12 @@ class Cloud:
         self._add_fault(Fault(match=match, op=op, seconds=float(seconds), remaining=times))
 
     def clear_faults(self) -> None:
-        with self._locked(write=True) as state:
-            state["faults"] = []
+        with self._faults_locked(write=True) as faults:
+            faults.clear()
 
     def _add_fault(self, fault: Fault) -> None:
-        with self._locked(write=True) as state:
-            state["faults"].append(fault.__dict__)
+        with self._faults_locked(write=True) as faults:
+            faults.append(fault.__dict__)
 
     # --- the plugins' side -----------------------------------------------------------------------
 
@@ -328,9 +330,12 @@ class Cloud:
         """Consume the faults that apply to one operation: (seconds to wait, message to fail with)."""
         names = [n for n in names if n]
         delay, message = 0.0, None
-        with self._locked(write=True) as state:
+        with self._faults_locked(write=False) as faults:
+            if not any(Fault(**f).matches(op, names) for f in faults):
+                return delay, message  # the usual case: nothing to consume, nothing to write
+        with self._faults_locked(write=True) as faults:
             kept = []
-            for stored in state["faults"]:
+            for stored in faults:
                 raw = dict(stored)
                 fault = Fault(**raw)
                 applies = fault.matches(op, names) and (fault.seconds > 0 or message is None)
@@ -344,7 +349,7 @@ class Cloud:
                             continue
                         raw = {**raw, "remaining": fault.remaining - 1}
                 kept.append(raw)
-            state["faults"] = kept
+            faults[:] = kept
         return delay, message
 
     def lookup(self, urn: str, type_: str, id_: str) -> Record | None:
@@ -358,19 +363,42 @@ class Cloud:
             if exclusive and record.key in state["resources"]:
                 raise CloudError(f"{record.type} {record.id!r} already exists")
             state["resources"][record.key] = record.to_json()
-            self._log(state, op, record)
+            self.log(op, record)
 
     def remove(self, record: Record, op: str = "delete") -> None:
         with self._locked(write=True) as state:
             state["resources"].pop(record.key, None)
-            self._log(state, op, record)
+            self.log(op, record)
 
     def log(self, op: str, record: Record) -> None:
-        with self._locked(write=True) as state:
-            self._log(state, op, record)
+        """Append one line to the operations log (a single O_APPEND write: lines never interleave)."""
+        entry = {"op": op, "type": record.type, "name": record.name, "id": record.id, "urn": record.urn}
+        line = (json.dumps(entry) + "\n").encode()
+        fd = os.open(self._operations, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line)
+        finally:
+            os.close(fd)
 
-    @staticmethod
-    def _log(state: dict[str, Any], op: str, record: Record) -> None:
-        state["operations"].append(
-            {"op": op, "type": record.type, "name": record.name, "id": record.id, "urn": record.urn}
-        )
+
+@contextlib.contextmanager
+def _flocked(path: Path, *, write: bool) -> Iterator[None]:
+    with open(path, "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX if write else fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _read_json(path: Path, default: Any) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return default
+
+
+def _write_json(path: Path, value: Any) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(value, separators=(",", ":")))
+    os.replace(tmp, path)
