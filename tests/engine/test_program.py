@@ -9,8 +9,9 @@ disk, which the tests read to prove what the engine did, and edit to make drift.
 Each `up` of the full program costs about 10 s on a 2-core machine, so the tests that only read share
 one deployment per module:
 
-* `shipped`: the shipped stack files, dev deployed with `pulumi up`; read by the deployment, no-op,
-  prod preview, fresh-clone and clean-policy tests.
+* `shipped`: the shipped stack files, dev deployed with `pulumi up`, its API and distributions pointed
+  at a local HTTP server (`endpoint`, through the stand-in provider's STAGELINE_STANDIN_ENDPOINT); read
+  by the deployment, no-op, prod preview, fresh-clone, clean-policy and unchanged-promotion tests.
 * `secret_dev`: dev with `stageline:slackWebhookUrl` set as a secret, deployed with the driver; read by
   the secrets test, then edited behind the engine's back by the drift test (its last user).
 
@@ -24,8 +25,10 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -213,9 +216,45 @@ class Deployed:
     first_up: dict[str, Any]  # the summary event of the first `pulumi up`
 
 
+@dataclass
+class Endpoint:
+    """A local HTTP server answering 200 to every GET: the stand-in API and CloudFront distributions."""
+
+    url: str
+    seen: list[str]
+
+
 @pytest.fixture(scope="module")
-def shipped(tmp_path_factory: pytest.TempPathFactory, pulumi_home: Path) -> Deployed:
-    checkout = make_checkout(tmp_path_factory.mktemp("shipped"), pulumi_home)
+def endpoint() -> Iterator[Endpoint]:
+    seen: list[str] = []
+
+    class Answer(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Answer)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield Endpoint(f"http://127.0.0.1:{server.server_port}", seen)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture(scope="module")
+def shipped(tmp_path_factory: pytest.TempPathFactory, pulumi_home: Path, endpoint: Endpoint) -> Deployed:
+    # The stand-in provider points the API's and the distributions' addresses at the local server.
+    checkout = make_checkout(
+        tmp_path_factory.mktemp("shipped"), pulumi_home, STAGELINE_STANDIN_ENDPOINT=endpoint.url
+    )
     checkout.pulumi("stack", "init", "dev")
     up = checkout.pulumi("up", "-s", "dev", "--yes", "--skip-preview", "--json")
     return Deployed(checkout, summary_event(up.stdout))
@@ -319,6 +358,43 @@ def test_the_policy_pack_passes_the_deployed_dev_stack_as_check_does(shipped: De
     assert pack_violations(preview.stdout) == set()
     summary = summary_event(preview.stdout)
     assert changes(summary["resourceChanges"]) == {"same": len(checkout.export()["resources"])}
+
+
+def test_promoting_unchanged_dev_checks_the_endpoints_and_alarms_the_engine_reports(
+    shipped: Deployed, endpoint: Endpoint, aws: dict[str, str]
+) -> None:
+    """`promote --only dev` on a stage already running its release: no up, but health checks through
+    the API URL and the TEST distribution the stack outputs name, and one look at its alarms."""
+    checkout = shipped.checkout
+    outputs = json.loads(checkout.pulumi("stack", "output", "-s", "dev", "--json").stdout)
+    cloudwatch = boto("cloudwatch", aws)
+    for alarm in checkout.cloud.resources("aws:cloudwatch/metricAlarm:MetricAlarm", stack="dev"):
+        cloudwatch.put_metric_alarm(
+            AlarmName=alarm.output("name"),
+            MetricName=alarm.output("metricName"),
+            Namespace=alarm.output("namespace"),
+            ComparisonOperator=alarm.output("comparisonOperator"),
+            EvaluationPeriods=alarm.output("evaluationPeriods"),
+            Period=alarm.output("period"),
+            Threshold=float(alarm.output("threshold")),
+            Statistic="Sum",
+        )
+    endpoint.seen.clear()
+
+    promoted = checkout.driver("promote", "--only", "dev", "--yes", "--json", env={**checkout.env, **aws})
+    record = json.loads(promoted.stdout)
+    assert (record["result"], record["exitCode"]) == ("unchanged", 0)
+    [stage] = record["stages"]
+    assert stage["result"] == "unchanged" and stage["updates"] == []
+    [check] = stage["verification"]
+    assert check["phase"] == "check" and check["ok"] is True
+    api = outputs["apiUrl"].rstrip("/")
+    assert api.startswith(f"{endpoint.url}/api/")
+    expected = {f"{api}{path}" for path in outputs["healthPaths"].values()} | {f"{outputs['testDomain']}/"}
+    assert {h["url"] for h in check["health"] if h["ok"] and h["status"] == 200} == expected
+    assert {endpoint.url + path for path in endpoint.seen} == expected
+    assert check["bake"]["alarms"] == outputs["alarmNames"] and check["bake"]["missing"] == []
+    assert len(outputs["alarmNames"]) == 7
 
 
 # --- policy: the pack under the engine reports what `check` reports ------------------------------
@@ -510,39 +586,44 @@ def test_drift_is_reported_remediated_and_ignored_as_the_readme_says(secret_dev:
 
 
 @pytest.fixture
-def kms() -> Iterator[dict[str, str]]:
-    """moto's KMS on 127.0.0.1 with the key the stack file names; the environment that reaches it."""
-    import boto3
+def aws() -> Iterator[dict[str, str]]:
+    """moto on 127.0.0.1 (KMS, CloudWatch) and the environment that reaches it, for the CLI and boto3."""
     from moto.server import ThreadedMotoServer
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
-    env = {
-        "AWS_ENDPOINT_URL": f"http://{host}:{port}",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_REGION": "eu-west-1",
-    }
     try:
-        client = boto3.client(
-            "kms",
-            region_name="eu-west-1",
-            endpoint_url=env["AWS_ENDPOINT_URL"],
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
-        key = client.create_key(Description="stageline dev secrets")["KeyMetadata"]["KeyId"]
-        client.create_alias(AliasName=KMS_ALIAS, TargetKeyId=key)
-        yield env
+        yield {
+            "AWS_ENDPOINT_URL": f"http://{host}:{port}",
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_REGION": "eu-west-1",
+            "AWS_DEFAULT_REGION": "eu-west-1",
+        }
     finally:
         server.stop()
 
 
+def boto(service: str, env: Mapping[str, str]) -> Any:
+    import boto3
+
+    return boto3.client(
+        service,
+        region_name=env["AWS_REGION"],
+        endpoint_url=env["AWS_ENDPOINT_URL"],
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+    )
+
+
 def test_a_stack_is_created_with_the_secrets_provider_its_stack_file_names(
-    tmp_path: Path, pulumi_home: Path, kms: dict[str, str]
+    tmp_path: Path, pulumi_home: Path, aws: dict[str, str]
 ) -> None:
-    checkout = make_checkout(tmp_path, pulumi_home, **kms)
+    kms = boto("kms", aws)
+    key = kms.create_key(Description="stageline dev secrets")["KeyMetadata"]["KeyId"]
+    kms.create_alias(AliasName=KMS_ALIAS, TargetKeyId=key)
+    checkout = make_checkout(tmp_path, pulumi_home, **aws)
     for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
         checkout.env.pop(name, None)
     stack_file = checkout.root / "Pulumi.dev.yaml"
