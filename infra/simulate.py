@@ -483,6 +483,16 @@ def _mask(value: Any) -> tuple[Any, bool]:
     return value, False
 
 
+_STACK_PARENT = "::pulumi:pulumi:Stack$"
+
+
+def engine_urn(urn: str) -> str:
+    """The URN the engine gives a resource: the SDK's mocks put the root stack's type into the type
+    chain of the stack's direct children (`…::pulumi:pulumi:Stack$aws:iam/role:Role::x`); the engine
+    does not (`…::aws:iam/role:Role::x`). Also applies to provider references (`URN::ID`)."""
+    return urn.replace(_STACK_PARENT, "::")
+
+
 def _struct_to_python(struct: Any) -> Any:
     from google.protobuf import json_format  # type: ignore[import-untyped]
 
@@ -564,20 +574,20 @@ def simulate(
                 outputs, _ = _mask(state if isinstance(state, dict) else {})
                 sim.resources.append(
                     SimResource(
-                        urn=response.urn,
+                        urn=engine_urn(response.urn),
                         type=request.type,
                         name=request.name,
-                        parent=request.parent,
+                        parent=engine_urn(request.parent),
                         inputs=masked,
                         outputs=outputs,
                         secret_paths=secret_keys,
                         protect=bool(request.protect),
                         retain_on_delete=bool(request.retainOnDelete),
                         custom=bool(request.custom),
-                        provider=request.provider,
+                        provider=engine_urn(request.provider),
                         delete_before_replace=bool(request.deleteBeforeReplace),
-                        aliases=tuple(str(a) for a in request.aliasURNs),
-                        dependencies=tuple(str(d) for d in request.dependencies),
+                        aliases=tuple(engine_urn(str(a)) for a in request.aliasURNs),
+                        dependencies=tuple(engine_urn(str(d)) for d in request.dependencies),
                         id=str(response.id),
                     )
                 )

@@ -303,12 +303,6 @@ def test_pulumi_up_deploys_the_real_program_and_a_second_up_changes_nothing(ship
     assert cloud.operations() == operations  # not one create, update or delete
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="infra/simulate.py: the SDK's mocks (pulumi.runtime.mocks.MockMonitor.make_urn) put "
-    "`pulumi:pulumi:Stack$` into the URN of every direct child of the stack (providers, components); the "
-    "engine does not, so `render --json` and `check --json` print URNs no engine command knows",
-)
 def test_the_mocks_give_every_resource_the_urn_the_engine_gives_it(shipped: Deployed) -> None:
     checkout = shipped.checkout
     engine = {r["urn"] for r in checkout.export()["resources"] if r["type"] != STACK_TYPE}
