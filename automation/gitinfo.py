@@ -1,4 +1,5 @@
-"""The few git facts the driver needs: the current commit, whether a commit exists, and worktrees.
+"""The few git facts the driver needs: the current commit, whether a commit exists, worktrees, and a
+`git status` that leaves one file out.
 
 Plain `git` subprocesses with argument lists (no shell). Every failure is a one-line
 ConfigurationError/StagelineError, never a CalledProcessError traceback.
@@ -6,9 +7,11 @@ ConfigurationError/StagelineError, never a CalledProcessError traceback.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -76,3 +79,46 @@ def worktree(root: Path, sha: str, where: Path) -> Iterator[Path]:
         if where.exists():
             shutil.rmtree(where, ignore_errors=True)
         _git(root, "worktree", "prune", check=False)
+
+
+def committed_file(checkout: Path, path: Path) -> bytes | None:
+    """The bytes of `path` (a file in `checkout`) as committed at HEAD; None when not committed."""
+    if shutil.which("git") is None:
+        return None
+    try:
+        relative = path.resolve().relative_to(checkout.resolve())
+    except ValueError:
+        return None
+    done = subprocess.run(
+        ["git", "show", f"HEAD:./{relative.as_posix()}"], cwd=checkout, capture_output=True, check=False
+    )
+    return done.stdout if done.returncode == 0 else None
+
+
+@contextmanager
+def hidden_from_status(checkout: Path, path: Path) -> Iterator[dict[str, str]]:
+    """Environment under which `git status` in `checkout` does not look at `path`; {} when it cannot.
+
+    A throwaway copy of the checkout's index with `path` marked assume-unchanged, named by
+    GIT_INDEX_FILE: the real index, and so what the user's own `git status` shows, is never changed.
+    """
+    if shutil.which("git") is None:
+        yield {}
+        return
+    found = _git(checkout, "rev-parse", "--path-format=absolute", "--git-path", "index", check=False)
+    index = Path(found.stdout.strip()) if found.returncode == 0 else None
+    if index is None or not index.is_file():
+        yield {}
+        return
+    with tempfile.TemporaryDirectory(prefix="stageline-index-") as tmp:
+        copy = Path(tmp) / "index"
+        shutil.copyfile(index, copy)
+        env = {"GIT_INDEX_FILE": str(copy)}
+        marked = subprocess.run(
+            ["git", "update-index", "--assume-unchanged", "--", str(path)],
+            cwd=checkout,
+            env={**os.environ, **env},
+            capture_output=True,
+            check=False,
+        )
+        yield env if marked.returncode == 0 else {}
