@@ -180,7 +180,12 @@ def drift(
 def _remediate(
     engine: Engine, report: DriftReport, *, yes: bool, clear_pending: bool, retry: RetryPolicy
 ) -> Any:
-    """`up` one drifted stack, after showing what that `up` would change and asking (unless `yes`)."""
+    """`up --refresh` one drifted stack, after showing what it would change and asking (unless `yes`).
+
+    The refresh is what puts drift back: a plain `up` compares the program with the state, which
+    drift does not touch, so it would change nothing and still report success.
+    """
+    from automation import drift as drifts
     from automation import updates
     from automation.gitinfo import head_commit
     from automation.preview import render_text
@@ -188,7 +193,8 @@ def _remediate(
     stack = report.stack
     updates.check_pending(engine, stack, clear=clear_pending, progress=progress)
     if not yes:
-        progress(f"{stack}: what `up` would change to put the drifted resources back:")
+        progress(f"{stack}: the drift the update puts back (it refreshes first), and what else it changes:")
+        progress(drifts.render_text([report], drifts.IgnoreRules()))
         summary = updates.with_lock_retry(stack, lambda: engine.preview(stack), retry, progress=progress)
         progress(render_text([summary]))
         confirm(f"Put {len(report.resources)} drifted resource(s) of {stack} back as code says?")
@@ -198,6 +204,7 @@ def _remediate(
         message=updates.update_message(f"drift remediation of {stack}", head_commit(engine.project_dir)),
         policy=retry,
         progress=progress,
+        refresh=True,
     )
 
 

@@ -1,9 +1,11 @@
 """An in-memory `Engine` for tests and benchmarks: stacks, config, outputs, history and trouble on demand.
 
 It implements `automation.stacks.Engine` exactly, so orchestration code cannot tell it from the real
-thing. Beyond the protocol it offers setup helpers (`add_history`, `set_drift`, `set_preview`,
-`add_pending`, `set_outputs`), fault injection (`fail`, `lock`, `interrupt_up`), simulated latency,
-and a log of calls so tests can assert what happened (or did not)::
+thing; tests/engine/test_contract.py runs the same scenarios against it and against `LocalEngine` over
+the real CLI, and the fake follows a self-managed (file://) backend where backends differ. Beyond the
+protocol it offers setup helpers (`add_history`, `set_drift`, `set_preview`, `add_pending`,
+`add_lock`, `set_outputs`), fault injection (`fail`, `lock`, `interrupt_up`, `kill_up`), simulated
+latency, and a log of calls so tests can assert what happened (or did not)::
 
     fake = FakeEngine({"dev": {}, "prod": {}}, latency=0.0)
     fake.add_history("prod", release=make_release("v1"), commit="a" * 40)
@@ -13,12 +15,26 @@ and a log of calls so tests can assert what happened (or did not)::
     assert fake.count("up", "prod") == 0   # "up was never called on prod"
 
 Install it for the CLI with `monkeypatch.setattr(automation.stacks, "engine_factory", lambda: fake)`.
+
+What it models, as the real engine behaves:
+
+* State vs cloud. `set_drift` says the cloud differs from the state. A plain `up` compares the program
+  with the state, so it leaves drift alone; `up(refresh=True)` reads the cloud first and puts drifted
+  resources back. `clear_pending` is a refresh: the state takes in the cloud (drift then shows in
+  `preview` as updates, not in `preview_refresh`) and it adds a "refresh" history entry.
+* Locks. An `up` holds the stack's lock while it runs: a second `up` (or `clear_pending`) meets
+  ConcurrentUpdateError; reads never wait. A lock left by a killed update (`kill_up`, `add_lock`)
+  fails every update with StaleLockError until `remove_stale_locks`.
+* History. Versions count from 1; an update's entry appears when it ends (a self-managed backend
+  writes it then), failed when it was interrupted and cancelled; a killed update writes none.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import os
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -29,6 +45,7 @@ from typing import Any
 
 from automation.redact import MASK, redact
 from automation.stacks import (
+    CHANGE_OPS,
     RELEASE_KEY,
     BackendInfo,
     ConcurrentUpdateError,
@@ -41,12 +58,15 @@ from automation.stacks import (
     Release,
     ResourceDrift,
     ResourceStep,
+    StackLock,
     StackOutputs,
+    StaleLockError,
     UpdateRecord,
     all_secret_strings,
     is_stateful,
     not_deployed,
     parse_urn,
+    stale_lock_message,
     unknown_stack,
 )
 
@@ -55,7 +75,11 @@ HEAVY_OPS = frozenset({"preview", "up", "preview_refresh"})
 # The calls that may create a stack in the backend, and those that never need it there (they read the
 # stack file, or have nothing to do); every other call needs the stack deployed.
 _CREATING_OPS = frozenset({"ensure_stack", "up", "set_release"})
-_ANYTIME_OPS = frozenset({"get_release", "cancel"})
+_ANYTIME_OPS = frozenset({"get_release", "cancel", "locks", "remove_stale_locks"})
+# The calls that take the stack's lock, as their real counterparts do (`pulumi up`, `pulumi refresh`).
+_LOCKING_OPS = frozenset({"up", "clear_pending"})
+KILLED_PID = 999_999_999  # the pid a killed update's lock names: no process has it
+_FUNCTION = "aws:lambda/function:Function"  # what the fake's updates have in flight
 DEFAULT_HEAD = "0" * 40
 
 
@@ -108,6 +132,7 @@ class FakeStack:
     preview_steps: list[ResourceStep] = field(default_factory=list)
     preview_counts: dict[str, int] | None = None
     pending: list[PendingOperation] = field(default_factory=list)
+    locks: list[StackLock] = field(default_factory=list)  # held by processes other than a running up
     resources: int = 12
     worktree_releases: dict[str, Release] = field(default_factory=dict)  # str(work_dir) -> release
     deployed: bool = True  # False: has a stack file but is not in the backend yet (see add_stack)
@@ -158,6 +183,7 @@ class FakeEngine:
         self._failures: dict[tuple[str, str], list[str]] = {}
         self._locks: dict[tuple[str, str], int] = {}
         self._interrupts: dict[str, tuple[type[BaseException], bool, bool]] = {}
+        self._kills: set[str] = set()
         self._running: dict[str, UpdateRecord] = {}
         self._active = 0
         self.max_concurrent = 0  # the most calls that were inside the engine at once
@@ -281,6 +307,23 @@ class FakeEngine:
             self.stack(stack).pending.append(op)
         return op
 
+    def add_lock(
+        self, stack: str, *, stale: bool = True, pid: int | None = None, host: str = ""
+    ) -> StackLock:
+        """A lock on `stack` held by another process: `stale` (its process is gone, as after a killed
+        CLI) or live (a running update elsewhere, or one on another host)."""
+        lock = StackLock(
+            location=f"{self._backend_url}/.pulumi/locks/organization/stageline/{stack}/{len(self.calls)}.json",
+            pid=pid if pid is not None else (KILLED_PID if stale else 1),
+            user="runner",
+            host=host or "this-host",
+            created=self._clock(),
+            stale=stale,
+        )
+        with self._lock:
+            self.stack(stack).locks.append(lock)
+        return lock
+
     # --- fault injection --------------------------------------------------------------------------
 
     def fail(self, stack: str, op: str, message: str, *, times: int = 1) -> None:
@@ -308,6 +351,25 @@ class FakeEngine:
         with self._lock:
             self._interrupts[stack] = (exc, leave_pending, started)
 
+    def kill_up(self, stack: str) -> None:
+        """The next `up` on `stack` is killed mid-operation (SIGKILL of the CLI, a lost runner): it leaves
+        a pending create and its lock behind (stale: its process is gone), writes no history entry (a
+        self-managed backend writes one when the operation ends) and fails with EngineError, as the SDK
+        reports a CLI that died."""
+        with self._lock:
+            self.stack(stack)
+            self._kills.add(stack)
+
+    def set_latency(self, latency: float | Mapping[str, float]) -> None:
+        """Seconds each heavy call sleeps from now on (see the constructor's `latency`)."""
+        with self._lock:
+            self._latency = latency
+
+    def is_running(self, stack: str) -> bool:
+        """Whether an `up` of `stack` is running now (it holds the stack's lock)."""
+        with self._lock:
+            return stack in self._running
+
     # --- call log ---------------------------------------------------------------------------------
 
     def count(self, op: str, stack: str | None = None) -> int:
@@ -334,7 +396,20 @@ class FakeEngine:
                     f"the stack is locked by another update: the stack is currently locked by 1 lock(s) "
                     f"(stack {stack}); run `pulumi cancel` if that update is gone"
                 )
+            if s is not None and op in _LOCKING_OPS and op != "up":  # up takes the lock itself
+                self._check_lock(s)
             return s
+
+    def _check_lock(self, s: FakeStack) -> None:
+        """What taking the stack's lock meets: a running update of ours, or another process's lock."""
+        if s.name in self._running or any(not lock.stale for lock in s.locks):
+            raise ConcurrentUpdateError(
+                f"the stack is locked by another update: the stack is currently locked by "
+                f"{1 + len(s.locks)} lock(s). Either wait for the other process(es) to end or delete the "
+                "lock file with `pulumi cancel`."
+            )
+        if s.locks:
+            raise StaleLockError(stale_lock_message(s.name, s.locks, removable=True))
 
     def _failure(self, stack: str, op: str) -> str | None:
         with self._lock:
@@ -425,11 +500,15 @@ class FakeEngine:
         message: str,
         work_dir: Path | None = None,
         progress: ProgressFn | None = None,
+        refresh: bool = False,
     ) -> UpdateRecord:
-        s = self._enter("up", stack, message=message, work_dir=str(work_dir) if work_dir else None)
+        s = self._enter(
+            "up", stack, message=message, work_dir=str(work_dir) if work_dir else None, refresh=refresh
+        )
         assert s is not None
         head = self._head(work_dir)
         with self._lock:
+            self._check_lock(s)  # and take it, in the same breath: `_running` is the lock
             start = self._next_start(self.update_duration, not_before=self._clock())
             env = {"exec.kind": "auto.local", **({"git.head": head} if head else {})}
             running = UpdateRecord(
@@ -457,16 +536,38 @@ class FakeEngine:
         with self._lock:
             self._running.pop(stack, None)
             end = start + self.update_duration
+            if stack in self._kills:
+                self._kills.discard(stack)
+                s.history.remove(running)
+                s.pending.append(
+                    PendingOperation(
+                        urn=urn(stack, _FUNCTION, f"{stack}-api"), type=_FUNCTION, kind="creating"
+                    )
+                )
+                self.add_lock(stack, stale=True)
+                raise EngineError("the Pulumi CLI was killed (signal 9) before the update finished")
             if failure is not None:
                 final = _replace(running, result="failed", end=end, resource_changes={})
                 s.history[-1] = final
                 raise EngineError(redact(failure, self._secrets(s)))
-            changes = {"same": s.resources}
-            if s.drift:
-                changes = {"same": s.resources - len(s.drift), "update": len(s.drift)}
+            # The update applies what the program changes against the state; with refresh it reads
+            # the cloud first, so drifted resources are changed back too. Without, drift stays.
+            planned = [st for st in s.preview_steps if st.op in CHANGE_OPS]
+            drifted = list(s.drift) if refresh else []
+            changes: dict[str, int] = {}
+            for st in planned:
+                changes[st.op] = changes.get(st.op, 0) + 1
+            planned_urns = {st.urn for st in planned}
+            back = [d for d in drifted if d.urn not in planned_urns]
+            if back:
+                changes["update"] = changes.get("update", 0) + sum(1 for d in back if d.kind != "delete")
+                changes["create"] = changes.get("create", 0) + sum(1 for d in back if d.kind == "delete")
+            same = max(s.resources - sum(changes.values()), 0)
+            changes = {"same": same, **{k: n for k, n in changes.items() if n}}
             final = _replace(running, result="succeeded", end=end, resource_changes=changes)
             s.history[-1] = final
-            s.drift = []  # up puts every resource back as the code says
+            if refresh:
+                s.drift = []
             s.preview_steps = []
             s.preview_counts = None
             release = final.release
@@ -496,8 +597,15 @@ class FakeEngine:
         if failure is not None:
             raise EngineError(redact(failure, self._secrets(s)))
         with self._lock:
-            newest_first = list(reversed(s.history))
+            running = self._running.get(stack)
+            newest_first = [r for r in reversed(s.history) if r is not running or not self._self_managed]
         return newest_first[:limit] if limit is not None else newest_first
+
+    @property
+    def _self_managed(self) -> bool:
+        # A self-managed backend writes an update's history entry when it ends; Pulumi Cloud shows it
+        # in progress.
+        return not self._backend_url.startswith(("https://", "http://"))
 
     def outputs(self, stack: str) -> StackOutputs:
         s = self._enter("outputs", stack)
@@ -538,15 +646,82 @@ class FakeEngine:
         s = self._enter("pending_operations", stack)
         assert s is not None
         with self._lock:
-            return list(s.pending)
+            # An update in flight has its operation pending in the state until the operation ends.
+            in_flight = (
+                [PendingOperation(urn=urn(stack, _FUNCTION, f"{stack}-api"), type=_FUNCTION, kind="updating")]
+                if stack in self._running
+                else []
+            )
+            return list(s.pending) + in_flight
 
     def clear_pending(self, stack: str) -> int:
         s = self._enter("clear_pending", stack)
         assert s is not None
         with self._lock:
             n = len(s.pending)
+            if not n:
+                return 0
             s.pending = []
+            # `pulumi refresh --clear-pending-creates`: a refresh, recorded in history, after which the
+            # state holds what the cloud holds: drift becomes a change the next update makes.
+            begin = self._next_start(self.update_duration, not_before=self._clock())
+            s.history.append(
+                UpdateRecord(
+                    version=len(s.history) + 1,
+                    kind="refresh",
+                    result="succeeded",
+                    start=begin,
+                    end=begin + self.update_duration,
+                    message="clear pending operations (stageline --clear-pending)",
+                    environment={"exec.kind": "auto.local"},
+                    config=self._snapshot(s),
+                    resource_changes={"same": s.resources - len(s.drift), "update": len(s.drift)}
+                    if s.drift
+                    else {"same": s.resources},
+                )
+            )
+            for d in s.drift:
+                s.preview_steps.append(
+                    ResourceStep(
+                        urn=d.urn,
+                        type=d.type,
+                        name=d.name,
+                        op="create" if d.kind == "delete" else "update",
+                        changed=tuple(p.path for p in d.properties),
+                        stateful=is_stateful(d.type),
+                    )
+                )
+            s.drift = []
             return n
+
+    def locks(self, stack: str) -> list[StackLock]:
+        s = self._enter("locks", stack)
+        assert s is not None
+        with self._lock:
+            running = self._running.get(stack)
+            ours = (
+                [
+                    StackLock(
+                        location=f"{self._backend_url}/.pulumi/locks/organization/stageline/{stack}/running.json",
+                        pid=os.getpid(),
+                        user="runner",
+                        host=socket.gethostname(),
+                        created=running.start,
+                        stale=False,
+                    )
+                ]
+                if running is not None
+                else []
+            )
+            return ours + list(s.locks)
+
+    def remove_stale_locks(self, stack: str) -> list[StackLock]:
+        s = self._enter("remove_stale_locks", stack)
+        assert s is not None
+        with self._lock:
+            removed = [lock for lock in s.locks if lock.stale]
+            s.locks = [lock for lock in s.locks if not lock.stale]
+            return removed
 
     def cancel(self, stack: str, *, progress: ProgressFn | None = None) -> None:
         s = self._enter("cancel", stack)
@@ -554,12 +729,8 @@ class FakeEngine:
         with self._lock:
             running = self._running.pop(stack, None)
             if running is not None and s.history and s.history[-1].version == running.version:
-                s.history[-1] = _replace(
-                    running,
-                    result="failed",
-                    end=max(self._clock(), running.start),
-                    message=running.message + " (cancelled)",
-                )
+                # As the CLI records an update it stopped on an interrupt: failed, message unchanged.
+                s.history[-1] = _replace(running, result="failed", end=max(self._clock(), running.start))
 
 
 def _replace(record: UpdateRecord, **changes: Any) -> UpdateRecord:

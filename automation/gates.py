@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from automation.stacks import DriftReport, PendingOperation, PreviewSummary, ResourceStep
+from automation.stacks import DriftReport, PendingOperation, PreviewSummary, ResourceStep, StackLock
 
 # type token -> top-level properties whose change grants permissions or trust (None: any change)
 IAM_SENSITIVE: Mapping[str, frozenset[str] | None] = {
@@ -163,16 +163,26 @@ def iam_changes(preview: PreviewSummary) -> list[ResourceStep]:
     return [s for s in preview.steps if widens_iam(s)]
 
 
-def pending_gate(operations: Sequence[PendingOperation], stack: str) -> Gate:
-    if not operations:
+def pending_gate(
+    operations: Sequence[PendingOperation], stack: str, stale_locks: Sequence[StackLock] = ()
+) -> Gate:
+    """Refuse on pending operations, or on a lock whose Pulumi process is gone (a killed update): the
+    stage's update would fail on that lock."""
+    if not operations and not stale_locks:
         return Gate("pending", True, "no pending operations")
+    problems = []
+    if stale_locks:
+        problems.append(f"{len(stale_locks)} stale lock(s) left by a killed update (its process is gone)")
+    if operations:
+        problems.append(f"{len(operations)} pending operation(s) left by an interrupted update")
     return Gate(
         "pending",
         False,
-        f"{len(operations)} pending operation(s) left by an interrupted update; check the resources named "
-        f"in the cloud, clear them (`python -m automation up {stack} --clear-pending` drops them before its "
-        "update), then promote again",
-        items=tuple(f"{op.kind} {op.urn}" for op in operations),
+        f"{' and '.join(problems)}; check the resources named in the cloud, clear them (`python -m "
+        f"automation up {stack} --clear-pending` removes the stale lock and the pending operations before "
+        "its update), then promote again",
+        items=tuple(f"stale lock {lock.describe()}" for lock in stale_locks)
+        + tuple(f"{op.kind} {op.urn}" for op in operations),
     )
 
 

@@ -365,13 +365,14 @@ def _run_stage(
     say = rt.progress
     t = time.monotonic()
     say(f"{stack}: {sr.gates[-1].detail}; checking gates …")
-    _gate(
-        sr,
-        pending_gate(
-            _engine_call("reading pending operations", lambda: engine.pending_operations(stack)), stack
-        ),
-    )
-    _gate(sr, drift_gate(_drift(rt, stack), allow=opts.allow_drift))
+    pending = _engine_call("reading pending operations", lambda: engine.pending_operations(stack))
+    locks = _engine_call("reading the stack's locks", lambda: engine.locks(stack))
+    _gate(sr, pending_gate(pending, stack, [lock for lock in locks if lock.stale]))
+    drift = _drift(rt, stack)
+    _gate(sr, drift_gate(drift, allow=opts.allow_drift))
+    # Allowed drift is put back by this stage's update, which must then refresh first (a plain up
+    # compares the program with the state, which drift leaves alone).
+    refresh = drift.drifted
 
     # What the stage runs is what its last good update deployed; the stack file may lag behind it
     # (in CI every job starts from a fresh checkout, where the file holds the committed release).
@@ -439,7 +440,7 @@ def _run_stage(
         sr.add_time("gates", time.monotonic() - t)
         return
     phase = "canary" if sr.canary_weight else "release"
-    outputs = _up(rt, stage, sr, phase, desired)
+    outputs = _up(rt, stage, sr, phase, desired, refresh=refresh)
     _verify(rt, stage, sr, phase, outputs)
     if sr.canary_weight:
         _set_release(rt, stack, desired, deployed=True)
@@ -541,9 +542,7 @@ def _restore_stack_file(
 
 
 def _secret_values(outputs: StackOutputs) -> list[str]:
-    from automation.stacks import all_secret_strings
-
-    return all_secret_strings([outputs.values[k] for k in outputs.secret_keys if k in outputs.values])
+    return outputs.secret_values()
 
 
 def _set_release(
@@ -639,8 +638,17 @@ def _region(outputs: StackOutputs) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _up(rt: Runtime, stage: Stage, sr: StageRecord, phase: str, release: Mapping[str, Any]) -> StackOutputs:
-    """Run the update; then invalidate the frontend caches. Returns the outputs after it."""
+def _up(
+    rt: Runtime,
+    stage: Stage,
+    sr: StageRecord,
+    phase: str,
+    release: Mapping[str, Any],
+    *,
+    refresh: bool = False,
+) -> StackOutputs:
+    """Run the update (refreshing first when `refresh`); then invalidate the frontend caches. Returns
+    the outputs after it."""
     stack = stage.stack
     what = f"promote {release['version']}" + (f" from {stage.source}" if stage.source else "")
     if phase == "canary":
@@ -649,7 +657,12 @@ def _up(rt: Runtime, stage: Stage, sr: StageRecord, phase: str, release: Mapping
     t = time.monotonic()
     try:
         result = run_update(
-            rt.engine, stack, message=update_message(what, rt.commit), policy=rt.retry, progress=rt.progress
+            rt.engine,
+            stack,
+            message=update_message(what, rt.commit),
+            policy=rt.retry,
+            progress=rt.progress,
+            refresh=refresh,
         )
     except errors.Interrupted as exc:
         sr.updates.append(UpdateRun(phase, None, "cancelled", time.monotonic() - t))

@@ -20,22 +20,36 @@ Conventions every implementation follows (this is the contract):
 * Stack names are validated by the engine: an unknown stack raises `UnknownStackError` (exit 2) whose
   message lists the known stacks.
 * Methods that read (`preview`, `preview_refresh`, `history`, `outputs`, `get_release`,
-  `pending_operations`) are safe to call from several threads at once for *different* stacks.
-* Lock contention raises `ConcurrentUpdateError`; callers retry (see automation.updates). Any other
-  engine failure raises `EngineError` whose message is the engine's own, with secrets redacted.
+  `pending_operations`, `locks`) are safe to call from several threads at once for *different* stacks.
+  On a self-managed backend they take no lock, so they go on while another process updates the stack
+  (seeing the state as it is, its in-flight operations pending), and they never write the tracked
+  stack file.
+* History is newest first and every entry has the number `--to-version` takes: Pulumi Cloud's, else
+  its position counted from the oldest (1). `up` returns the entry it wrote, so numbered.
+* Updates (`up`, `clear_pending`) take the stack's lock. One held by another process raises
+  `ConcurrentUpdateError`, and callers retry (see automation.updates); one left by a killed CLI, whose
+  process is provably gone, raises `StaleLockError` and is never retried: `remove_stale_locks` is the
+  way out (the driver's --clear-pending). Any other engine failure raises `EngineError` whose message
+  is the engine's own, with secrets redacted.
 * No method prints. Progress, if wanted, goes through the optional `progress` callback (one line each).
+
+tests/engine/test_contract.py runs these promises against both implementations.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
+import tempfile
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -66,6 +80,14 @@ class EngineError(StagelineError):
 
 class ConcurrentUpdateError(EngineError):
     """Another update holds the stack's lock. Retry later (automation.updates retries with backoff)."""
+
+
+class StaleLockError(EngineError):
+    """The stack is locked by a Pulumi process that provably no longer runs (exit 1; never retried).
+
+    A CLI that was killed (SIGKILL, a lost runner) leaves its lock in a self-managed backend, and every
+    later update fails on it. `--clear-pending` removes such a lock (see `Engine.remove_stale_locks`).
+    """
 
 
 class EngineUnavailable(ConfigurationError):
@@ -294,9 +316,13 @@ class DriftReport:
 class UpdateRecord:
     """One entry of a stack's history (newest first in `Engine.history`)."""
 
+    # Pulumi Cloud's update number; self-managed backends record none, so `LocalEngine.history` numbers
+    # their entries oldest = 1 (see number_history). Either way: what `--to-version N` takes.
     version: int
-    kind: str  # update | preview | refresh | destroy | import | rename …
-    result: str  # succeeded | failed | in-progress | cancelled
+    kind: str  # update | refresh | destroy | import | resource-import | rename (what `stack history` lists)
+    # succeeded | failed | in-progress (the CLI's backend.UpdateResult; a self-managed backend writes an
+    # entry only when the operation ends, so it never shows in-progress; an interrupted update is failed)
+    result: str
     start: datetime  # timezone-aware, UTC
     end: datetime | None = None
     message: str = ""
@@ -351,15 +377,75 @@ class UpdateRecord:
 @dataclass(frozen=True)
 class StackOutputs:
     stack: str
-    values: Mapping[str, Any]
-    secret_keys: frozenset[str] = frozenset()
+    values: Mapping[str, Any]  # plain values, secrets included: never print these
+    secret_keys: frozenset[str] = frozenset()  # outputs that are secret as a whole
+    # Property paths of secrets inside object or list outputs ("config.token", "keys[0]"): the engine
+    # marks a nested secret, not the output that holds it.
+    secret_paths: frozenset[str] = frozenset()
 
     def get(self, name: str, default: Any = None) -> Any:
         return self.values.get(name, default)
 
+    def secret_values(self) -> list[str]:
+        """Every secret string in the outputs, whole or nested, for redacting what is printed."""
+        found: list[Any] = [self.values[k] for k in self.secret_keys if k in self.values]
+        found += [value_at(self.values, path) for path in sorted(self.secret_paths)]
+        return list(dict.fromkeys(all_secret_strings(found)))
+
     def to_json(self) -> dict[str, Any]:
-        """Secret outputs masked: this is what may be printed."""
-        return {k: (MASK if k in self.secret_keys else v) for k, v in self.values.items()}
+        """Secret outputs masked, nested secrets too: this is what may be printed."""
+        out: dict[str, Any] = {}
+        for key, value in self.values.items():
+            out[key] = MASK if key in self.secret_keys else value
+        for path in sorted(self.secret_paths):
+            out = _masked_at(out, split_property_path(path))
+        return out
+
+
+def _masked_at(document: Any, parts: Sequence[str | int]) -> Any:
+    """A copy of `document` with the value at `parts` replaced by the mask (unchanged when absent)."""
+    if not parts:
+        return MASK
+    head, rest = parts[0], parts[1:]
+    if isinstance(document, Mapping) and str(head) in document:
+        copy = dict(document)
+        copy[str(head)] = _masked_at(document[str(head)], rest)
+        return copy
+    if isinstance(document, list) and isinstance(head, int) and 0 <= head < len(document):
+        items = list(document)
+        items[head] = _masked_at(document[head], rest)
+        return items
+    return document
+
+
+def engine_secret_paths(document: Any, prefix: str = "") -> set[str]:
+    """Property paths of the engine-marked secrets in a state document (an exported resource's outputs).
+
+    `pulumi stack output --json` masks a secret nested in an object output, while the SDK flags only
+    outputs that are secret as a whole; the exported state keeps the engine's secret marker in place.
+    """
+    if isinstance(document, Mapping):
+        if _SECRET_SIG in document:
+            return {prefix} if prefix else set()
+        out: set[str] = set()
+        for key, value in document.items():
+            out |= engine_secret_paths(value, _child_path(prefix, str(key)))
+        return out
+    if isinstance(document, list):
+        out = set()
+        for i, item in enumerate(document):
+            out |= engine_secret_paths(item, _child_path(prefix, i))
+        return out
+    return set()
+
+
+def stack_outputs_state(deployment: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    """The outputs of the stack resource in an exported deployment ({} when there is none)."""
+    for resource in (deployment or {}).get("resources") or []:
+        if str(resource.get("type", "")) == "pulumi:pulumi:Stack":
+            outputs = resource.get("outputs")
+            return outputs if isinstance(outputs, Mapping) else {}
+    return {}
 
 
 @dataclass(frozen=True)
@@ -368,7 +454,10 @@ class PendingOperation:
 
     urn: str
     type: str
-    kind: str  # creating | updating | deleting | reading | importing
+    # creating | updating | deleting | reading | importing: the engine marks an operation pending when it
+    # starts it (pkg/backend/snapshot.go; "importing" for an import step) and clears it when it ends.
+    # Pulumi carries only pending creates over into later updates; the others go with the next update.
+    kind: str
 
     @property
     def name(self) -> str:
@@ -388,6 +477,39 @@ class BackendInfo:
         origin = "from PULUMI_BACKEND_URL" if self.source == "PULUMI_BACKEND_URL" else "default, local"
         extra = f"; secrets: {self.secrets}" if self.secrets else ""
         return f"state backend: {self.url} ({origin}{extra})"
+
+
+@dataclass(frozen=True)
+class StackLock:
+    """A lock a self-managed backend holds for a stack while a Pulumi process changes it.
+
+    The CLI writes one file per process (`.pulumi/locks/<organization>/<project>/<stack>/<id>.json`)
+    holding its pid, user, host and start time, and deletes it when the operation ends; a killed CLI
+    never does. `stale` is True only when that is proven: the lock names this host and no process
+    with its pid is running here (a zombie counts as gone). A lock from another host is never stale.
+    """
+
+    location: str  # the lock file (path or URL), as the CLI names it
+    pid: int | None
+    user: str = ""
+    host: str = ""
+    created: datetime | None = None
+    stale: bool = False
+
+    def describe(self) -> str:
+        when = f" at {self.created:%Y-%m-%d %H:%M:%S} UTC" if self.created else ""
+        state = "its process is gone" if self.stale else "held by a running process or another host"
+        return f"{self.location} (pid {self.pid} on {self.host or '?'}{when}; {state})"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "location": self.location,
+            "pid": self.pid,
+            "user": self.user,
+            "host": self.host,
+            "created": self.created.isoformat() if self.created else None,
+            "stale": self.stale,
+        }
 
 
 # --- the protocol -------------------------------------------------------------------------------
@@ -432,9 +554,13 @@ class Engine(Protocol):
         message: str,
         work_dir: Path | None = None,
         progress: ProgressFn | None = None,
+        refresh: bool = False,
     ) -> UpdateRecord:
-        """Run the program and apply it; return the history entry it wrote.
+        """Run the program and apply it; return the history entry it wrote (numbered as `history` does).
 
+        An update compares the program with the *state*, so drift (the cloud differing from the state)
+        is left alone; `refresh=True` reads the cloud into the state first (`pulumi up --refresh`), so
+        the update puts drifted resources back as the program says: that is drift remediation.
         `message` is recorded with the update. `work_dir` runs the program from another checkout of
         the project (a git worktree at an earlier commit, for `rollback --code`), using that
         checkout's Pulumi.<stack>.yaml but the same backend. The update's environment records the
@@ -449,7 +575,8 @@ class Engine(Protocol):
         ...
 
     def history(self, stack: str, *, limit: int | None = None) -> list[UpdateRecord]:
-        """Past operations, newest first; `limit` keeps the newest N."""
+        """Every past operation, newest first, each with the version `--to-version` takes (oldest is 1 on
+        a self-managed backend); `limit` keeps the newest N."""
         ...
 
     def outputs(self, stack: str) -> StackOutputs:
@@ -469,7 +596,21 @@ class Engine(Protocol):
         ...
 
     def clear_pending(self, stack: str) -> int:
-        """Drop the pending operations from the state; return how many were dropped."""
+        """Drop the pending operations from the state; return how many were dropped.
+
+        Pulumi's repair for an interrupted update: a refresh that drops pending creates
+        (`pulumi refresh --clear-pending-creates`), so the state also takes in what the cloud now
+        holds (a later `up` puts it back as the program says). Needs the stack's lock, like any
+        update: ConcurrentUpdateError or StaleLockError when it is held.
+        """
+        ...
+
+    def locks(self, stack: str) -> list[StackLock]:
+        """The locks held on the stack now (self-managed backends whose locks can be read; else [])."""
+        ...
+
+    def remove_stale_locks(self, stack: str) -> list[StackLock]:
+        """Remove the locks that are provably stale (`StackLock.stale`), never any other; return them."""
         ...
 
     def cancel(self, stack: str, *, progress: ProgressFn | None = None) -> None:
@@ -666,6 +807,10 @@ def drift_report_from_events(
     are computed from old vs new state, and an update or delete is never dropped (a resource whose
     differences cannot be named is reported with no properties).
 
+    Where the values come from: a refresh's detailed diff is the diff an `up` would show, framed on the
+    *inputs* (pkg/resource/deploy/step.go, RefreshStep), so a path flagged `input_diff` is read from the
+    recorded and refreshed inputs; other paths from the outputs (inputs when the outputs lack the path).
+
     Secrets: a property whose value is secret on either side (engine-marked, a known secret string,
     or credential-shaped) has *both* sides masked, so the cloud's value of a secret never shows.
     """
@@ -678,9 +823,13 @@ def drift_report_from_events(
             continue
         op = normal_op(_op_value(meta.op))
         old_state, new_state = _state(meta.old), _state(meta.new)
+        old_inputs, new_inputs = _inputs(meta.old), _inputs(meta.new)
         paths: dict[str, str] = {}
+        input_paths: set[str] = set()
         for path, diff in (meta.detailed_diff or {}).items():
             paths[path] = _diff_kind(diff.diff_kind)
+            if getattr(diff, "input_diff", False):
+                input_paths.add(path)
         for path in meta.diffs or ():
             paths.setdefault(path, "update")
         if op == "delete":
@@ -692,7 +841,13 @@ def drift_report_from_events(
         else:
             continue
         props = tuple(
-            _property_drift(path, paths[path], old_state, new_state, known) for path in sorted(paths)
+            _property_drift(
+                path,
+                paths[path],
+                *_sides(path, path in input_paths, (old_state, new_state), (old_inputs, new_inputs)),
+                known,
+            )
+            for path in sorted(paths)
         )
         type_token = meta.type or parse_urn(meta.urn)[0]
         previous = found.get(meta.urn)
@@ -707,6 +862,24 @@ def drift_report_from_events(
             urn=meta.urn, type=type_token, name=parse_urn(meta.urn)[1], kind=kind, properties=props
         )
     return DriftReport(stack=stack, resources=tuple(found[u] for u in order))
+
+
+def _inputs(meta: StepEventStateMetadata | None) -> Mapping[str, Any]:
+    return (meta.inputs or {}) if meta is not None else {}
+
+
+_States = tuple[Mapping[str, Any], Mapping[str, Any]]
+
+
+def _sides(path: str, input_diff: bool, outputs: _States, inputs: _States) -> _States:
+    """The (recorded, refreshed) documents to read `path` from: inputs for an input diff, else outputs;
+    the other pair when the chosen one holds the path on neither side."""
+    first, second = (inputs, outputs) if input_diff else (outputs, inputs)
+
+    def holds(pair: _States) -> bool:
+        return any(value_at(doc, path) is not None or _secret_at(doc, path) for doc in pair)
+
+    return first if holds(first) or not holds(second) else second
 
 
 def _property_drift(
@@ -724,9 +897,18 @@ def _property_drift(
 
 
 def preview_summary_from_events(
-    stack: str, events: Iterable[EngineEvent], change_summary: Mapping[Any, int] | None = None
+    stack: str,
+    events: Iterable[EngineEvent],
+    change_summary: Mapping[Any, int] | None = None,
+    *,
+    protected: Mapping[str, str] | None = None,
 ) -> PreviewSummary:
-    """Build the preview summary from a preview's ResourcePreEvents and its change summary."""
+    """Build the preview summary from a preview's ResourcePreEvents and its change summary.
+
+    `protected`: URN -> op of the protected resources a failed preview refused to replace or delete
+    (protected_step_urns); their steps are marked protected, and added if the engine sent none.
+    """
+    protected = dict(protected or {})
     steps: dict[str, ResourceStep] = {}
     order: list[str] = []
     for event in events:
@@ -739,13 +921,15 @@ def preview_summary_from_events(
         if op == "same":
             continue
         changed = tuple(sorted((meta.detailed_diff or {}).keys())) or tuple(meta.diffs or meta.keys or ())
-        protected = bool((meta.old and meta.old.protect) or (meta.new and meta.new.protect))
+        is_protected = bool(
+            (meta.old and meta.old.protect) or (meta.new and meta.new.protect) or meta.urn in protected
+        )
         retained = bool((meta.old and meta.old.retain_on_delete) or (meta.new and meta.new.retain_on_delete))
         type_token = meta.type or parse_urn(meta.urn)[0]
         previous = steps.get(meta.urn)
         if previous is not None:  # the parts of one replacement
             changed = tuple(dict.fromkeys(previous.changed + changed))
-            protected = protected or previous.protected
+            is_protected = is_protected or previous.protected
         else:
             order.append(meta.urn)
         steps[meta.urn] = ResourceStep(
@@ -754,19 +938,29 @@ def preview_summary_from_events(
             name=parse_urn(meta.urn)[1],
             op=op,
             changed=changed,
-            protected=protected,
-            stateful=is_stateful(type_token, protected=protected, retain_on_delete=retained)
+            protected=is_protected,
+            stateful=is_stateful(type_token, protected=is_protected, retain_on_delete=retained)
             or (previous.stateful if previous else False),
         )
+    for urn_, op in protected.items():
+        if urn_ not in steps:
+            type_token, name = parse_urn(urn_)
+            order.append(urn_)
+            steps[urn_] = ResourceStep(
+                urn=urn_, type=type_token, name=name, op=op, protected=True, stateful=True
+            )
     counts: dict[str, int] = {}
     for op, n in (change_summary or {}).items():
         name = normal_op(_op_value(op))
         if name in ("create-replacement", "delete-replaced"):
             continue
         counts[name] = counts.get(name, 0) + int(n)
-    if not counts:
-        for step in steps.values():
-            counts[step.op] = counts.get(step.op, 0) + 1
+    # Every step counted: a failed preview's summary leaves out the step it refused.
+    by_op: dict[str, int] = {}
+    for step in steps.values():
+        by_op[step.op] = by_op.get(step.op, 0) + 1
+    for op, n in by_op.items():
+        counts[op] = max(counts.get(op, 0), n)
     return PreviewSummary(stack=stack, counts=counts, steps=tuple(steps[u] for u in order))
 
 
@@ -803,6 +997,19 @@ def update_record_from_summary(summary: UpdateSummary, secrets: Iterable[str] = 
     )
 
 
+def number_history(records: Sequence[UpdateRecord]) -> list[UpdateRecord]:
+    """History (newest first) with the versions the user types: Pulumi Cloud's own, else by position.
+
+    A self-managed backend (file://, s3:// …) records no version (`stack history` reports 0 for every
+    entry) and lists its entries newest first, one file per entry named by start time; numbering them
+    oldest = 1 gives each entry a number that stays put as later entries are added.
+    """
+    if any(r.version for r in records):
+        return list(records)
+    total = len(records)
+    return [dataclasses.replace(r, version=total - i) for i, r in enumerate(records)]
+
+
 def pending_from_deployment(deployment: Mapping[str, Any] | None) -> list[PendingOperation]:
     """Pending operations from an exported deployment (`Stack.export_stack().deployment`)."""
     out = []
@@ -817,13 +1024,6 @@ def pending_from_deployment(deployment: Mapping[str, Any] | None) -> list[Pendin
             )
         )
     return out
-
-
-def without_pending(deployment: Mapping[str, Any]) -> dict[str, Any]:
-    """The deployment with its pending operations dropped (what `--clear-pending` imports back)."""
-    cleaned = dict(deployment)
-    cleaned.pop("pending_operations", None)
-    return cleaned
 
 
 _MARKUP = re.compile(r"<\{%[^%]*%\}>|\x1b\[[0-9;]*[A-Za-z]")
@@ -866,7 +1066,140 @@ def engine_message(text: str, secrets: Iterable[str] = (), diagnostics: Sequence
     return redact(message, secrets)
 
 
+# Error diagnostics of a preview that refuses to replace or delete a protected resource
+# (pkg/resource/deploy/step_generator.go, step.go), and the summary line every failed preview ends with.
+_PROTECTED = re.compile(r"as it is currently marked for protection|cannot be deleted because it is protected")
+_QUOTED_URN = re.compile(r'"(urn:pulumi:[^"]+)"')
+_PREVIEW_FAILED = "preview failed"
+
+
+def protected_step_urns(errors: Sequence[tuple[str, str]]) -> dict[str, str] | None:
+    """URN -> "replace" | "delete" for each protected resource a failed preview refused to touch.
+
+    None unless every error of the preview is such a refusal (or the closing "preview failed"): any
+    other error is a real failure and is raised.
+    """
+    found: dict[str, str] = {}
+    for urn, text in errors:
+        if text.strip().rstrip(".").lower() == _PREVIEW_FAILED:
+            continue
+        if not _PROTECTED.search(text):
+            return None
+        quoted = _QUOTED_URN.search(text)
+        target = quoted.group(1) if quoted else urn
+        if not target:
+            return None
+        found[target] = "replace" if "unable to replace" in text else "delete"
+    return found or None
+
+
+def summary_changes(events: Iterable[EngineEvent]) -> Mapping[str, int] | None:
+    """The resource changes of the engine's summary event, when one was sent."""
+    for event in events:
+        if event.summary_event is not None:
+            return {_op_value(op): int(n) for op, n in (event.summary_event.resource_changes or {}).items()}
+    return None
+
+
 # --- locating the project and the backend -------------------------------------------------------
+
+
+def _load_yaml(path: Path) -> Any:
+    """A YAML file's content; None when it cannot be read or parsed."""
+    import yaml
+
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+
+
+def project_name(root: Path) -> str:
+    document = _load_yaml(root / PROJECT_FILE)
+    name = document.get("name") if isinstance(document, Mapping) else None
+    return str(name) if name else root.name
+
+
+_SECRETS_KEYS = ("encryptionsalt", "encryptedkey", "secretsprovider")
+
+
+def _without(document: Any, drop: Callable[[dict[str, Any]], None]) -> Any:
+    if not isinstance(document, Mapping):
+        return document
+    copy = {str(k): v for k, v in document.items()}
+    drop(copy)
+    return copy
+
+
+def differs_only_in_release(committed: bytes, current: bytes) -> bool:
+    """Whether two stack files say the same thing but for `stageline:release` (layout aside)."""
+    import yaml
+
+    def drop_release(doc: dict[str, Any]) -> None:
+        config = doc.get("config")
+        if isinstance(config, Mapping):
+            doc["config"] = {k: v for k, v in config.items() if k != RELEASE_KEY}
+
+    try:
+        old, new = yaml.safe_load(committed), yaml.safe_load(current)
+    except yaml.YAMLError:
+        return False
+    return _without(old, drop_release) == _without(new, drop_release)
+
+
+@contextmanager
+def _unchanged_secrets_keys(path: Path) -> Iterator[None]:
+    """Put the file's bytes back if the block changed nothing in it but its secrets-provider keys."""
+    try:
+        before = path.read_bytes()
+    except OSError:
+        yield
+        return
+    try:
+        yield
+    finally:
+        import yaml
+
+        def drop(doc: dict[str, Any]) -> None:
+            for key in _SECRETS_KEYS:
+                doc.pop(key, None)
+
+        try:
+            after = path.read_bytes()
+            same = _without(yaml.safe_load(after), drop) == _without(yaml.safe_load(before), drop)
+            if after != before and same:
+                path.write_bytes(before)
+        except (OSError, yaml.YAMLError):
+            pass
+
+
+_EXIT_CODE = re.compile(r"^\s*code: (-?\d+)\s*$", re.MULTILINE)
+
+
+def _killed_by(text: str) -> str | None:
+    """The signal's name when a CommandError's text says the CLI died of one (a negative exit code)."""
+    match = _EXIT_CODE.search(text)
+    if match is None or int(match.group(1)) >= 0:
+        return None
+    try:
+        return signal.Signals(-int(match.group(1))).name
+    except ValueError:
+        return f"signal {-int(match.group(1))}"
+
+
+def stale_lock_message(stack: str, locks: Sequence[StackLock], *, removable: bool) -> str:
+    listed = "; ".join(lock.describe() for lock in locks)
+    fix = (
+        "rerun with --clear-pending: it removes a lock only when its process is provably gone, then "
+        "clears the pending operations"
+        if removable
+        else "check that no update is running, then remove that lock file from the backend (`pulumi cancel "
+        f"-s {stack}` removes every lock of the stack) and rerun with --clear-pending"
+    )
+    return (
+        f"{stack} is locked by a Pulumi process that no longer runs: {listed}. It was stopped mid-operation "
+        f"(killed), so it may also have left pending operations; {fix}"
+    )
 
 
 def find_project_root(start: Path) -> Path:
@@ -917,7 +1250,141 @@ def secrets_environment(
     )
 
 
-# --- the real engine ----------------------------------------------------------------------------
+# The oldest CLI the driver works with: `pulumi config set-all --json` (set_release) came in 3.202.
+MIN_CLI_VERSION = (3, 202, 0)
+_VERSION = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)")
+
+
+def _version_text(version: tuple[int, ...]) -> str:
+    return ".".join(str(n) for n in version)
+
+
+def check_cli_version(pulumi: str, env: Mapping[str, str]) -> str:
+    """The version `pulumi version` prints; EngineUnavailable (one line) when older than MIN_CLI_VERSION."""
+    try:
+        done = subprocess.run(
+            [pulumi, "version"],
+            env={**os.environ, **env, "PULUMI_SKIP_UPDATE_CHECK": "true"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise EngineUnavailable(f"cannot run the Pulumi CLI ({pulumi} version): {exc}") from None
+    printed = done.stdout.strip()
+    match = _VERSION.match(printed)
+    if done.returncode != 0 or match is None:
+        said = printed or done.stderr.strip() or f"exit {done.returncode}"
+        raise EngineUnavailable(f"cannot tell the Pulumi CLI's version from `{pulumi} version`: {said[:200]}")
+    found = tuple(int(n) for n in match.groups())
+    if found < MIN_CLI_VERSION:
+        raise EngineUnavailable(
+            f"the Pulumi CLI on PATH is v{_version_text(found)}, older than "
+            f"v{_version_text(MIN_CLI_VERSION)} that Stageline needs (`pulumi config set-all --json`): "
+            f"upgrade it ({INSTALL_URL})"
+        )
+    return printed
+
+
+# --- stack locks of a self-managed backend ----------------------------------------------------
+
+# One line per lock in the CLI's "the stack is currently locked by N lock(s)" error (pkg/backend/diy/lock.go).
+_LOCK_LINE = re.compile(
+    r"^\s*(?P<where>\S+): created by (?P<user>.*)@(?P<host>[^@\s]+) \(pid (?P<pid>\d+)\) at (?P<at>\S+)\s*$"
+)
+
+
+def _parse_time(text: str) -> datetime | None:
+    try:
+        return _aware(datetime.fromisoformat(text.replace("Z", "+00:00")))
+    except ValueError:
+        return None
+
+
+def process_gone(pid: int) -> bool:
+    """Whether no process with `pid` runs on this host (a zombie, which never runs again, counts as gone)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # it exists, owned by someone else
+    except OSError:
+        return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    fields = stat.rsplit(")", 1)[-1].split()
+    return bool(fields) and fields[0] == "Z"
+
+
+def lock_is_stale(pid: int | None, host: str) -> bool:
+    """Provably stale: recorded on this host, and that process is gone. Anything unknown is live."""
+    return pid is not None and bool(host) and host == socket.gethostname() and process_gone(pid)
+
+
+def locks_from_message(text: str) -> list[StackLock]:
+    """The locks the CLI lists when it refuses to take the stack's lock."""
+    out = []
+    for line in text.splitlines():
+        match = _LOCK_LINE.match(line)
+        if match is None:
+            continue
+        pid = int(match.group("pid"))
+        host = match.group("host")
+        out.append(
+            StackLock(
+                location=match.group("where"),
+                pid=pid,
+                user=match.group("user"),
+                host=host,
+                created=_parse_time(match.group("at")),
+                stale=lock_is_stale(pid, host),
+            )
+        )
+    return out
+
+
+def file_backend_root(url: str) -> Path | None:
+    """The directory of a file:// backend (`file://~/x` as the CLI reads it); None for other backends."""
+    if not url.startswith("file://"):
+        return None
+    from urllib.parse import unquote, urlsplit
+
+    path = unquote(urlsplit(url).path) if not url.startswith("file://~") else url[len("file://") :]
+    path = path.split("?", 1)[0]
+    return Path(path).expanduser()
+
+
+def lock_dirs(backend_root: Path, project: str, stack: str) -> list[Path]:
+    """Where the DIY backend keeps a stack's lock files: by fully qualified name (organization/project/
+    stack) for project-scoped state, by stack name for the legacy layout."""
+    locks = backend_root / ".pulumi" / "locks"
+    return [locks / "organization" / project / stack, locks / stack]
+
+
+def read_lock_file(path: Path) -> StackLock | None:
+    try:
+        content = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(content, Mapping):
+        return None
+    pid = content.get("pid")
+    pid = pid if isinstance(pid, int) else None
+    host = str(content.get("hostname") or "")
+    return StackLock(
+        location=str(path),
+        pid=pid,
+        user=str(content.get("username") or ""),
+        host=host,
+        created=_parse_time(str(content.get("timestamp") or "")),
+        stale=lock_is_stale(pid, host),
+    )
 
 
 # --- the Pulumi CLI child process ---------------------------------------------------------------
@@ -1003,6 +1470,7 @@ class _EventLog:
     def __init__(self, progress: ProgressFn | None) -> None:
         self.events: list[EngineEvent] = []
         self.diagnostics: list[str] = []
+        self.errors: list[tuple[str, str]] = []  # (urn or "", one-line text) of each error diagnostic
         self.started = False
         self._progress = progress
         self._lock = threading.Lock()
@@ -1016,6 +1484,7 @@ class _EventLog:
             if diag is not None and diag.severity == "error":
                 text = clean_diagnostic(diag.message)
                 urn = diag.urn or ""
+                self.errors.append((urn, text))
                 if text:
                     name = parse_urn(urn)[1] if urn and "::pulumi:pulumi:Stack::" not in urn else ""
                     self.diagnostics.append(f"{name}: {text}" if name else text)
@@ -1051,10 +1520,13 @@ class LocalEngine:
     stop_timeout: float = 300.0
     kill_timeout: float = 10.0
 
-    def __init__(self, root: Path, backend: BackendInfo, env: Mapping[str, str]) -> None:
+    def __init__(
+        self, root: Path, backend: BackendInfo, env: Mapping[str, str], project: str | None = None
+    ) -> None:
         self._root = root
         self._backend = backend
         self._env = dict(env)
+        self._project = project or project_name(root)
         self._lock = threading.Lock()
         self._stacks: dict[tuple[str, str], Stack] = {}
         self._secret_values: set[str] = set()
@@ -1068,7 +1540,8 @@ class LocalEngine:
 
         environ = os.environ if environ is None else environ
         root = find_project_root(start or Path.cwd())
-        if shutil.which("pulumi", path=environ.get("PATH")) is None:
+        pulumi = shutil.which("pulumi", path=environ.get("PATH"))
+        if pulumi is None:
             raise EngineUnavailable(f"the Pulumi CLI is not on PATH: install it ({INSTALL_URL}) and retry")
         backend = choose_backend(root, environ)
         if backend.source == "default":
@@ -1085,7 +1558,18 @@ class LocalEngine:
             except ConfigError as exc:
                 raise EngineUnavailable(str(exc)) from None
         extra, secrets_note = secrets_environment(backend, environ, documents)
-        env = {"PULUMI_BACKEND_URL": backend.url, "PULUMI_SKIP_UPDATE_CHECK": "true", **extra}
+        check_cli_version(pulumi, environ)  # last: the checks above need no CLI
+        env = {
+            "PULUMI_BACKEND_URL": backend.url,
+            "PULUMI_SKIP_UPDATE_CHECK": "true",
+            # A stack file without its `encryptionsalt` (a clone where it was never committed) makes the
+            # CLI mint a new salt, unrelated to the one the state's secrets were encrypted with; with this
+            # set it takes the state's secrets manager instead (cmd/pulumi/stack/secrets.go). The CLI
+            # still writes that salt back into the stack file, so read-only calls run against a copy of
+            # it (see _read_only_config).
+            "PULUMI_FALLBACK_TO_STATE_SECRETS_MANAGER": "true",
+            **extra,
+        }
         backend = BackendInfo(url=backend.url, source=backend.source, secrets=secrets_note)
         return cls(root, backend, env)
 
@@ -1108,6 +1592,17 @@ class LocalEngine:
         if not (root / f"Pulumi.{stack}.yaml").is_file():
             raise unknown_stack(stack, self.stack_names())
 
+    def _stack_file(self, stack: str, work_dir: Path | None = None) -> Path:
+        return (work_dir or self._root) / f"Pulumi.{stack}.yaml"
+
+    def _secrets_provider(self, stack: str, work_dir: Path | None) -> str | None:
+        """The stack file's `secretsprovider`, which `pulumi stack init` must be told: without
+        `--secrets-provider` it sets up the backend's default (a passphrase on a self-managed backend)
+        and rewrites the stack file to match, dropping the provider the file names."""
+        document = _load_yaml(self._stack_file(stack, work_dir))
+        value = document.get("secretsprovider") if isinstance(document, Mapping) else None
+        return str(value) if value else None
+
     def _stack(self, stack: str, work_dir: Path | None = None, *, create: bool = False) -> Stack:
         """The selected stack. Only `create=True` (up, ensure_stack, set_release) may create it."""
         import pulumi.automation as auto
@@ -1119,7 +1614,11 @@ class LocalEngine:
         if cached is not None:
             return cached
         try:
-            workspace = auto.LocalWorkspace(work_dir=key[1], env_vars=self._env)
+            workspace = auto.LocalWorkspace(
+                work_dir=key[1],
+                env_vars=dict(self._env),  # each workspace its own: `up` adds to it for one run
+                secrets_provider=self._secrets_provider(stack, work_dir) if create else None,
+            )
             if create:
                 selected = auto.Stack.create_or_select(stack, workspace)
             else:
@@ -1127,7 +1626,7 @@ class LocalEngine:
         except auto.StackNotFoundError:
             raise not_deployed(stack) from None
         except auto.CommandError as exc:
-            raise self._translate(exc, unavailable=True) from None
+            raise self._translate(exc, stack, unavailable=True) from None
         except (auto.InvalidVersionError, OSError, subprocess.CalledProcessError) as exc:
             raise EngineUnavailable(f"cannot run the Pulumi CLI: {redact(str(exc))}") from None
         with self._lock:
@@ -1135,23 +1634,34 @@ class LocalEngine:
         return selected
 
     def _translate(
-        self, exc: Exception, *, unavailable: bool = False, diagnostics: Sequence[str] = ()
+        self, exc: Exception, stack: str, *, unavailable: bool = False, diagnostics: Sequence[str] = ()
     ) -> StagelineError:
         import pulumi.automation as auto
 
         message = engine_message(str(exc), self._secret_values, diagnostics)
+        killed = _killed_by(str(exc))
+        if killed is not None:
+            return EngineError(
+                f"the Pulumi CLI was killed ({killed}) before it finished: {stack} may still hold its lock "
+                f"and pending operations; `python -m automation up {stack} --clear-pending` removes a stale "
+                "lock and clears them"
+            )
         if isinstance(exc, auto.ConcurrentUpdateError):
-            return ConcurrentUpdateError(f"the stack is locked by another update: {message}")
+            locks = locks_from_message(str(exc))
+            if locks and all(lock.stale for lock in locks):
+                return StaleLockError(stale_lock_message(stack, locks, removable=self._locks_readable()))
+            held = "; ".join(lock.describe() for lock in locks)
+            return ConcurrentUpdateError(f"the stack is locked by another update: {held or message}")
         if unavailable:
             return EngineUnavailable(f"cannot open the stack in {self._backend.url}: {message}")
         return EngineError(message)
 
-    def _failure(self, exc: BaseException, log: _EventLog | None) -> BaseException:
+    def _failure(self, exc: BaseException, stack: str, log: _EventLog | None) -> BaseException:
         """The driver's error for an exception the SDK raised (anything unexpected is returned as is)."""
         import pulumi.automation as auto
 
         if isinstance(exc, auto.CommandError):
-            return self._translate(exc, diagnostics=log.diagnostics if log is not None else ())
+            return self._translate(exc, stack, diagnostics=log.diagnostics if log is not None else ())
         if isinstance(exc, RuntimeError | ValueError | OSError | KeyError):
             # The SDK's own failures (e.g. "summary event never found" when the CLI died mid-run).
             return EngineError(f"the Pulumi SDK failed: {redact(str(exc), self._secret_values)}")
@@ -1167,7 +1677,10 @@ class LocalEngine:
                 return
             self._secrets_read.add(stack.name)
         try:
-            config = stack.get_all_config()
+            # Decrypting may make the CLI write a secrets salt into a stack file that lacks one.
+            work_dir = getattr(getattr(stack, "workspace", None), "work_dir", None) or self._root
+            with _unchanged_secrets_keys(Path(work_dir) / f"Pulumi.{stack.name}.yaml"):
+                config = stack.get_all_config()
         except Exception:  # redaction is best effort; the token patterns still apply
             return
         values: list[Any] = []
@@ -1191,7 +1704,63 @@ class LocalEngine:
         try:
             return action(selected)
         except Exception as exc:  # translated, or re-raised as it was
-            raise self._failure(exc, log) from None
+            raise self._failure(exc, stack, log) from None
+
+    @contextmanager
+    def _read_only_config(self, stack: str) -> Iterator[str | None]:
+        """The `--config-file` for a call that must not write the tracked stack file (None: not needed).
+
+        A preview or refresh loads the stack's secrets manager and, when the stack file holds no
+        `encryptionsalt`/`encryptedkey` (a fresh clone where they were never committed), saves one into
+        it, even with PULUMI_FALLBACK_TO_STATE_SECRETS_MANAGER (it then saves the state's: "should
+        save", cmd/pulumi/config/io.go). Given a copy of the file, the CLI writes there instead.
+        """
+        path = self._stack_file(stack)
+        try:
+            raw = path.read_bytes()
+        except OSError:
+            yield None
+            return
+        document = _load_yaml(path)
+        if not isinstance(document, Mapping) or any(document.get(k) for k in _SECRETS_KEYS[:2]):
+            yield None
+            return
+        with tempfile.TemporaryDirectory(prefix="stageline-config-") as tmp:
+            copy = Path(tmp) / path.name
+            copy.write_bytes(raw)
+            yield str(copy)
+
+    @contextmanager
+    def _driver_write_unseen(self, stack: str, work_dir: Path | None) -> Iterator[dict[str, str]]:
+        """Environment for `up` in which the CLI's `git status` does not count the driver's own write.
+
+        Pulumi records `git.dirty` from `git status --porcelain` when the update starts, and the driver
+        has just written `stageline:release` into Pulumi.<stack>.yaml (set_release), so every update it
+        made was recorded dirty and `rollback --code` always warned. The choice here: when the stack file
+        differs from the committed one in nothing but `stageline:release` — a value the update records
+        in its own config, so (commit, recorded config) still reproduces the run — the CLI gets a
+        throwaway copy of the git index with that one file marked assume-unchanged (GIT_INDEX_FILE).
+        Every other change, including any other edit of the stack file, still makes the update dirty;
+        the real index is never touched.
+        """
+        from automation.gitinfo import committed_file, hidden_from_status
+
+        checkout = work_dir or self._root
+        path = self._stack_file(stack, work_dir)
+        try:
+            current = path.read_bytes()
+        except OSError:
+            yield {}
+            return
+        committed = committed_file(checkout, path)
+        if committed is None or committed == current or not differs_only_in_release(committed, current):
+            yield {}
+            return
+        with hidden_from_status(checkout, path) as env:
+            yield env
+
+    def _locks_readable(self) -> bool:
+        return file_backend_root(self._backend.url) is not None
 
     # -- operations
 
@@ -1200,7 +1769,20 @@ class LocalEngine:
 
     def preview(self, stack: str, *, progress: ProgressFn | None = None) -> PreviewSummary:
         log = _EventLog(progress)
-        result = self._run(stack, lambda s: s.preview(on_event=log, diff=True), log=log)
+        with self._read_only_config(stack) as config_file:
+            try:
+                result = self._run(
+                    stack, lambda s: s.preview(on_event=log, diff=True, config_file=config_file), log=log
+                )
+            except EngineError:
+                # Replacing or deleting a protected resource fails the preview, after the engine has
+                # sent the step; a gate must see that step, not an error.
+                protected = protected_step_urns(log.errors)
+                if protected is None:
+                    raise
+                return preview_summary_from_events(
+                    stack, log.events, summary_changes(log.events), protected=protected
+                )
         return preview_summary_from_events(stack, log.events, result.change_summary)
 
     def up(
@@ -1210,6 +1792,7 @@ class LocalEngine:
         message: str,
         work_dir: Path | None = None,
         progress: ProgressFn | None = None,
+        refresh: bool = False,
     ) -> UpdateRecord:
         log = _EventLog(progress)
         selected = self._stack(stack, work_dir, create=True)
@@ -1221,44 +1804,81 @@ class LocalEngine:
         def work() -> None:
             try:
                 # show_secrets=False: the summary needs no decrypted config.
-                box["result"] = selected.up(message=message, on_event=log, show_secrets=False)
+                box["result"] = selected.up(
+                    message=message, on_event=log, show_secrets=False, refresh=True if refresh else None
+                )
             except BaseException as exc:  # handed to the waiting thread
                 box["error"] = exc
             finally:
                 done.set()
 
-        # The SDK runs on its own thread so that an interrupt here leaves its subprocess handling
-        # intact (interrupted inside the SDK, Popen would stop reading the CLI's output after 0.25 s).
-        # Waiting on an Event, not Thread.join: an interrupted join marks a running thread as stopped.
-        threading.Thread(target=work, name=f"pulumi-up-{stack}", daemon=True).start()
-        try:
-            while not done.wait(0.5):
-                pass
-        except KeyboardInterrupt as exc:
-            forward = isinstance(exc, Terminated) or not terminal_delivers_interrupts()
-            with self._lock:
-                self._interrupted[stack] = _InterruptedUpdate(done, before, log, forward)
-            raise
+        workspace_env = selected.workspace.env_vars
+        assert isinstance(workspace_env, dict)  # the copy _stack gave this workspace
+        with self._driver_write_unseen(stack, work_dir) as git_env:
+            workspace_env.update(git_env)
+            try:
+                # The SDK runs on its own thread so that an interrupt here leaves its subprocess handling
+                # intact (interrupted inside the SDK, Popen would stop reading the CLI's output after
+                # 0.25 s). Waiting on an Event, not Thread.join: an interrupted join marks a running
+                # thread as stopped.
+                threading.Thread(target=work, name=f"pulumi-up-{stack}", daemon=True).start()
+                try:
+                    while not done.wait(0.5):
+                        pass
+                except KeyboardInterrupt as exc:
+                    forward = isinstance(exc, Terminated) or not terminal_delivers_interrupts()
+                    with self._lock:
+                        self._interrupted[stack] = _InterruptedUpdate(done, before, log, forward)
+                    raise
+            finally:
+                for key in git_env:
+                    workspace_env.pop(key, None)
         if "error" in box:
-            raise self._failure(box["error"], log) from None
-        return update_record_from_summary(box["result"].summary, self._secret_values)
+            raise self._failure(box["error"], stack, log) from None
+        record = update_record_from_summary(box["result"].summary, self._secret_values)
+        if record.version:
+            return record
+        # A self-managed backend: number the entry as `history` does (the SDK read only the newest).
+        try:
+            numbered = self._numbered_history(selected)
+        except Exception as exc:  # the update is done; report what went wrong reading its record
+            raise self._failure(exc, stack, None) from None
+        ours = (record.start, record.message, record.kind)
+        same = (r for r in numbered if (r.start, r.message, r.kind) == ours)
+        return next(same, numbered[0] if numbered else record)
 
     def preview_refresh(self, stack: str, *, progress: ProgressFn | None = None) -> DriftReport:
         log = _EventLog(progress)
         # preview_refresh, never refresh: a drift check must not write state.
-        self._run(stack, lambda s: s.preview_refresh(on_event=log, show_secrets=False), log=log)
+        with self._read_only_config(stack) as config_file:
+            self._run(
+                stack,
+                lambda s: s.preview_refresh(on_event=log, show_secrets=False, config_file=config_file),
+                log=log,
+            )
         return drift_report_from_events(stack, log.events, self._secret_values)
 
+    def _numbered_history(self, selected: Stack) -> list[UpdateRecord]:
+        # page_size=0: every entry. Without a page size the CLI returns its default page of 10.
+        summaries = selected.history(page_size=0, show_secrets=False)
+        return number_history([update_record_from_summary(s, self._secret_values) for s in summaries])
+
     def history(self, stack: str, *, limit: int | None = None) -> list[UpdateRecord]:
-        summaries = self._run(stack, lambda s: s.history(page_size=limit, show_secrets=False))
-        return [update_record_from_summary(s, self._secret_values) for s in summaries]
+        records: list[UpdateRecord] = self._run(stack, self._numbered_history)
+        return records[:limit] if limit is not None else records
 
     def outputs(self, stack: str) -> StackOutputs:
-        values = self._run(stack, lambda s: s.outputs())
+        def read(s: Stack) -> tuple[Any, Mapping[str, Any]]:
+            # The exported state marks secrets where they are, nested ones too (the SDK flags only
+            # outputs that are secret as a whole).
+            return s.outputs(), stack_outputs_state(s.export_stack().deployment)
+
+        values, state = self._run(stack, read)
         return StackOutputs(
             stack=stack,
             values={k: v.value for k, v in values.items()},
             secret_keys=frozenset(k for k, v in values.items() if v.secret),
+            secret_paths=frozenset(engine_secret_paths(state)),
         )
 
     def get_release(self, stack: str, *, work_dir: Path | None = None) -> Release | None:
@@ -1282,20 +1902,69 @@ class LocalEngine:
         return pending_from_deployment(deployment.deployment)
 
     def clear_pending(self, stack: str) -> int:
-        import pulumi.automation as auto
+        """`pulumi refresh --clear-pending-creates`, under the stack's lock.
+
+        Not export-then-import: `pulumi stack import` drops every pending operation by itself
+        (cmd/pulumi/stack/io.go SaveSnapshot), so editing the export is redundant, and an update that
+        ran between the export and the import would be overwritten with the older state. The refresh
+        takes the lock for its whole run; the update it writes drops the other pending operations
+        (only pending creates are carried from one update to the next, pkg/backend/snapshot.go), and
+        `--clear-pending-creates` drops those. It is Pulumi's documented repair for an interrupted
+        update: the state then holds what the interrupted operations really left in the cloud.
+        """
+        log = _EventLog(None)
 
         def clear(s: Stack) -> int:
-            exported = s.export_stack()
-            pending = pending_from_deployment(exported.deployment)
-            if pending:
-                s.import_stack(
-                    auto.Deployment(
-                        version=exported.version, deployment=without_pending(exported.deployment or {})
-                    )
+            pending = pending_from_deployment(s.export_stack().deployment)
+            if not pending:
+                return 0
+            s.refresh(
+                clear_pending_creates=True,
+                message="clear pending operations (stageline --clear-pending)",
+                on_event=log,
+                show_secrets=False,
+            )
+            left = pending_from_deployment(s.export_stack().deployment)
+            if left:
+                listed = ", ".join(f"{p.kind} {p.urn}" for p in left[:5])
+                raise EngineError(
+                    f"{len(left)} pending operation(s) are still in the state after a refresh: {listed}"
                 )
             return len(pending)
 
-        return int(self._run(stack, clear))
+        return int(self._run(stack, clear, log=log))
+
+    def locks(self, stack: str) -> list[StackLock]:
+        self._check_known(stack)
+        root = file_backend_root(self._backend.url)
+        if root is None:
+            return []  # an object store's locks are read by the CLI only; see StaleLockError's message
+        found: list[StackLock] = []
+        for directory in lock_dirs(root, self._project, stack):
+            for path in sorted(directory.glob("*.json")):
+                lock = read_lock_file(path)
+                if lock is not None:
+                    found.append(lock)
+        return found
+
+    def remove_stale_locks(self, stack: str) -> list[StackLock]:
+        removed: list[StackLock] = []
+        for lock in self.locks(stack):
+            if not lock.stale:
+                continue
+            # Read again just before removing: the file name is its process's own lock id, so a file
+            # still naming that gone process can only be its leftover.
+            again = read_lock_file(Path(lock.location))
+            if again is None or not again.stale or again.pid != lock.pid:
+                continue
+            try:
+                Path(lock.location).unlink()
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise EngineError(f"cannot remove the stale lock {lock.location}: {exc.strerror}") from None
+            removed.append(lock)
+        return removed
 
     def cancel(self, stack: str, *, progress: ProgressFn | None = None) -> None:
         """Stop the CLI our interrupted `up` started, cleanly if it will; never `pulumi cancel` blindly.

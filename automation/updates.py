@@ -23,6 +23,7 @@ from automation.stacks import (
     Engine,
     PendingOperation,
     ProgressFn,
+    StackLock,
     Terminated,
     UpdateRecord,
 )
@@ -88,8 +89,8 @@ def with_lock_retry(
             waited += delay
     raise ConcurrentUpdateError(
         f"{stack} is still locked by another update after {policy.tries} attempts ({waited:g}s): wait for "
-        f"it to finish; if it died, run `pulumi cancel -s {stack}` (Pulumi Cloud) or remove the lock in the "
-        "backend"
+        f"it to finish; if it died, run `pulumi cancel -s {stack}` (Pulumi Cloud), or rerun with "
+        "--clear-pending, which removes a self-managed backend's lock once its process is provably gone"
     )
 
 
@@ -100,28 +101,49 @@ class PendingOperationsError(StagelineError):
     """An interrupted update left operations pending; `up` would not be safe until they are handled."""
 
 
-def describe_pending(stack: str, pending: list[PendingOperation]) -> str:
-    listed = ", ".join(f"{p.kind} {p.type} {p.name}" for p in pending[:5])
-    more = f" and {len(pending) - 5} more" if len(pending) > 5 else ""
-    return (
-        f"{stack} has {len(pending)} pending operation(s) from an interrupted update: {listed}{more}. "
-        "Check those resources in the cloud (a pending create may exist without being in the state), "
-        "then rerun with --clear-pending"
-    )
+def describe_pending(
+    stack: str, pending: list[PendingOperation], stale: list[StackLock] | None = None
+) -> str:
+    parts = []
+    if stale:
+        locks = "; ".join(lock.describe() for lock in stale)
+        parts.append(
+            f"{stack} is locked by a Pulumi process that no longer runs (killed mid-update): {locks}. "
+            "Every update fails on that lock until --clear-pending removes it (it removes only a lock whose "
+            "process is provably gone)."
+        )
+    if pending:
+        listed = ", ".join(f"{p.kind} {p.type} {p.name}" for p in pending[:5])
+        more = f" and {len(pending) - 5} more" if len(pending) > 5 else ""
+        parts.append(
+            f"{stack} has {len(pending)} pending operation(s) from an interrupted update: {listed}{more}. "
+            "Check those resources in the cloud (a pending create may exist without being in the state), "
+            "then rerun with --clear-pending"
+        )
+    else:
+        parts.append("Rerun with --clear-pending")
+    return " ".join(parts)
 
 
 def check_pending(
     engine: Engine, stack: str, *, clear: bool, progress: ProgressFn | None = None
 ) -> list[PendingOperation]:
-    """Refuse (PendingOperationsError) when `stack` has pending operations, unless `clear` drops them."""
+    """Refuse (PendingOperationsError) when `stack` has pending operations or a stale lock (one whose
+    process is provably gone, as after a killed CLI), unless `clear`: then remove the stale locks
+    (never a live one) and clear the pending operations."""
     pending = engine.pending_operations(stack)
-    if not pending:
+    stale = [lock for lock in engine.locks(stack) if lock.stale]
+    if not pending and not stale:
         return []
     if not clear:
-        raise PendingOperationsError(describe_pending(stack, pending))
-    dropped = engine.clear_pending(stack)
-    if progress is not None:
-        progress(f"{stack}: cleared {dropped} pending operation(s)")
+        raise PendingOperationsError(describe_pending(stack, pending, stale))
+    for lock in engine.remove_stale_locks(stack):
+        if progress is not None:
+            progress(f"{stack}: removed the stale lock {lock.describe()}")
+    if pending:
+        dropped = engine.clear_pending(stack)
+        if progress is not None:
+            progress(f"{stack}: cleared {dropped} pending operation(s) (refresh --clear-pending-creates)")
     return pending
 
 
@@ -158,8 +180,11 @@ def run_update(
     work_dir: Path | None = None,
     progress: ProgressFn | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    refresh: bool = False,
 ) -> UpdateRecord:
     """`engine.up` with lock retries; Ctrl-C or SIGTERM stops our update and raises Interrupted (130).
+
+    `refresh=True` refreshes first (`up --refresh`), so drifted resources are put back: remediation.
 
     Only an update this call started is ever stopped: an interrupt while waiting for another update's
     lock (the backoff sleep, or an attempt that met the lock) leaves that other update alone.
@@ -170,7 +195,7 @@ def run_update(
         nonlocal running
         running = True
         try:
-            record = engine.up(stack, message=message, work_dir=work_dir, progress=progress)
+            record = engine.up(stack, message=message, work_dir=work_dir, progress=progress, refresh=refresh)
         except ConcurrentUpdateError:
             running = False  # the stack was locked by someone else: nothing of ours is running
             raise

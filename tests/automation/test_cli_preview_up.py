@@ -113,7 +113,14 @@ def test_up_previews_asks_and_records_the_commit(engine: FakeEngine, invoke: Cal
     [record] = engine.history("staging")
     assert record.message == f"up staging @{head[:7]}"
     assert record.commit == head
-    assert engine.ops("staging") == ["ensure_stack", "pending_operations", "preview", "up", "history"]
+    assert engine.ops("staging") == [
+        "ensure_stack",
+        "pending_operations",
+        "locks",
+        "preview",
+        "up",
+        "history",
+    ]
 
 
 def test_up_declined_changes_nothing(engine: FakeEngine, invoke: Callable[..., Result]) -> None:

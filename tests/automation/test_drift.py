@@ -339,6 +339,10 @@ def test_remediate_with_yes_and_json(drifting: FakeEngine, invoke: Callable[...,
     assert document["exitCode"] == 0
     assert document["remediated"][0]["stack"] == "prod"
     assert document["remediated"][0]["update"]["result"] == "succeeded"
+    # Remediation is `up --refresh`: a plain up compares the program with the state and puts nothing back.
+    [up] = [c for c in drifting.calls if c.op == "up"]
+    assert up.args["refresh"] is True
+    assert not drifting.preview_refresh("prod").drifted
 
 
 def test_remediate_shows_what_up_would_change_before_asking(
@@ -348,9 +352,9 @@ def test_remediate_shows_what_up_would_change_before_asking(
     result = invoke(["drift", "prod", "--remediate"], input="n\n")
     assert result.exit_code == 1
     shown = result.stderr.split("Put 2 drifted resource(s) of prod back as code says?")[0]
-    assert "prod: what `up` would change to put the drifted resources back:" in shown
+    assert "prod: the drift the update puts back (it refreshes first), and what else it changes:" in shown
     assert f"~ update   {FN} prod-api (memorySize)" in shown
-    assert drifting.ops("prod")[-2:] == ["pending_operations", "preview"] and drifting.count("up") == 0
+    assert drifting.ops("prod")[-2:] == ["locks", "preview"] and drifting.count("up") == 0
 
 
 def test_remediate_with_pending_operations_points_to_an_option_drift_accepts(

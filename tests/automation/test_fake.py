@@ -15,6 +15,7 @@ from automation.stacks import (
     EngineError,
     ResourceDrift,
     StackNotDeployed,
+    StaleLockError,
     UnknownStackError,
 )
 
@@ -76,14 +77,26 @@ def test_interrupted_up_is_marked_failed_by_cancel() -> None:
     fake.interrupt_up("prod", leave_pending=True)
     with pytest.raises(KeyboardInterrupt):
         fake.up("prod", message="m")
-    assert fake.history("prod")[0].result == "in-progress"
+    # A self-managed backend writes the entry when the update ends; until then it holds the lock.
+    assert fake.history("prod") == []
+    with pytest.raises(ConcurrentUpdateError):
+        fake.up("prod", message="again")
     fake.cancel("prod")
-    assert fake.history("prod")[0].result == "failed"
+    assert [(r.result, r.message) for r in fake.history("prod")] == [("failed", "m")]
     assert [p.kind for p in fake.pending_operations("prod")] == ["creating"]
     assert fake.clear_pending("prod") == 1 and fake.pending_operations("prod") == []
+    assert fake.history("prod")[0].kind == "refresh"  # clearing them is a refresh
 
 
-def test_up_puts_drifted_resources_back() -> None:
+def test_on_pulumi_cloud_a_running_update_shows_in_progress() -> None:
+    fake = FakeEngine(("prod",), git_head="a" * 40, backend_url="https://api.pulumi.com")
+    fake.interrupt_up("prod")
+    with pytest.raises(KeyboardInterrupt):
+        fake.up("prod", message="m")
+    assert fake.history("prod")[0].result == "in-progress"
+
+
+def test_only_up_with_refresh_puts_drifted_resources_back() -> None:
     fake = FakeEngine(("dev",), git_head="a" * 40)
     fake.set_drift(
         "dev",
@@ -97,8 +110,29 @@ def test_up_puts_drifted_resources_back() -> None:
         ],
     )
     assert fake.preview_refresh("dev").drifted
-    fake.up("dev", message="m")
+    plain = fake.up("dev", message="m")
+    assert plain.resource_changes == {"same": 12} and fake.preview_refresh("dev").drifted
+    refreshed = fake.up("dev", message="m", refresh=True)
+    assert refreshed.resource_changes == {"same": 11, "create": 1}
     assert not fake.preview_refresh("dev").drifted
+
+
+def test_a_killed_up_leaves_a_stale_lock_and_a_pending_create_and_no_history() -> None:
+    fake = FakeEngine(("prod",), git_head="a" * 40)
+    fake.kill_up("prod")
+    with pytest.raises(EngineError, match="killed"):
+        fake.up("prod", message="m")
+    assert fake.history("prod") == []
+    [lock] = fake.locks("prod")
+    assert lock.stale
+    with pytest.raises(StaleLockError, match="no longer runs"):
+        fake.up("prod", message="m")
+    with pytest.raises(StaleLockError):
+        fake.clear_pending("prod")
+    live = fake.add_lock("prod", stale=False)
+    assert fake.remove_stale_locks("prod") == [lock] and fake.locks("prod") == [live]
+    with pytest.raises(ConcurrentUpdateError):
+        fake.up("prod", message="m")
 
 
 def test_release_in_a_worktree_does_not_touch_the_main_checkout(tmp_path: Path) -> None:

@@ -39,7 +39,7 @@ def fail(message):
     sys.exit(255)
 
 if args[:1] == ["version"]:
-    print("v3.200.0")
+    print("v3.202.0")
 elif args[:2] == ["stack", "select"]:
     if mode == "unreadable":
         fail("error: failed to load checkpoint: blob (key \".pulumi/stacks/stageline/dev.json\") "

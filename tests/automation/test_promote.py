@@ -494,6 +494,27 @@ def test_an_explicit_flag_lets_the_gate_pass_and_says_so(
     assert len(world.ups("staging")) == 1
 
 
+def test_allowed_drift_is_put_back_by_an_up_that_refreshes_first(world: World) -> None:
+    _drift(world)
+    record = world.run(yes=True, allow_drift=True)
+    assert record.exit_code == 0
+    [up] = [c for c in world.fake.calls if c.op == "up" and c.stack == "staging"]
+    assert up.args["refresh"] is True  # a plain up compares the program with the state: drift stays
+    assert not world.fake.preview_refresh("staging").drifted
+    # Stages without drift update without a refresh.
+    assert all(not c.args["refresh"] for c in world.fake.calls if c.op == "up" and c.stack != "staging")
+
+
+def test_a_stale_lock_left_by_a_killed_update_is_a_refused_pending_gate(world: World) -> None:
+    lock = world.fake.add_lock("staging", stale=True)
+    record = world.run(yes=True)
+    assert record.exit_code == 3
+    gate = next(g for g in record.stages[1].gates if g.name == "pending")
+    assert not gate.ok and "1 stale lock(s) left by a killed update" in gate.detail
+    assert gate.items == (f"stale lock {lock.describe()}",)
+    assert world.ups("staging") == []
+
+
 def test_a_failing_pre_step_is_a_refused_gate(world: World) -> None:
     staging = _stage("staging", pre=("python -c \"import sys; print('migration 42 pending'); sys.exit(4)\"",))
     record = world.run(stages=(staging, _stage("prod")), yes=True)

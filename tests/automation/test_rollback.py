@@ -294,7 +294,7 @@ def test_rollback_restores_the_release_and_updates_with_the_message() -> None:
     fake = seeded()
     plan = plan_rollback(fake.history("prod"), fake.get_release("prod"), stack="prod")
     result = execute_rollback(fake, plan, policy=RetryPolicy(1))
-    assert fake.ops("prod")[-4:] == ["pending_operations", "get_release", "set_release", "up"]
+    assert fake.ops("prod")[-5:] == ["pending_operations", "locks", "get_release", "set_release", "up"]
     assert result.record is not None and result.record.succeeded
     assert result.record.message == "rollback to v1 (1111111)"
     assert result.record.release == make_release("r1")

@@ -7,6 +7,10 @@ converters are checked against the real event shapes of pulumi 3.x.
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -34,7 +38,6 @@ from automation.stacks import (
     split_property_path,
     update_record_from_summary,
     value_at,
-    without_pending,
 )
 
 FN = "aws:lambda/function:Function"
@@ -432,7 +435,7 @@ def test_update_record_of_an_unfinished_update_has_no_duration() -> None:
 # --- state exports, errors, paths -----------------------------------------------------------------
 
 
-def test_pending_operations_from_an_export_and_clearing_them() -> None:
+def test_pending_operations_from_an_export() -> None:
     deployment = {
         "manifest": {},
         "resources": [{"urn": FN_URN}],
@@ -440,9 +443,7 @@ def test_pending_operations_from_an_export_and_clearing_them() -> None:
     }
     pending = pending_from_deployment(deployment)
     assert [(p.name, p.type, p.kind) for p in pending] == [("prod-api", FN, "creating")]
-    cleared = without_pending(deployment)
-    assert "pending_operations" not in cleared and cleared["resources"] == deployment["resources"]
-    assert pending_from_deployment(cleared) == []
+    assert pending_from_deployment({"resources": []}) == []
 
 
 def test_engine_message_keeps_the_engines_error_lines_and_redacts() -> None:
@@ -576,3 +577,206 @@ def test_secret_object_config_is_masked_leaf_by_leaf(tmp_path: Path) -> None:
     )
     assert message == "login failed with [secret]"
     assert "eu-west-1" not in engine._secret_values
+
+
+# --- what the real engine showed (tests/engine/test_defects.py), on its event and message shapes -------
+
+
+def test_drift_values_of_an_input_diff_come_from_the_inputs_not_the_outputs() -> None:
+    # A refresh's detailed diff is framed on the inputs: `tags` here is an input path, and the outputs
+    # hold the provider's view (tagsAll merged in), which is not what drifted.
+    recorded = {
+        "inputs": {"tags": {"Owner": "team"}},
+        "outputs": {"tags": {"Owner": "team", "Stage": "prod"}, "tagsAll": {"Owner": "team"}},
+    }
+    refreshed = {
+        "inputs": {"tags": {"Owner": "someone"}},
+        "outputs": {"tags": {"Owner": "someone", "Stage": "prod"}, "tagsAll": {"Owner": "someone"}},
+    }
+    event = step_event("resOutputsEvent", "update", BUCKET_URN, BUCKET, old=recorded, new=refreshed)
+    metadata = event.res_outputs_event.metadata  # type: ignore[union-attr]
+    metadata.detailed_diff = {
+        "tags": type("PropertyDiff", (), {"diff_kind": "update", "input_diff": True})(),
+        "tagsAll": type("PropertyDiff", (), {"diff_kind": "update", "input_diff": False})(),
+    }
+    [resource] = drift_report_from_events("prod", [event]).resources
+    assert [(p.path, p.old, p.new) for p in resource.properties] == [
+        ("tags", {"Owner": "team"}, {"Owner": "someone"}),  # the inputs
+        ("tagsAll", {"Owner": "team"}, {"Owner": "someone"}),  # an output diff: the outputs
+    ]
+
+
+def test_an_input_diff_path_missing_from_the_inputs_is_read_from_the_outputs() -> None:
+    old = {"inputs": {}, "outputs": {"memorySize": 1024}}
+    new = {"inputs": {}, "outputs": {"memorySize": 512}}
+    event = EngineEvent.from_json(
+        {
+            "sequence": 1,
+            "timestamp": 0,
+            "resOutputsEvent": {
+                "metadata": {
+                    "op": "update",
+                    "urn": FN_URN,
+                    "type": FN,
+                    "provider": "",
+                    "old": {"urn": FN_URN, "type": FN, **old},
+                    "new": {"urn": FN_URN, "type": FN, **new},
+                    "detailedDiff": {"memorySize": {"diffKind": "update", "inputDiff": True}},
+                }
+            },
+        }
+    )
+    [resource] = drift_report_from_events("prod", [event]).resources
+    assert [(p.path, p.old, p.new) for p in resource.properties] == [("memorySize", 1024, 512)]
+
+
+def test_a_secret_nested_in_an_object_output_is_masked_where_it_is() -> None:
+    deployment = {
+        "resources": [
+            {
+                "type": "pulumi:pulumi:Stack",
+                "outputs": {
+                    "settings": {"plain": "visible", "key": {SECRET_SIG: "1b47061264138c4ac30d75fd1eb44270"}},
+                    "keys": ["a", {SECRET_SIG: "1b47061264138c4ac30d75fd1eb44270"}],
+                    "token": {SECRET_SIG: "1b47061264138c4ac30d75fd1eb44270"},
+                },
+            }
+        ]
+    }
+    paths = stacks.engine_secret_paths(stacks.stack_outputs_state(deployment))
+    assert paths == {"settings.key", "keys[1]", "token"}
+    outputs = stacks.StackOutputs(
+        stack="prod",
+        values={"settings": {"plain": "visible", "key": "n3sted"}, "keys": ["a", "b-secret"], "token": "t0k"},
+        secret_keys=frozenset({"token"}),
+        secret_paths=frozenset(paths),
+    )
+    assert outputs.to_json() == {
+        "settings": {"plain": "visible", "key": "[secret]"},
+        "keys": ["a", "[secret]"],
+        "token": "[secret]",
+    }
+    assert sorted(outputs.secret_values()) == ["b-secret", "n3sted", "t0k"]
+    assert outputs.values["settings"]["key"] == "n3sted"  # the driver still reads it
+
+
+def test_history_of_a_self_managed_backend_is_numbered_by_position_pulumi_clouds_is_kept() -> None:
+    def entry(version: int, message: str) -> stacks.UpdateRecord:
+        return stacks.UpdateRecord(
+            version=version, kind="update", result="succeeded", start=NOW, message=message
+        )
+
+    diy = stacks.number_history([entry(0, "c"), entry(0, "b"), entry(0, "a")])  # newest first, as listed
+    assert [(r.version, r.message) for r in diy] == [(3, "c"), (2, "b"), (1, "a")]
+    cloud = stacks.number_history([entry(41, "b"), entry(40, "a")])
+    assert [r.version for r in cloud] == [41, 40]
+
+
+NOW = datetime(2025, 6, 1, tzinfo=UTC)
+
+
+def gone_pid() -> int:
+    """The pid of a process that has run and exited (and been reaped)."""
+    done = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True
+    )
+    return int(done.stdout)
+
+
+def test_locks_named_in_the_clis_refusal_are_parsed_and_proven_stale_only_on_this_host() -> None:
+    dead = gone_pid()
+    host = socket.gethostname()
+    text = (
+        "error: the stack is currently locked by 3 lock(s). Either wait for the other process(es) to end or "
+        "delete the lock file with `pulumi cancel`.\n"
+        f"  file:///s/.pulumi/locks/organization/p/dev/a.json: created by ci@{host} (pid {dead}) at "
+        "2025-06-01T10:00:00Z\n"
+        f"  file:///s/.pulumi/locks/organization/p/dev/b.json: created by me@{host} (pid {os.getpid()}) at "
+        "2025-06-01T10:00:00Z\n"
+        f"  s3://team/.pulumi/locks/organization/p/dev/c.json: created by ci@elsewhere (pid {dead}) at "
+        "2025-06-01T10:00:00Z\n"
+    )
+    locks = stacks.locks_from_message(text)
+    assert [(lock.location.rsplit("/", 1)[1], lock.stale) for lock in locks] == [
+        ("a.json", True),  # this host, process gone
+        ("b.json", False),  # this host, process running
+        ("c.json", False),  # another host: never provably stale
+    ]
+    assert locks[0].created == datetime(2025, 6, 1, 10, tzinfo=UTC) and locks[0].user == "ci"
+
+
+def test_a_lock_file_is_read_and_only_a_stale_one_is_removed(tmp_path: Path) -> None:
+    dead = gone_pid()
+    folder = tmp_path / "state" / ".pulumi" / "locks" / "organization" / "proj" / "dev"
+    folder.mkdir(parents=True)
+    stamp = "2025-06-01T10:00:00.123456789Z"
+    for name, pid in (("stale.json", dead), ("live.json", os.getpid())):
+        (folder / name).write_text(
+            json.dumps({"pid": pid, "username": "u", "hostname": socket.gethostname(), "timestamp": stamp})
+        )
+    (tmp_path / "Pulumi.yaml").write_text("name: proj\nruntime: python\n")
+    (tmp_path / "Pulumi.dev.yaml").write_text("config: {}\n")
+    engine = stacks.LocalEngine(
+        tmp_path, BackendInfo(url=(tmp_path / "state").as_uri(), source="default"), {}
+    )
+    assert sorted((Path(lock.location).name, lock.stale) for lock in engine.locks("dev")) == [
+        ("live.json", False),
+        ("stale.json", True),
+    ]
+    [removed] = engine.remove_stale_locks("dev")
+    assert Path(removed.location).name == "stale.json" and not (folder / "stale.json").exists()
+    assert (folder / "live.json").exists()
+
+
+def test_a_protected_resource_a_preview_refused_becomes_its_step() -> None:
+    protected = "urn:pulumi:prod::stageline::aws:s3/bucketV2:BucketV2::data"
+    errors = [
+        (
+            protected,
+            f'unable to replace resource "{protected}" as it is currently marked for protection. To ...',
+        ),
+        ("", "preview failed"),
+    ]
+    assert stacks.protected_step_urns(errors) == {protected: "replace"}
+    assert stacks.protected_step_urns([*errors, ("", "creating bucket: AccessDenied")]) is None
+    assert stacks.protected_step_urns([("", "preview failed")]) is None
+    deleted = [
+        (protected, f'Preview failed: resource "{protected}" cannot be deleted because it is protected.')
+    ]
+    assert stacks.protected_step_urns(deleted) == {protected: "delete"}
+
+    events = [
+        step_event("resourcePreEvent", "replace", protected, "aws:s3/bucketV2:BucketV2", diffs=["bucket"])
+    ]
+    summary = preview_summary_from_events("prod", events, {"same": 3}, protected={protected: "replace"})
+    [step] = summary.dangerous
+    assert (step.op, step.protected, step.stateful, step.changed) == ("replace", True, True, ("bucket",))
+    assert summary.counts == {"same": 3, "replace": 1}
+    # Without a step event, the refused step is still reported.
+    bare = preview_summary_from_events("prod", [], {"same": 3}, protected={protected: "delete"})
+    assert [(s.op, s.name, s.protected) for s in bare.steps] == [("delete", "data", True)]
+
+
+def test_only_a_release_change_is_the_drivers_own_write() -> None:
+    committed = (
+        b"encryptionsalt: v1:abc\nconfig:\n  aws:region: eu-west-1\n  stageline:release:\n    version: r1\n"
+    )
+    rewritten = (
+        b'config:\n  aws:region: eu-west-1\n  stageline:release: {"version": "r2"}\nencryptionsalt: v1:abc\n'
+    )
+    assert stacks.differs_only_in_release(committed, rewritten)
+    edited = rewritten.replace(b"eu-west-1", b"us-east-1")
+    assert not stacks.differs_only_in_release(committed, edited)
+    assert not stacks.differs_only_in_release(
+        committed, b"encryptionsalt: v1:new\n" + committed[len(b"encryptionsalt: v1:abc\n") :]
+    )
+
+
+def test_a_cli_killed_by_a_signal_is_said_so(tmp_path: Path) -> None:
+    from pulumi.automation import CommandError
+    from pulumi.automation._cmd import CommandResult
+
+    engine = stacks.LocalEngine(tmp_path, BackendInfo(url="file:///x", source="default"), {}, project="p")
+    error = engine._translate(CommandError(CommandResult(stdout="", stderr="warning: noise", code=-9)), "dev")
+    assert str(error).startswith("the Pulumi CLI was killed (SIGKILL) before it finished")
+    assert "--clear-pending" in str(error)

@@ -166,3 +166,24 @@ def test_an_interrupt_after_our_update_started_stops_only_ours() -> None:
 
 def test_sigterm_is_an_interrupt_the_engine_must_pass_on() -> None:
     assert issubclass(Terminated, KeyboardInterrupt)
+
+
+def test_a_stale_lock_is_reported_and_only_it_is_removed_by_clear() -> None:
+    fake = FakeEngine(("prod",))
+    stale = fake.add_lock("prod", stale=True)
+    with pytest.raises(
+        PendingOperationsError, match=r"prod is locked by a Pulumi process that no longer"
+    ) as refused:
+        check_pending(fake, "prod", clear=False)
+    assert stale.describe() in str(refused.value) and str(refused.value).endswith(
+        "Rerun with --clear-pending"
+    )
+    assert fake.locks("prod") == [stale]  # reporting removes nothing
+
+    said: list[str] = []
+    live = fake.add_lock("prod", stale=False)
+    fake.add_pending("prod", "aws:lambda/function:Function", "prod-api", "creating")
+    with pytest.raises(ConcurrentUpdateError):  # the live lock stays, and clearing needs the lock
+        check_pending(fake, "prod", clear=True, progress=said.append)
+    assert fake.locks("prod") == [live]
+    assert said == [f"prod: removed the stale lock {stale.describe()}"]
