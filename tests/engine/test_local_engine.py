@@ -1,7 +1,8 @@
 """The real seam against a real Pulumi CLI: a throwaway project, a file:// backend, no cloud.
 
 Skipped when `pulumi` is not on PATH (as on the development machines for this project, which cannot
-download it). The program has no resources, so no provider plugin is needed.
+download it). The program has no resources, so no provider plugin is needed; the pending-operations
+test uses the stand-in provider (tests/engine/enginekit.py) to have an operation to interrupt.
 """
 
 from __future__ import annotations
@@ -116,22 +117,27 @@ def test_preview_refresh_of_a_clean_stack_reports_no_drift_and_writes_no_state(
     assert engine.preview("dev").has_changes is False
 
 
-def test_pending_operations_are_read_and_cleared(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import pulumi.automation as auto
+@pytest.mark.filterwarnings("ignore:Error in event stream:UserWarning")  # the killed CLI's event log
+def test_pending_operations_are_read_and_cleared(tmp_path: Path, engine_env: dict[str, str]) -> None:
+    """Real pending operations: the CLI is killed (SIGKILL) while a stand-in create is slow.
 
-    from automation.stacks import LocalEngine
+    (An imported state cannot carry them: `pulumi stack import` drops every pending operation.)
+    """
+    from tests.engine.enginekit import make_project
 
-    engine = LocalEngine.open(project)
-    engine.up("dev", message="first")
-    stack = direct_stack(project, monkeypatch)
-    exported = stack.export_stack()  # type: ignore[attr-defined]
-    deployment = dict(exported.deployment or {})
-    urn = "urn:pulumi:dev::enginetest::aws:s3/bucket:Bucket::ghost"
-    deployment["pending_operations"] = [
-        {"resource": {"urn": urn, "type": "aws:s3/bucket:Bucket", "custom": True}, "type": "creating"}
-    ]
-    stack.import_stack(auto.Deployment(version=exported.version, deployment=deployment))  # type: ignore[attr-defined]
-    assert [p.urn for p in engine.pending_operations("dev")] == [urn]
+    project = make_project(tmp_path, resources=True)
+    project.deploy("r1")
+    project.killed_update()
+    engine = project.engine
+    [pending] = engine.pending_operations("dev")
+    assert (pending.kind, pending.type, pending.name) == (
+        "creating",
+        "aws:cloudwatch/logGroup:LogGroup",
+        "extra0",
+    )
+    [lock] = engine.locks("dev")
+    assert lock.stale  # the killed CLI's; clearing needs the lock
+    assert engine.remove_stale_locks("dev") == [lock]
     assert engine.clear_pending("dev") == 1
     assert engine.pending_operations("dev") == []
 
