@@ -122,3 +122,17 @@ def hidden_from_status(checkout: Path, path: Path) -> Iterator[dict[str, str]]:
             check=False,
         )
         yield env if marked.returncode == 0 else {}
+
+
+def untracked_not_shown() -> dict[str, str]:
+    """Environment under which `git status` lists no untracked files (`status.showUntrackedFiles=no`,
+    added to any GIT_CONFIG_* settings already in the environment)."""
+    try:
+        count = int(os.environ.get("GIT_CONFIG_COUNT", "0"))
+    except ValueError:
+        count = 0
+    return {
+        "GIT_CONFIG_COUNT": str(count + 1),
+        f"GIT_CONFIG_KEY_{count}": "status.showUntrackedFiles",
+        f"GIT_CONFIG_VALUE_{count}": "no",
+    }

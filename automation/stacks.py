@@ -1742,22 +1742,26 @@ class LocalEngine:
         throwaway copy of the git index with that one file marked assume-unchanged (GIT_INDEX_FILE).
         Every other change, including any other edit of the stack file, still makes the update dirty;
         the real index is never touched.
+
+        A `work_dir` is a worktree the driver made for `rollback --code`: nothing in it is untracked
+        but what the driver put there (its `.venv` link), so untracked files are not counted there.
         """
-        from automation.gitinfo import committed_file, hidden_from_status
+        from automation.gitinfo import committed_file, hidden_from_status, untracked_not_shown
 
         checkout = work_dir or self._root
+        extra = untracked_not_shown() if work_dir is not None else {}
         path = self._stack_file(stack, work_dir)
         try:
             current = path.read_bytes()
         except OSError:
-            yield {}
+            yield extra
             return
         committed = committed_file(checkout, path)
         if committed is None or committed == current or not differs_only_in_release(committed, current):
-            yield {}
+            yield extra
             return
         with hidden_from_status(checkout, path) as env:
-            yield env
+            yield {**env, **extra}
 
     def _locks_readable(self) -> bool:
         return file_backend_root(self._backend.url) is not None

@@ -780,3 +780,56 @@ def test_a_cli_killed_by_a_signal_is_said_so(tmp_path: Path) -> None:
     error = engine._translate(CommandError(CommandResult(stdout="", stderr="warning: noise", code=-9)), "dev")
     assert str(error).startswith("the Pulumi CLI was killed (SIGKILL) before it finished")
     assert "--clear-pending" in str(error)
+
+
+def _git(root: Path, *args: str, env: dict[str, str] | None = None) -> str:
+    identity = {
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@e.x",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@e.x",
+    }
+    done = subprocess.run(
+        ["git", *args],
+        cwd=root,
+        env={**os.environ, **identity, **(env or {})},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout.strip()
+
+
+def test_the_cli_git_status_does_not_see_the_drivers_own_writes(tmp_path: Path) -> None:
+    from automation.gitinfo import worktree
+
+    root = tmp_path / "repo"
+    (root / ".venv").mkdir(parents=True)  # a real virtualenv directory, ignored as `.venv/`
+    (root / ".gitignore").write_text(".venv/\n")
+    (root / "Pulumi.yaml").write_text("name: p\nruntime: python\n")
+    committed = "config:\n  aws:region: eu-west-1\n  stageline:release:\n    version: r1\n"
+    (root / "Pulumi.dev.yaml").write_text(committed)
+    _git(root, "init", "-q", "-b", "main")
+    _git(root, "add", ".")
+    _git(root, "commit", "-q", "-m", "init")
+    engine = stacks.LocalEngine(root, BackendInfo(url="file:///x", source="default"), {}, project="p")
+
+    def status(checkout: Path, work_dir: Path | None) -> str:
+        with engine._driver_write_unseen("dev", work_dir) as env:
+            return _git(checkout, "status", "--porcelain", env=env)
+
+    driver_write = 'config:\n  aws:region: eu-west-1\n  stageline:release: {"version": "r2"}\n'
+    (root / "Pulumi.dev.yaml").write_text(driver_write)
+    assert status(root, None) == ""
+    assert _git(root, "status", "--porcelain") == "M Pulumi.dev.yaml"  # the user's index is untouched
+    (root / "Pulumi.dev.yaml").write_text(driver_write.replace("eu-west-1", "us-east-1"))
+    assert status(root, None) == "M Pulumi.dev.yaml"  # not only the release: the update is dirty
+    (root / "Pulumi.dev.yaml").write_text(committed)
+    (root / "notes.txt").write_text("mine\n")
+    assert status(root, None) == "?? notes.txt"
+
+    sha = _git(root, "rev-parse", "HEAD")
+    with worktree(root, sha, tmp_path / "wt") as checkout:
+        (checkout / "Pulumi.dev.yaml").write_text(driver_write)
+        assert "?? .venv" in _git(checkout, "status", "--porcelain")  # the driver's link to the venv
+        assert status(checkout, checkout) == ""
