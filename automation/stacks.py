@@ -1532,6 +1532,7 @@ class LocalEngine:
         self._secret_values: set[str] = set()
         self._secrets_read: set[str] = set()
         self._interrupted: dict[str, _InterruptedUpdate] = {}
+        self._cli_version = ""  # what `pulumi version` printed in open(), when it ran there
 
     @classmethod
     def open(cls, start: Path | None = None, environ: Mapping[str, str] | None = None) -> LocalEngine:
@@ -1558,7 +1559,7 @@ class LocalEngine:
             except ConfigError as exc:
                 raise EngineUnavailable(str(exc)) from None
         extra, secrets_note = secrets_environment(backend, environ, documents)
-        check_cli_version(pulumi, environ)  # last: the checks above need no CLI
+        cli_version = check_cli_version(pulumi, environ)  # last: the checks above need no CLI
         env = {
             "PULUMI_BACKEND_URL": backend.url,
             "PULUMI_SKIP_UPDATE_CHECK": "true",
@@ -1571,7 +1572,32 @@ class LocalEngine:
             **extra,
         }
         backend = BackendInfo(url=backend.url, source=backend.source, secrets=secrets_note)
-        return cls(root, backend, env)
+        engine = cls(root, backend, env)
+        engine._cli_version = cli_version
+        return engine
+
+    def _command(self) -> Any:
+        """The SDK's handle on the CLI, made once per engine.
+
+        `PulumiCommand()` runs `pulumi version` each time it is made, and the SDK makes one per
+        workspace unless given one: a third of a second per stack. `open()` has already run it (and
+        refused an old CLI), so the handle is built from what it printed.
+        """
+        import pulumi.automation as auto
+        from semver import VersionInfo
+
+        with self._lock:
+            cached = getattr(self, "_pulumi_command", None)
+            if cached is not None:
+                return cached
+            if not self._cli_version:
+                command = auto.PulumiCommand(skip_version_check=True)
+            else:
+                command = auto.PulumiCommand.__new__(auto.PulumiCommand)
+                command.command = "pulumi"
+                command.version = VersionInfo.parse(self._cli_version.removeprefix("v"))
+            self._pulumi_command = command
+            return command
 
     # -- plumbing
 
@@ -1616,6 +1642,7 @@ class LocalEngine:
         try:
             workspace = auto.LocalWorkspace(
                 work_dir=key[1],
+                pulumi_command=self._command(),
                 env_vars=dict(self._env),  # each workspace its own: `up` adds to it for one run
                 secrets_provider=self._secrets_provider(stack, work_dir) if create else None,
             )
@@ -1698,13 +1725,26 @@ class LocalEngine:
         *,
         log: _EventLog | None = None,
         create: bool = False,
+        read_only: bool = False,
     ) -> Any:
         selected = self._stack(stack, work_dir, create=create)
-        self._remember_secrets(selected)
+        if not read_only:
+            self._remember_secrets(selected)
+            try:
+                return action(selected)
+            except Exception as exc:  # translated, or re-raised as it was
+                raise self._failure(exc, stack, log) from None
+        # A read-only action (it writes no stack file) runs while the secrets are read, one
+        # `pulumi config` call that is needed only to redact what the action returns or raises.
+        reading = threading.Thread(target=self._remember_secrets, args=(selected,), daemon=True)
+        reading.start()
         try:
             return action(selected)
-        except Exception as exc:  # translated, or re-raised as it was
+        except Exception as exc:
+            reading.join()
             raise self._failure(exc, stack, log) from None
+        finally:
+            reading.join()
 
     @contextmanager
     def _read_only_config(self, stack: str) -> Iterator[str | None]:
@@ -1776,7 +1816,10 @@ class LocalEngine:
         with self._read_only_config(stack) as config_file:
             try:
                 result = self._run(
-                    stack, lambda s: s.preview(on_event=log, diff=True, config_file=config_file), log=log
+                    stack,
+                    lambda s: s.preview(on_event=log, diff=True, config_file=config_file),
+                    log=log,
+                    read_only=True,
                 )
             except EngineError:
                 # Replacing or deleting a protected resource fails the preview, after the engine has
@@ -1859,6 +1902,7 @@ class LocalEngine:
                 stack,
                 lambda s: s.preview_refresh(on_event=log, show_secrets=False, config_file=config_file),
                 log=log,
+                read_only=True,
             )
         return drift_report_from_events(stack, log.events, self._secret_values)
 
