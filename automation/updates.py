@@ -132,8 +132,13 @@ def check_pending(
     process is provably gone, as after a killed CLI), unless `clear`: then remove the stale locks
     (never a live one) and clear the pending operations."""
     pending = engine.pending_operations(stack)
-    stale = [lock for lock in engine.locks(stack) if lock.stale]
+    locks = engine.locks(stack)
+    stale = [lock for lock in locks if lock.stale]
     if not pending and not stale:
+        return []
+    if not stale and any(not lock.stale for lock in locks):
+        # An update is running: the pending operations are its own, in flight. Let this update meet
+        # its lock (and retry) instead of calling them an interrupted update's.
         return []
     if not clear:
         raise PendingOperationsError(describe_pending(stack, pending, stale))
