@@ -120,10 +120,22 @@ def test_the_pulumi_child_process_is_found_and_interrupted() -> None:
         "other.kill()\n"
     )
     done = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=30, check=False
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+        # A job a non-interactive shell started in the background inherits SIGINT ignored, and so
+        # would the pretend CLI: give it the default disposition, as a terminal's processes have.
+        preexec_fn=interruptible,
     )
     assert done.returncode == 0, done.stderr
     assert int(done.stdout.strip()) in (-signal.SIGINT, 130)
+
+
+def interruptible() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def test_an_interrupt_while_waiting_for_another_updates_lock_cancels_nothing() -> None:

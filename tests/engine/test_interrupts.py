@@ -96,6 +96,9 @@ class Checkout:
                 stderr=stderr,
                 text=True,
                 start_new_session=True,  # no terminal: a signal reaches the driver only
+                # A job a non-interactive shell started in the background inherits SIGINT ignored;
+                # the driver must see it as a user's Ctrl-C would reach it.
+                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # noqa: PLW1509
             )
         return Running(process, out, err)
 
