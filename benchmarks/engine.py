@@ -32,31 +32,18 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.promote import health_server  # noqa: E402 - the same always-200 health endpoints
 from tests.standin.harness import cli, copy_repo, environment  # noqa: E402
 
 STACKS = ("dev", "staging", "prod")
 Command = Sequence[str]
-
-
-class Healthy(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        self.send_response(200)
-        self.send_header("content-length", "2")
-        self.end_headers()
-        self.wfile.write(b"ok")
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return
 
 
 def run(command: Command, cwd: Path, env: dict[str, str], *, ok: Sequence[int] = (0,)) -> float:
@@ -119,8 +106,7 @@ def main() -> int:
 
     from moto.server import ThreadedMotoServer
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Healthy)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    health_url, stop_health = health_server()
     # The driver's own AWS calls (alarm states, release copies) go to moto's server.
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
@@ -137,7 +123,7 @@ def main() -> int:
                 "PULUMI_BACKEND_URL": (repo / ".stageline" / "state").as_uri(),
                 "PULUMI_CONFIG_PASSPHRASE": "",
                 "GITHUB_TOKEN": "ghp_stand_in_token",
-                "STAGELINE_STANDIN_ENDPOINT": f"http://127.0.0.1:{server.server_address[1]}",
+                "STAGELINE_STANDIN_ENDPOINT": health_url,
                 "AWS_ENDPOINT_URL": f"http://{moto_host}:{moto_port}",
                 "AWS_ACCESS_KEY_ID": "testing",
                 "AWS_SECRET_ACCESS_KEY": "testing",
@@ -181,7 +167,7 @@ def main() -> int:
             args.runs,
         )
         report("no-op promote over three unchanged stacks", a, b, "≤ 1.3x", lambda r: r <= 1.3)
-    server.shutdown()
+    stop_health()
     moto.stop()
     build_times(args.cold_build)
     return 0

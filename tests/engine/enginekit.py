@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -28,6 +27,7 @@ from typing import Any
 
 from automation.stacks import LocalEngine, UpdateRecord, child_pids, is_pulumi_process
 from tests.standin.cloud import Cloud
+from tests.standin.harness import git
 
 PROJECT = "enginetest"
 LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
@@ -65,19 +65,6 @@ if bucket:
 pulumi.export("releaseVersion", release.get("version"))
 pulumi.export("logGroup", logs.name)
 """
-
-
-def git(repo: Path, *args: str) -> str:
-    env = {
-        **os.environ,
-        "GIT_AUTHOR_NAME": "t",
-        "GIT_AUTHOR_EMAIL": "t@e.x",
-        "GIT_COMMITTER_NAME": "t",
-        "GIT_COMMITTER_EMAIL": "t@e.x",
-    }
-    return subprocess.run(
-        ["git", *args], cwd=repo, env=env, capture_output=True, text=True, check=True
-    ).stdout.strip()
 
 
 def release(version: str) -> dict[str, Any]:

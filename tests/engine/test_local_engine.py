@@ -7,13 +7,13 @@ test uses the stand-in provider (tests/engine/enginekit.py) to have an operation
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.standin.harness import git
 
 pytestmark = [
     pytest.mark.engine,
@@ -28,19 +28,6 @@ release = cfg.get_object("release") or {}
 pulumi.export("releaseVersion", release.get("version"))
 pulumi.export("token", pulumi.Output.secret("s3cr3t-output-value"))
 """
-
-
-def git(repo: Path, *args: str) -> str:
-    env = {
-        **os.environ,
-        "GIT_AUTHOR_NAME": "t",
-        "GIT_AUTHOR_EMAIL": "t@e.x",
-        "GIT_COMMITTER_NAME": "t",
-        "GIT_COMMITTER_EMAIL": "t@e.x",
-    }
-    return subprocess.run(
-        ["git", *args], cwd=repo, env=env, capture_output=True, text=True, check=True
-    ).stdout.strip()
 
 
 @pytest.fixture
