@@ -20,7 +20,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
-        # click turns Ctrl-C into "Aborted!" and exit 1; the driver promises 130 (DESIGN.md).
+        # click turns Ctrl-C into "Aborted!" and exit 1; the driver promises 130 (README, "Exit codes").
         try:
             return super().invoke(ctx)
         except KeyboardInterrupt:

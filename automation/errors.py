@@ -1,4 +1,4 @@
-"""Exit codes and the exceptions that carry them (see DESIGN.md, "Exit codes").
+"""Exit codes and the exceptions that carry them (see the README, "Exit codes").
 
 Capability modules raise these; `cli.main` turns them into a one-line message and the code.
 They subclass click.ClickException so click prints them without a traceback.

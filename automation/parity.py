@@ -1,8 +1,8 @@
 """`parity`: render the stacks and explain every difference between them.
 
-Environments must differ only by config (DESIGN.md, principle 2). For each pair of neighbouring
-stacks (in promotion order: dev → staging → prod) parity lists the resources present in one but
-not the other and every property value that differs, and classifies each difference:
+Environments must differ only by config (README, "Parity: dev → staging → prod"). For each pair
+of neighbouring stacks (in promotion order: dev → staging → prod) parity lists the resources
+present in one but not the other and every property value that differs, and classifies each difference:
 
 * **expected** — it comes from a config key whose value differs between the two stack files
   (memory from `services[].memory`, retention from `logRetentionDays` …), or it is only the stack

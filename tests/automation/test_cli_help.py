@@ -1,5 +1,6 @@
-"""Every command documents itself: help text and an "Examples:" section (STYLE.md). Covers every
-engineer's commands, hidden ones included, so a placeholder without examples fails here."""
+"""Every command documents itself: help text and an "Examples:" section (as the README's command
+sections show). Covers every engineer's commands, hidden ones included, so a placeholder without
+examples fails here."""
 
 from __future__ import annotations
 
