@@ -1,7 +1,8 @@
 """Exit codes and the exceptions that carry them (see the README, "Exit codes").
 
-Capability modules raise these; `cli.main` turns them into a one-line message and the code.
-They subclass click.ClickException so click prints them without a traceback.
+Capability modules raise these; click turns them into a one-line message and the code (they subclass
+click.ClickException, so no traceback). A command that finishes with a result other than success (drift
+found, a gate refused) returns its code to `exit_with`: the one way the driver exits non-zero.
 """
 
 from __future__ import annotations
@@ -41,3 +42,9 @@ class Interrupted(StagelineError):
     """Ctrl-C or SIGTERM; the running update was cancelled (exit 130)."""
 
     exit_code = INTERRUPTED
+
+
+def exit_with(code: int) -> None:
+    """End the command with `code` (nothing to do for OK); CliRunner and `python -m` both see it."""
+    if code != OK:
+        raise SystemExit(code)

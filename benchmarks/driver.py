@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from automation.stacks import UpdateRecord
+    from automation.engine.model import UpdateRecord
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -86,12 +86,12 @@ def bench_help(runs: int = 15) -> None:
 def drift_seconds(stacks: int, latency: float, parallel: int | None) -> float:
     from click.testing import CliRunner
 
-    import automation.stacks
+    import automation.engine.protocol
     from automation.cli import cli
-    from automation.fake import FakeEngine
+    from automation.engine.fake import FakeEngine
 
     fake = FakeEngine([f"s{i:02d}" for i in range(stacks)], latency=latency, project_dir=ROOT / "benchmarks")
-    automation.stacks.engine_factory = lambda: fake
+    automation.engine.protocol.engine_factory = lambda: fake
     args = ["drift", "--all", "--json"] + (["--parallel", str(parallel)] if parallel else [])
     start = time.perf_counter()
     result = CliRunner().invoke(cli, args)
@@ -116,8 +116,8 @@ def bench_drift(latency: float = 1.0) -> None:
 
 def history_of(count: int) -> list[UpdateRecord]:
     """A realistic history: promotions, failures, refreshes, previews, rollbacks."""
-    from automation.fake import make_release
-    from automation.stacks import UpdateRecord
+    from automation.engine.fake import make_release
+    from automation.engine.model import UpdateRecord
 
     start = datetime(2024, 1, 1, tzinfo=UTC)
     records = []
@@ -150,10 +150,10 @@ def history_of(count: int) -> list[UpdateRecord]:
 def bench_rollback(entries: int = 500, repeats: int = 50) -> None:
     from click.testing import CliRunner
 
-    import automation.stacks
+    import automation.engine.protocol
     from automation.cli import cli
-    from automation.fake import FakeEngine
-    from automation.rollback import plan_rollback
+    from automation.engine.fake import FakeEngine
+    from automation.operate.rollback import plan_rollback
 
     history = history_of(entries)
     current = history[-1].release
@@ -165,7 +165,7 @@ def bench_rollback(entries: int = 500, repeats: int = 50) -> None:
     fake = FakeEngine(("prod",), project_dir=ROOT)
     fake.stack("prod").history = list(history)
     fake.set_release("prod", current or {})
-    automation.stacks.engine_factory = lambda: fake
+    automation.engine.protocol.engine_factory = lambda: fake
     start = time.perf_counter()
     result = CliRunner().invoke(cli, ["rollback", "prod", "--dry-run", "--json"])
     command = time.perf_counter() - start

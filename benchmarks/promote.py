@@ -95,7 +95,7 @@ def health_server() -> tuple[str, Callable[[], None]]:
 
 
 def unchanged_engine(base_url: str) -> Any:
-    from automation.fake import FakeEngine
+    from automation.engine.fake import FakeEngine
     from infra import outputs as out
     from infra.config import known_stacks, read_stack_file
 
@@ -124,13 +124,13 @@ def main() -> int:
     for name in ("SLACK_WEBHOOK_URL", "GITHUB_STEP_SUMMARY"):
         os.environ.pop(name, None)
     os.chdir(ROOT)  # the driver finds the project from the working directory
-    import automation.stacks
-    from automation.promote import run_command
+    import automation.engine.protocol
+    from automation.cli.promote import run as run_command
 
     base_url, stop = health_server()
     timed = Timed(unchanged_engine(base_url), args.latency)
     factory: Callable[[], Any] = lambda: timed  # noqa: E731 - the seam's documented hook
-    automation.stacks.engine_factory = factory
+    automation.engine.protocol.engine_factory = factory
     progress, results = io.StringIO(), io.StringIO()
     started = time.perf_counter()
     with contextlib.redirect_stderr(progress), contextlib.redirect_stdout(results):

@@ -1,6 +1,6 @@
 """Shared fixtures for the driver's tests: a fake engine installed as the CLI's engine, and a runner.
 
-`cli_engine(fake)` installs a FakeEngine through `automation.stacks.engine_factory` (the documented
+`cli_engine(fake)` installs a FakeEngine through `automation.engine.protocol.engine_factory` (the documented
 mechanism, see README.md, "The driver" → "Testing"); `invoke(args)` runs the CLI in-process with click's
 CliRunner.
 Lock-retry backoff is zero so contention tests do not sleep.
@@ -15,9 +15,9 @@ import pytest
 from click.testing import CliRunner, Result
 from driver_testkit import commit_file, git
 
-import automation.stacks
+import automation.engine.protocol
 from automation.cli import cli
-from automation.fake import FakeEngine
+from automation.engine.fake import FakeEngine
 
 
 @pytest.fixture(autouse=True)
@@ -29,7 +29,7 @@ def _no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def cli_engine(monkeypatch: pytest.MonkeyPatch) -> Callable[[FakeEngine], FakeEngine]:
     def install(fake: FakeEngine) -> FakeEngine:
-        monkeypatch.setattr(automation.stacks, "engine_factory", lambda: fake)
+        monkeypatch.setattr(automation.engine.protocol, "engine_factory", lambda: fake)
         return fake
 
     return install

@@ -25,7 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from automation.stacks import LocalEngine, UpdateRecord, child_pids, is_pulumi_process
+from automation.engine.local import LocalEngine
+from automation.engine.model import UpdateRecord
+from automation.engine.process import child_pids, is_pulumi_process
 from tests.standin.cloud import Cloud
 from tests.standin.harness import git
 

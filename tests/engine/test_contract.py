@@ -20,12 +20,10 @@ from typing import Any
 
 import pytest
 
-from automation.errors import Interrupted
-from automation.fake import FakeEngine, urn
-from automation.stacks import (
+from automation.engine.fake import FakeEngine, urn
+from automation.engine.model import (
     RELEASE_KEY,
     ConcurrentUpdateError,
-    Engine,
     EngineError,
     PropertyDrift,
     ResourceDrift,
@@ -34,7 +32,9 @@ from automation.stacks import (
     Terminated,
     UpdateRecord,
 )
-from automation.updates import RetryPolicy, run_update
+from automation.engine.protocol import Engine
+from automation.errors import Interrupted
+from automation.operate.updates import RetryPolicy, run_update
 from tests.engine.enginekit import LOG_GROUP, Project, git, make_project, release
 
 STACK = "dev"

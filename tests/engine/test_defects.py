@@ -43,12 +43,14 @@ pytestmark = [
 
 def invoke(project: Path, args: Sequence[str], monkeypatch: pytest.MonkeyPatch) -> Result:
     """`python -m automation ARGS` in-process, from the project directory, with the real engine."""
-    import automation.stacks
+    import automation.engine.protocol
     from automation.cli import cli
 
     monkeypatch.chdir(project)
     monkeypatch.setenv("STAGELINE_LOCK_BACKOFF", "0")
-    monkeypatch.setattr(automation.stacks, "engine_factory", automation.stacks._default_factory)
+    monkeypatch.setattr(
+        automation.engine.protocol, "engine_factory", automation.engine.protocol._default_factory
+    )
     return CliRunner().invoke(cli, list(args), catch_exceptions=False)
 
 
@@ -166,7 +168,8 @@ def test_3_drift_remediate_puts_the_drift_back(
 def test_4_an_older_cli_is_refused_in_one_line_naming_both_versions(
     tmp_path: Path, engine_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from automation.stacks import EngineUnavailable, LocalEngine
+    from automation.engine.local import LocalEngine
+    from automation.engine.model import EngineUnavailable
 
     project = make_project(tmp_path, resources=False)
     bin_dir = tmp_path / "old-cli"
@@ -232,7 +235,7 @@ def test_9_a_killed_update_is_reported_and_clear_pending_removes_only_its_stale_
 def test_5_clear_pending_is_a_refresh_under_the_lock_that_leaves_no_pending_operation(
     tmp_path: Path, engine_env: dict[str, str]
 ) -> None:
-    from automation.updates import check_pending
+    from automation.operate.updates import check_pending
 
     project = make_project(tmp_path, resources=True)
     project.deploy("r1")
@@ -253,7 +256,7 @@ def test_5_clear_pending_is_a_refresh_under_the_lock_that_leaves_no_pending_oper
 def test_6_a_new_stack_is_initialised_with_the_secrets_provider_its_stack_file_names(
     tmp_path: Path, engine_env: dict[str, str]
 ) -> None:
-    from automation.stacks import StagelineError
+    from automation.errors import StagelineError
 
     project = make_project(tmp_path, resources=False)
     vault = project.root / "Pulumi.vault.yaml"
@@ -301,7 +304,7 @@ def test_7_read_only_calls_never_write_a_salt_into_a_stack_file_that_lacks_one(
 def test_8_the_drivers_own_release_write_does_not_make_the_update_dirty(
     tmp_path: Path, engine_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from automation.rollback import prepare
+    from automation.operate.rollback import prepare
 
     project = make_project(tmp_path, resources=False)
     project.engine.ensure_stack("dev")  # `stack init` writes the stack's salt, which a user commits

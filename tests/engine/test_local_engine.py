@@ -54,7 +54,7 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, engine_env: dict[st
 
 
 def test_up_history_outputs_and_release_round_trip(project: Path) -> None:
-    from automation.stacks import LocalEngine
+    from automation.engine.local import LocalEngine
 
     engine = LocalEngine.open(project)
     assert engine.backend().url == (project / ".stageline" / "state").as_uri()
@@ -92,7 +92,7 @@ def direct_stack(project: Path, monkeypatch: pytest.MonkeyPatch) -> object:
 def test_preview_refresh_of_a_clean_stack_reports_no_drift_and_writes_no_state(
     project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from automation.stacks import LocalEngine
+    from automation.engine.local import LocalEngine
 
     engine = LocalEngine.open(project)
     engine.up("dev", message="first")
@@ -130,7 +130,8 @@ def test_pending_operations_are_read_and_cleared(tmp_path: Path, engine_env: dic
 
 
 def test_reading_a_stack_not_deployed_yet_creates_nothing(project: Path) -> None:
-    from automation.stacks import LocalEngine, StackNotDeployed
+    from automation.engine.local import LocalEngine
+    from automation.engine.model import StackNotDeployed
 
     engine = LocalEngine.open(project)
     before = (project / "Pulumi.dev.yaml").read_bytes()

@@ -13,8 +13,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from automation.check import context_for
-from automation.render import render_stack
+from automation.assure.check import context_for
+from automation.assure.render import render_stack
 from policy import rules
 from policy.rules import Resource, StackContext, Violation
 

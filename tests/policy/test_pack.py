@@ -34,7 +34,7 @@ from pulumi_policy.deserialize import deserialize_properties
 from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, unknown_checking_proxy
 
 import policy.__main__ as pack
-from automation.render import load_config
+from automation.assure.render import load_config
 from infra.config import Waiver, read_stack_file
 from policy import rules
 from policy.rules import ANY_PROPERTY, StackContext

@@ -28,8 +28,8 @@ from policy_testkit import (
     with_options,
 )
 
-from automation.check import context_for
-from automation.render import Rendered, load_config
+from automation.assure.check import context_for
+from automation.assure.render import Rendered, load_config
 from infra.config import ConfigError, GitHubConfig, Waiver
 from infra.simulate import simulate
 from policy import rules

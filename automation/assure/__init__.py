@@ -1,0 +1,1 @@
+"""Offline assurance under Pulumi mocks: render, check, parity."""

@@ -1,0 +1,50 @@
+"""`python -m automation`: the click group, and the commands of each family registered on it.
+
+One module per family, glue only: `operate` (preview, up, drift, rollback, history), `promote`,
+`assure` (render, check, parity); every shared option is declared once in `options`. Commands get
+their engine from `automation.engine.protocol.open_engine()`; tests replace
+`automation.engine.protocol.engine_factory`. `--help` loads nothing but click and these modules.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from automation import errors
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        # click turns Ctrl-C into "Aborted!" and exit 1; the driver promises 130 (docs/design.md,
+        # "Exit codes").
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            raise errors.Interrupted("interrupted") from None
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="stageline", prog_name="stageline")
+def cli() -> None:
+    """Stageline: deliver one application through dev, staging and prod with Pulumi."""
+
+
+def _register() -> None:
+    from automation.cli.assure import check, parity, render
+    from automation.cli.operate import drift, history, preview, rollback, up
+    from automation.cli.promote import promote
+
+    for command in (preview, up, drift, rollback, history, promote, render, check, parity):
+        cli.add_command(command)
+
+
+_register()
+
+
+def main() -> None:
+    try:
+        cli.main(prog_name="python -m automation", standalone_mode=True)
+    except KeyboardInterrupt:  # pragma: no cover - the group turns it into Interrupted; belt and braces
+        errors.exit_with(errors.INTERRUPTED)

@@ -1,0 +1,97 @@
+"""Every click option and argument used by more than one command, declared once. Click only."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_STACK_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+
+
+class StackName(click.ParamType):
+    """A stack name: lower-case letters, digits and -, as in `Pulumi.<stack>.yaml`."""
+
+    name = "stack"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        text = str(value)
+        if not _STACK_RE.match(text):
+            self.fail(f"{text!r} is not a stack name (lower-case letters, digits and -)", param, ctx)
+        return text
+
+
+STACK = StackName()
+
+
+def stack_argument(f: F) -> F:
+    return click.argument("stack", type=STACK)(f)
+
+
+def stacks_argument(f: F) -> F:
+    """STACK… or --all (every stack with a Pulumi.<stack>.yaml)."""
+    f = click.option("--all", "all_stacks", is_flag=True, help="Every stack that has a Pulumi.<stack>.yaml.")(
+        f
+    )
+    return click.argument("stacks", nargs=-1, type=STACK)(f)
+
+
+def json_option(f: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")(f)
+
+
+def yes_option(f: F) -> F:
+    return click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")(f)
+
+
+def format_option(f: F) -> F:
+    return click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(["text", "markdown", "json"]),
+        default="text",
+        show_default=True,
+        help="Output format; markdown suits PR comments and issue bodies.",
+    )(f)
+
+
+def lock_retries_option(f: F) -> F:
+    return click.option(
+        "--lock-retries",
+        type=click.IntRange(1, 20),
+        default=5,
+        show_default=True,
+        help="Attempts while another update holds the stack's lock (exponential backoff, base "
+        "$STAGELINE_LOCK_BACKOFF seconds, default 2).",
+    )(f)
+
+
+def clear_pending_option(f: F) -> F:
+    return click.option(
+        "--clear-pending",
+        is_flag=True,
+        help="Drop pending operations an interrupted update left in the state, then continue.",
+    )(f)
+
+
+def parallel_option(f: F) -> F:
+    return click.option(
+        "--parallel",
+        type=click.IntRange(1, 64),
+        default=None,
+        help="Stacks checked at once [default: min(4, number of stacks)].",
+    )(f)
+
+
+def root_option(f: F) -> F:
+    return click.option(
+        "--root",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=None,
+        help="Repository root (holds Pulumi.yaml) [default: found by walking up from the current directory].",
+    )(f)

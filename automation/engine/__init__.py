@@ -1,0 +1,1 @@
+"""The engine seam: protocol, dataclasses, conversion, the real (local) and the fake engine."""

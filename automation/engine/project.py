@@ -1,0 +1,208 @@
+"""Where the project and its state live: the repository root, the state backend, the secrets setup
+of read-only commands, and the check that the Pulumi CLI is new enough.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    pass
+from automation.engine.model import RELEASE_KEY, BackendInfo, EngineUnavailable, StackLock
+
+PROJECT_FILE = "Pulumi.yaml"
+INSTALL_URL = "https://www.pulumi.com/docs/iac/download-install/"
+DEFAULT_STATE_DIR = Path(".stageline") / "state"
+
+
+# --- locating the project and the backend -------------------------------------------------------
+
+
+def load_yaml(path: Path) -> Any:
+    """A YAML file's content; None when it cannot be read or parsed."""
+    import yaml
+
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+
+
+def project_name(root: Path) -> str:
+    document = load_yaml(root / PROJECT_FILE)
+    name = document.get("name") if isinstance(document, Mapping) else None
+    return str(name) if name else root.name
+
+
+SECRETS_KEYS = ("encryptionsalt", "encryptedkey", "secretsprovider")
+
+
+def _without(document: Any, drop: Callable[[dict[str, Any]], None]) -> Any:
+    if not isinstance(document, Mapping):
+        return document
+    copy = {str(k): v for k, v in document.items()}
+    drop(copy)
+    return copy
+
+
+def differs_only_in_release(committed: bytes, current: bytes) -> bool:
+    """Whether two stack files say the same thing but for `stageline:release` (layout aside)."""
+    import yaml
+
+    def drop_release(doc: dict[str, Any]) -> None:
+        config = doc.get("config")
+        if isinstance(config, Mapping):
+            doc["config"] = {k: v for k, v in config.items() if k != RELEASE_KEY}
+
+    try:
+        old, new = yaml.safe_load(committed), yaml.safe_load(current)
+    except yaml.YAMLError:
+        return False
+    return _without(old, drop_release) == _without(new, drop_release)
+
+
+@contextmanager
+def unchanged_secrets_keys(path: Path) -> Iterator[None]:
+    """Put the file's bytes back if the block changed nothing in it but its secrets-provider keys."""
+    try:
+        before = path.read_bytes()
+    except OSError:
+        yield
+        return
+    try:
+        yield
+    finally:
+        import yaml
+
+        def drop(doc: dict[str, Any]) -> None:
+            for key in SECRETS_KEYS:
+                doc.pop(key, None)
+
+        try:
+            after = path.read_bytes()
+            same = _without(yaml.safe_load(after), drop) == _without(yaml.safe_load(before), drop)
+            if after != before and same:
+                path.write_bytes(before)
+        except (OSError, yaml.YAMLError):
+            pass
+
+
+_EXIT_CODE = re.compile(r"^\s*code: (-?\d+)\s*$", re.MULTILINE)
+
+
+def killed_by(text: str) -> str | None:
+    """The signal's name when a CommandError's text says the CLI died of one (a negative exit code)."""
+    match = _EXIT_CODE.search(text)
+    if match is None or int(match.group(1)) >= 0:
+        return None
+    try:
+        return signal.Signals(-int(match.group(1))).name
+    except ValueError:
+        return f"signal {-int(match.group(1))}"
+
+
+def stale_lock_message(stack: str, locks: Sequence[StackLock], *, removable: bool) -> str:
+    listed = "; ".join(lock.describe() for lock in locks)
+    fix = (
+        "rerun with --clear-pending: it removes a lock only when its process is provably gone, then "
+        "clears the pending operations"
+        if removable
+        else "check that no update is running, then remove that lock file from the backend (`pulumi cancel "
+        f"-s {stack}` removes every lock of the stack) and rerun with --clear-pending"
+    )
+    return (
+        f"{stack} is locked by a Pulumi process that no longer runs: {listed}. It was stopped mid-operation "
+        f"(killed), so it may also have left pending operations; {fix}"
+    )
+
+
+def find_project_root(start: Path) -> Path:
+    """The nearest directory at or above `start` that holds Pulumi.yaml."""
+    here = start.resolve()
+    for candidate in (here, *here.parents):
+        if (candidate / PROJECT_FILE).is_file():
+            return candidate
+    raise EngineUnavailable(f"no {PROJECT_FILE} in {here} or any parent: run from inside the repository")
+
+
+def choose_backend(root: Path, env: Mapping[str, str]) -> BackendInfo:
+    """PULUMI_BACKEND_URL when set, else a file:// backend in <root>/.stageline/state (git-ignored)."""
+    url = env.get("PULUMI_BACKEND_URL", "").strip()
+    if url:
+        return BackendInfo(url=url, source="PULUMI_BACKEND_URL")
+    return BackendInfo(url=(root / DEFAULT_STATE_DIR).as_uri(), source="default")
+
+
+def is_diy(url: str) -> bool:
+    # Self-managed backends encrypt secrets themselves (a passphrase by default); Pulumi Cloud does not.
+    return not url.startswith(("https://", "http://"))
+
+
+def secrets_environment(
+    backend: BackendInfo, env: Mapping[str, str], stack_documents: Mapping[str, Mapping[str, Any]]
+) -> tuple[dict[str, str], str]:
+    """Extra environment for the engine's secrets provider, and how secrets are handled (one phrase).
+
+    * Pulumi Cloud, a passphrase in the environment, or every stack naming a `secretsprovider`: nothing added.
+    * The default local backend without a passphrase: an empty passphrase, said out loud — the state
+      never leaves the machine, and the stack files hold no secrets that need one.
+    * Any other self-managed backend without a passphrase: refuse (exit 2) rather than invent one,
+      since a made-up passphrase would encrypt shared state nobody else can read.
+    """
+    if not is_diy(backend.url):
+        return {}, "Pulumi Cloud"
+    if "PULUMI_CONFIG_PASSPHRASE" in env or "PULUMI_CONFIG_PASSPHRASE_FILE" in env:
+        return {}, "passphrase from the environment"
+    providers = {str(doc.get("secretsprovider", "passphrase")) for doc in stack_documents.values()}
+    if stack_documents and "passphrase" not in providers:
+        return {}, "secretsprovider from the stack files"
+    if backend.source == "default":
+        return {"PULUMI_CONFIG_PASSPHRASE": ""}, "empty passphrase (local backend)"
+    raise EngineUnavailable(
+        f"the backend {backend.url} needs a secrets provider: set PULUMI_CONFIG_PASSPHRASE "
+        "(or PULUMI_CONFIG_PASSPHRASE_FILE), or a secretsprovider in Pulumi.<stack>.yaml"
+    )
+
+
+# The oldest CLI the driver works with: `pulumi config set-all --json` (set_release) came in 3.202.
+MIN_CLI_VERSION = (3, 202, 0)
+_VERSION = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)")
+
+
+def _version_text(version: tuple[int, ...]) -> str:
+    return ".".join(str(n) for n in version)
+
+
+def check_cli_version(pulumi: str, env: Mapping[str, str]) -> str:
+    """The version `pulumi version` prints; EngineUnavailable (one line) when older than MIN_CLI_VERSION."""
+    try:
+        done = subprocess.run(
+            [pulumi, "version"],
+            env={**os.environ, **env, "PULUMI_SKIP_UPDATE_CHECK": "true"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise EngineUnavailable(f"cannot run the Pulumi CLI ({pulumi} version): {exc}") from None
+    printed = done.stdout.strip()
+    match = _VERSION.match(printed)
+    if done.returncode != 0 or match is None:
+        said = printed or done.stderr.strip() or f"exit {done.returncode}"
+        raise EngineUnavailable(f"cannot tell the Pulumi CLI's version from `{pulumi} version`: {said[:200]}")
+    found = tuple(int(n) for n in match.groups())
+    if found < MIN_CLI_VERSION:
+        raise EngineUnavailable(
+            f"the Pulumi CLI on PATH is v{_version_text(found)}, older than "
+            f"v{_version_text(MIN_CLI_VERSION)} that Stageline needs (`pulumi config set-all --json`): "
+            f"upgrade it ({INSTALL_URL})"
+        )
+    return printed

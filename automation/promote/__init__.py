@@ -1,0 +1,1 @@
+"""Promotion: the run, its stages, gates, verification, steps, record, notifications and releases."""
