@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from automation.errors import ConfigurationError, StagelineError
+from automation.markdown import cell
 
 if TYPE_CHECKING:
     from automation.assure.render import Program, Rendered
@@ -243,10 +244,6 @@ def render_text(report: CheckReport) -> str:
     return "\n".join(lines)
 
 
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
 def render_markdown(report: CheckReport) -> str:
     lines = [
         "## Guardrail check",
@@ -260,12 +257,12 @@ def render_markdown(report: CheckReport) -> str:
     if report.violations:
         lines += ["", "| stack | rule | severity | resource | problem |", "| --- | --- | --- | --- | --- |"]
         lines += [
-            f"| {v.stack} | `{v.rule}` | {v.severity} | `{v.resource}` | {_cell(v.message)} |"
+            f"| {v.stack} | `{v.rule}` | {v.severity} | `{v.resource}` | {cell(v.message)} |"
             for v in report.violations
         ]
     if report.waived:
         lines += ["", "Waived:", ""]
-        lines += [f"- {v.stack}: `{v.rule}` on `{v.resource}` — {_cell(w.reason)}" for v, w in report.waived]
+        lines += [f"- {v.stack}: `{v.rule}` on `{v.resource}` — {cell(w.reason)}" for v, w in report.waived]
     return "\n".join(lines)
 
 

@@ -39,6 +39,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from automation.errors import ConfigurationError, StagelineError
+from automation.markdown import cell
+from automation.redact import MASK
 
 if TYPE_CHECKING:
     from automation.assure.render import Program
@@ -51,7 +53,6 @@ STACK_NAME = "(stack name)"
 EXPECTED = "expected"
 UNEXPECTED = "unexpected"
 _ABSENT = "(absent)"
-_MASK = "[secret]"
 
 
 # --- what a render is run with --------------------------------------------------------------------
@@ -315,7 +316,7 @@ def _precise_key(key: str, a: Settings, b: Settings, values: tuple[Any, Any], wh
     resource and property (`where`) wins.
     """
     va, vb = values
-    if key == STACK_NAME or _MASK in (va, vb):
+    if key == STACK_NAME or MASK in (va, vb):
         return key
     na, nb = _config_nodes(a.get(key), key), _config_nodes(b.get(key), key)
     changed = [
@@ -690,10 +691,6 @@ def _ints(value: Any) -> Any:
     return value
 
 
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
 def summary_line(report: ParityReport) -> str:
     expected = [d for d in report.differences if d.classification == EXPECTED and not d.naming_only]
     naming = [d for d in report.differences if d.naming_only]
@@ -719,12 +716,12 @@ def render_markdown(report: ParityReport) -> str:
         second = "property" if any(d.path is not None for d in rows) else "type"
         out = [f"| resource | {second} | {columns} | {last} |", rule]
         for d in rows:
-            prop = f"`{_cell(d.type)}`" if d.path is None else f"`{_cell(d.path)}`"
+            prop = f"`{cell(d.type)}`" if d.path is None else f"`{cell(d.path)}`"
             if d.path is None:  # the resource itself: present or not
                 cells = " | ".join("✓" if d.values[s] else "—" for s in stacks)
             else:
-                cells = " | ".join(_cell(_show(d.values[s])) for s in stacks)
-            out.append(f"| `{_cell(d.resource)}` | {prop} | {cells} | {_cell(', '.join(d.because))} |")
+                cells = " | ".join(cell(_show(d.values[s])) for s in stacks)
+            out.append(f"| `{cell(d.resource)}` | {prop} | {cells} | {cell(', '.join(d.because))} |")
         return out
 
     unexpected = report.unexpected

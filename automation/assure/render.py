@@ -22,12 +22,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from automation.errors import ConfigurationError
+from automation.redact import MASK
 
 if TYPE_CHECKING:
     from infra.config import StackConfig
     from infra.simulate import SimResource, Simulation
 
-MASK = "[secret]"
 Program = Callable[[], None]
 
 

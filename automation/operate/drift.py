@@ -37,6 +37,7 @@ from automation.engine.model import DriftReport, ProgressFn, ResourceDrift, Term
 from automation.engine.process import child_pids, is_pulumi_process, signal_processes
 from automation.engine.protocol import Engine
 from automation.errors import ConfigurationError, Interrupted, StagelineError
+from automation.markdown import cell
 from automation.operate.updates import RetryPolicy, sigterm_as_interrupt, with_lock_retry
 
 DEFAULT_IGNORE_FILE = "drift-ignore.yaml"
@@ -275,10 +276,6 @@ def render_text(reports: Sequence[DriftReport], rules: IgnoreRules) -> str:
     return "\n".join(lines)
 
 
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
 def render_markdown(reports: Sequence[DriftReport], rules: IgnoreRules) -> str:
     drifted = [r for r in reports if r.drifted]
     failed = [r for r in reports if r.error]
@@ -307,18 +304,16 @@ def render_markdown(reports: Sequence[DriftReport], rules: IgnoreRules) -> str:
         ]
         for res in r.resources:
             if res.kind == "delete":
-                out.append(
-                    f"| {_cell(res.name)} | `{res.type}` | *(whole resource)* | exists | **deleted** |"
-                )
+                out.append(f"| {cell(res.name)} | `{res.type}` | *(whole resource)* | exists | **deleted** |")
                 continue
             if not res.properties:
                 out.append(
-                    f"| {_cell(res.name)} | `{res.type}` | *(not reported by the engine)* | | changed |"
+                    f"| {cell(res.name)} | `{res.type}` | *(not reported by the engine)* | | changed |"
                 )
             for p in res.properties:
                 out.append(
-                    f"| {_cell(res.name)} | `{res.type}` | `{_cell(p.path)}` | `{_cell(_show(p.old, 60))}` "
-                    f"| `{_cell(_show(p.new, 60))}` |"
+                    f"| {cell(res.name)} | `{res.type}` | `{cell(p.path)}` | `{cell(_show(p.old, 60))}` "
+                    f"| `{cell(_show(p.new, 60))}` |"
                 )
     if any(r.ignored for r in reports):
         out += [

@@ -31,7 +31,7 @@ def invalidate_frontend(
     and an invalidation that fails only delays what visitors see until the cache expires.
     `/*` counts as a single path for CloudFront's pricing.
     """
-    from automation.promote.release import aws_client, aws_error
+    from automation.aws import aws_client, aws_error
 
     ids: list[str] = []
     client = None

@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from automation.engine.model import UpdateRecord
+from automation.markdown import cell
 from automation.operate.rollback import is_rollback, rolled_back
 
 
@@ -185,13 +186,9 @@ def render_metrics(m: Metrics) -> str:
     )
 
 
-def _md(text: str) -> str:
-    return text.replace("|", "\\|")
-
-
 def render_markdown(stack: str, history: Sequence[UpdateRecord], metrics: Metrics | None) -> str:
     out = [f"## History of {stack}", "", "| " + " | ".join(COLUMNS) + " |", "|" + " --- |" * len(COLUMNS)]
-    out += ["| " + " | ".join(_md(c) for c in row) + " |" for row in rows(history)]
+    out += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows(history)]
     if metrics is not None:
         out += ["", "```", render_metrics(metrics), "```"]
     return "\n".join(out) + "\n"

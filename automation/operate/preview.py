@@ -7,6 +7,7 @@ from typing import Any
 
 from automation.engine.model import CHANGE_OPS, PreviewSummary, ProgressFn, ResourceStep
 from automation.engine.protocol import Engine
+from automation.markdown import cell
 from automation.operate.drift import map_in_order
 from automation.operate.updates import RetryPolicy, with_lock_retry
 
@@ -71,10 +72,6 @@ def render_text(summaries: Sequence[PreviewSummary]) -> str:
     return "\n".join(lines)
 
 
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
 def render_markdown(summaries: Sequence[PreviewSummary]) -> str:
     """A report for a pull-request comment: a table per stack, then the steps grouped by operation."""
     out = [
@@ -102,7 +99,7 @@ def render_markdown(summaries: Sequence[PreviewSummary]) -> str:
                 why = (
                     " (protected: the update will fail until protection is removed)" if step.protected else ""
                 )
-                out.append(f"> - **{step.op}** `{step.type}` **{_cell(step.name)}**{why}")
+                out.append(f"> - **{step.op}** `{step.type}` **{cell(step.name)}**{why}")
             out.append("")
         for op in ("replace", "delete", "create", "update", "import"):
             steps = s.by_op(op)
@@ -115,9 +112,9 @@ def render_markdown(summaries: Sequence[PreviewSummary]) -> str:
                 "| --- | --- | --- | --- |",
             ]
             for step in steps:
-                changed = ", ".join(f"`{_cell(k)}`" for k in step.changed) or "—"
+                changed = ", ".join(f"`{cell(k)}`" for k in step.changed) or "—"
                 mark = "⚠️ stateful" if step.dangerous else ("protected" if step.protected else "")
-                out.append(f"| {_cell(step.name)} | `{step.type}` | {changed} | {mark} |")
+                out.append(f"| {cell(step.name)} | `{step.type}` | {changed} | {mark} |")
             out.append("")
     return "\n".join(out).rstrip("\n") + "\n"
 

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from automation.engine.model import PreviewSummary
+from automation.markdown import cell
 from automation.promote.gates import Gate
 from automation.promote.release import ImageCopy, PrefixCopy, version_of
 from automation.promote.steps import StepResult
@@ -177,10 +178,6 @@ def _secs(value: float | None) -> str:
     return f"{int(value // 60)} min {int(value % 60)} s"
 
 
-def _cell(text: Any) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
-
-
 def _changes(preview: PreviewSummary | None) -> str:
     if preview is None:
         return "-"
@@ -209,7 +206,7 @@ def markdown(record: PromotionRecord) -> str:
         release = f"{before} → {after}" if before and after and before != after else (after or before or "-")
         lines.append(
             f"| {s.stack} | {_ICON.get(s.result, '')} {s.result} | {s.source or '-'} | "
-            f"{_cell(release)} | {_cell(_changes(s.preview))} | {_secs(s.durations.get('total'))} |"
+            f"{cell(release)} | {cell(_changes(s.preview))} | {_secs(s.durations.get('total'))} |"
         )
     for s in record.stages:
         if s.result == NOT_RUN:
@@ -259,7 +256,7 @@ def markdown(record: PromotionRecord) -> str:
             )
             for c in v.health:
                 lines.append(
-                    f"| {c.name} | {_cell(c.url)} | {c.status if c.ok else _cell(c.error)} | {c.attempts} |"
+                    f"| {c.name} | {cell(c.url)} | {c.status if c.ok else cell(c.error)} | {c.attempts} |"
                 )
             if v.health and (v.bake is not None or v.steps):
                 lines.append("")

@@ -9,9 +9,6 @@ Both copies are idempotent: an image whose digest the target registry already ho
 target bucket already holds with the same ETag and size are left alone. A file uploaded in parts has
 an ETag ("…-N") that a copy never reproduces, so such a file is copied with its source ETag in its
 metadata (`x-amz-meta-source-etag`) and counts as present when size and that value match.
-
-boto3 clients honour `AWS_ENDPOINT_URL` (boto3 reads it natively), which is how the tests point
-them at moto's server.
 """
 
 from __future__ import annotations
@@ -20,9 +17,9 @@ import json
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from functools import cache
 from typing import TYPE_CHECKING, Any
 
+from automation.aws import aws_client, aws_error
 from automation.errors import ConfigurationError, StagelineError
 from infra.config import DIGEST_RE, VERSION_RE
 
@@ -46,37 +43,6 @@ INDEX_TYPES = frozenset(MANIFEST_TYPES[2:])
 _REGISTRY_RE = re.compile(
     r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/(?P<repository>[a-z0-9._/-]+)$"
 )
-
-
-# --- clients --------------------------------------------------------------------------------
-
-
-@cache
-def _session() -> Any:
-    # One session: it loads each service model once (a fresh session per client costs ~0.25 s).
-    import boto3
-
-    return boto3.session.Session()
-
-
-def aws_client(service: str, region: str | None) -> Any:
-    """A boto3 client with standard retries; endpoint and credentials from boto3's usual chain."""
-    from botocore.config import Config
-
-    config = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=10, read_timeout=60)
-    return _session().client(service, region_name=region, config=config)
-
-
-def aws_error(exc: BaseException) -> str:
-    """One line for a boto3 failure: the error code and message, never request details."""
-    from botocore.exceptions import ClientError
-
-    if isinstance(exc, ClientError):
-        err = exc.response.get("Error", {})
-        code, message = err.get("Code", "Error"), err.get("Message", "")
-        return f"{code}: {message}" if message else str(code)
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _error_code(exc: BaseException) -> str:
@@ -139,8 +105,9 @@ def version_of(release: Mapping[str, Any] | None) -> str | None:
     return str(value) if value is not None else None
 
 
-def same_release(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None) -> bool:
-    """Equal as config: key order and number formatting do not matter."""
+def same_config(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None) -> bool:
+    """Equal as config (every key, canary and candidate included); key order and number formatting do not
+    matter. Whether two releases are the same release is `automation.operate.rollback.same_release`."""
     return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
 
 

@@ -48,7 +48,7 @@ from automation.promote.release import (
     copy_prefix,
     frontend_prefixes,
     promoted,
-    same_release,
+    same_config,
     version_of,
     with_canary,
 )
@@ -385,7 +385,7 @@ def _run_stage(
     running = good.release if good is not None else on_file
     sr.release_before = running
     desired = promoted(incoming) if stage.source is not None else dict(incoming)
-    changes_release = not same_release(running, desired)
+    changes_release = not same_config(running, desired)
     outputs: StackOutputs | None = None
     first = desired
     if changes_release and stage.canary_weight:
@@ -401,7 +401,7 @@ def _run_stage(
             sr.canary_weight = stage.canary_weight
     original = _stack_file_bytes(rt, stack)  # what a refusal puts back, byte for byte
     wrote = unchanged = False
-    if not same_release(on_file, first):
+    if not same_config(on_file, first):
         wrote = True
         _set_release(rt, stack, first)
     try:

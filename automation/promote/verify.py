@@ -323,7 +323,7 @@ def bake(
     client: CloudWatchClient | None = None,
 ) -> BakeResult:
     """Poll the alarms for `seconds` (at least once); stop at the first alarm in ALARM."""
-    from automation.promote.release import aws_client, aws_error
+    from automation.aws import aws_client, aws_error
 
     clock = clock or RealClock()
     watched = tuple(names)

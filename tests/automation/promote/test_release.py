@@ -24,7 +24,7 @@ from automation.promote.release import (
     frontend_prefixes,
     parse_registry,
     promoted,
-    same_release,
+    same_config,
     with_canary,
 )
 
@@ -353,7 +353,7 @@ def test_a_promoted_release_keeps_version_and_digests_and_drops_the_canary() -> 
         "candidate": "v8",
     }
     assert frontend_prefixes(source) == ["releases/v7/", "releases/v8/"]
-    assert same_release({"images": {"a": 1}, "version": "v"}, {"version": "v", "images": {"a": 1}})
+    assert same_config({"images": {"a": 1}, "version": "v"}, {"version": "v", "images": {"a": 1}})
     canary = with_canary(promoted(source), 0.25, {"api": 4, "worker": "5"})
     assert canary["canary"] == {"weight": 0.25, "stableVersions": {"api": "4", "worker": "5"}}
 
