@@ -1,4 +1,4 @@
-"""Exit codes and the exceptions that carry them (see the README, "Exit codes").
+"""Exit codes and the exceptions that carry them (docs/design.md, "Exit codes").
 
 Capability modules raise these; click turns them into a one-line message and the code (they subclass
 click.ClickException, so no traceback). A command that finishes with a result other than success (drift

@@ -1,6 +1,6 @@
 """`parity`: render the stacks and explain every difference between them.
 
-Environments must differ only by config (README, "Parity: dev → staging → prod"). For each pair
+Environments must differ only by config (docs/assurance.md). For each pair
 of neighbouring stacks (in promotion order: dev → staging → prod) parity lists the resources
 present in one but not the other and every property value that differs, and classifies each difference:
 

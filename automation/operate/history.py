@@ -1,6 +1,6 @@
 """History: a stack's updates as a table, and delivery metrics over a window.
 
-Metric definitions (the README repeats them):
+Metric definitions (docs/driver.md repeats them):
 
 * deployment frequency — succeeded updates per day over the window, rollbacks not counted (they
   restore, they do not deliver).

@@ -1,7 +1,7 @@
 """Shared fixtures for the driver's tests: a fake engine installed as the CLI's engine, and a runner.
 
 `cli_engine(fake)` installs a FakeEngine through `automation.engine.protocol.engine_factory` (the documented
-mechanism, see README.md, "The driver" → "Testing"); `invoke(args)` runs the CLI in-process with click's
+mechanism, see docs/development.md); `invoke(args)` runs the CLI in-process with click's
 CliRunner.
 Lock-retry backoff is zero so contention tests do not sleep.
 """

@@ -150,7 +150,7 @@ def make_checkout(base: Path, pulumi_home: Path, **extra: str) -> Checkout:
     env.update({"GITHUB_TOKEN": GITHUB_TOKEN, "STAGELINE_LOCK_BACKOFF": "0", **extra})
     env.pop("GITHUB_STEP_SUMMARY", None)
     checkout = Checkout(root=copy_repo(base / "repo"), cloud=Cloud(cloud), env=env)
-    checkout.state.mkdir(parents=True)  # README, "Choose a state backend"
+    checkout.state.mkdir(parents=True)  # docs/workflows.md, "Choose a state backend"
     return checkout
 
 

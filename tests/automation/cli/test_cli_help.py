@@ -1,5 +1,5 @@
-"""Every command documents itself: help text and an "Examples:" section (as the README's command
-sections show). Covers every engineer's commands, hidden ones included, so a placeholder without
+"""Every command documents itself: help text and an "Examples:" section (as docs/cli.md and the docs
+show). Covers every engineer's commands, hidden ones included, so a placeholder without
 examples fails here."""
 
 from __future__ import annotations
