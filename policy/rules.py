@@ -101,8 +101,11 @@ LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
 GITHUB_ENVIRONMENT = "github:index/repositoryEnvironment:RepositoryEnvironment"
 AWS_PROVIDER = "pulumi:providers:aws"
 
-# Resources that hold data a redeploy cannot bring back.
-STATEFUL_TYPES = frozenset(
+# Resources the `stateful-protected` rule requires the program to protect: they hold data a redeploy
+# cannot bring back. Narrower than automation.engine.model.STATEFUL_TYPES, the promotion gate's set of
+# types whose replace or delete is dangerous (that one also counts log groups, keys, queues …, which
+# the program may recreate, so it need not protect them).
+PROTECTION_REQUIRED_TYPES = frozenset(
     {
         *BUCKET_TYPES,
         ECR_REPOSITORY,
@@ -1127,7 +1130,7 @@ def stateful_protected(ctx: StackContext) -> list[tuple[Resource, str]]:
     if ctx.protect_stateful is not True:
         return []
     found = []
-    for res in ctx.of_type(*STATEFUL_TYPES):
+    for res in ctx.of_type(*PROTECTION_REQUIRED_TYPES):
         missing = []
         if res.protect is False:
             missing.append("protect")

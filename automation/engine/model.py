@@ -86,6 +86,7 @@ def not_deployed(stack: str) -> StackNotDeployed:
 
 # Resource types whose replacement or deletion loses data or identity that cannot be recreated
 # (objects, images, logs, keys, rows). A gate treats a replace/delete of one of these as dangerous.
+# Wider than policy.rules.PROTECTION_REQUIRED_TYPES, the types the program must also protect.
 STATEFUL_TYPES = frozenset(
     {
         "aws:s3/bucket:Bucket",

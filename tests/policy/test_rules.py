@@ -121,7 +121,7 @@ _SUBJECTS = {
     "lambda-live-alias": {rules.FUNCTION},
     "lambda-log-group": {rules.FUNCTION},
     "required-tags": rules.TAGGABLE_TYPES,
-    "stateful-protected": rules.STATEFUL_TYPES,
+    "stateful-protected": rules.PROTECTION_REQUIRED_TYPES,
     "lambda-arn-through-live": {rules.FUNCTION},
 }
 # The pack's alone: `check` stops at a config error (exit 2) before there is anything to check.
