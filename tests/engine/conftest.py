@@ -9,7 +9,9 @@ tests/standin/harness.py, which the benchmarks share.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -47,3 +49,23 @@ def engine_env(
 def repo_copy(tmp_path: Path, engine_env: dict[str, str]) -> Path:
     """A git checkout of this repository's files (as they are on disk), as a user's clone would be."""
     return copy_repo(tmp_path / "repo")
+
+
+@pytest.fixture(autouse=True)
+def _no_orphans(tmp_path: Path) -> Iterator[None]:
+    """After each test, stop what a killed CLI left running (its program, its plugins) in tmp_path.
+
+    A CLI killed with SIGKILL cannot stop its children; without this they outlive the test run.
+    """
+    yield
+    marker = f"{tmp_path}/"  # a path inside this test's directory, not a sibling whose name it prefixes
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            args = (proc / "cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if marker in args:
+            with contextlib.suppress(OSError):
+                os.kill(int(proc.name), signal.SIGKILL)
