@@ -20,7 +20,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 NAMESPACE = "stageline"
 DEFAULT_STACKS = ("dev", "staging", "prod")
@@ -359,6 +359,32 @@ class _Obj:
     def raw(self, name: str) -> Any:
         return self.value.get(name)
 
+    @overload
+    def string(
+        self,
+        name: str,
+        *,
+        required: Literal[True],
+        pattern: re.Pattern[str] | None = None,
+        expect: str = "",
+    ) -> str: ...
+
+    @overload
+    def string(
+        self, name: str, *, default: str, pattern: re.Pattern[str] | None = None, expect: str = ""
+    ) -> str: ...
+
+    @overload
+    def string(
+        self,
+        name: str,
+        *,
+        required: bool = False,
+        default: str | None = None,
+        pattern: re.Pattern[str] | None = None,
+        expect: str = "",
+    ) -> str | None: ...
+
     def string(
         self,
         name: str,
@@ -375,11 +401,27 @@ class _Obj:
             return default
         return _string(self.sub(name), value, pattern, expect)
 
+    @overload
+    def integer(self, name: str, default: int, lo: int, hi: int) -> int: ...
+
+    @overload
+    def integer(self, name: str, default: None, lo: int, hi: int) -> int | None: ...
+
     def integer(self, name: str, default: int | None, lo: int, hi: int) -> int | None:
         value = self.value.get(name)
         if value is None:
             return default
         return _integer(self.sub(name), value, lo, hi)
+
+    @overload
+    def number(
+        self, name: str, default: float, lo: float, hi: float, *, open_range: bool = False
+    ) -> float: ...
+
+    @overload
+    def number(
+        self, name: str, default: None, lo: float, hi: float, *, open_range: bool = False
+    ) -> float | None: ...
 
     def number(
         self, name: str, default: float | None, lo: float, hi: float, *, open_range: bool = False
@@ -491,7 +533,6 @@ REQUIRED_KEYS = ("github", "release", "services", "budget")
 def _github(value: Any, stack: str) -> GitHubConfig:
     o = _Obj("github", value, ("repository", "manage", "ownerId", "repositoryId", "environment"))
     repository = o.string("repository", required=True, pattern=REPOSITORY_RE, expect='"owner/name"')
-    assert repository is not None
     owner_id = o.integer("ownerId", None, 1, 2**53)
     repository_id = o.integer("repositoryId", None, 1, 2**53)
     if (owner_id is None) != (repository_id is None):
@@ -550,7 +591,7 @@ def _github(value: Any, stack: str) -> GitHubConfig:
             reviewers=reviewers,
             prevent_self_review=prevent_self_review,
             can_admins_bypass=e.boolean("canAdminsBypass", True),
-            wait_timer_minutes=e.integer("waitTimerMinutes", 0, 0, 43200) or 0,
+            wait_timer_minutes=e.integer("waitTimerMinutes", 0, 0, 43200),
             deployment_branches=branches,
         )
     return GitHubConfig(
@@ -620,7 +661,6 @@ def _release(value: Any, service_names: tuple[str, ...]) -> Release:
             if name not in stable:
                 raise ConfigError(f"{_key('release.canary.stableVersions.' + name)} is required")
         canary = Canary(weight=weight, stable_versions=stable)
-    assert version is not None
     return Release(version=version, images=images, canary=canary, candidate=candidate)
 
 
@@ -637,7 +677,6 @@ def _service(index: int, value: Any) -> Service:
         pattern=SERVICE_NAME_RE,
         expect="a lower-case name (letters, digits, -; up to 30)",
     )
-    assert name is not None
     environment: dict[str, str] = {}
     if o.has("environment"):
         environment = _string_map(
@@ -692,8 +731,8 @@ def _service(index: int, value: Any) -> Service:
             grants.append(Grant(actions=actions, resources=resources))
     return Service(
         name=name,
-        memory_mb=o.integer("memory", 256, 128, 10240) or 256,
-        timeout_seconds=o.integer("timeout", 10, 1, 900) or 10,
+        memory_mb=o.integer("memory", 256, 128, 10240),
+        timeout_seconds=o.integer("timeout", 10, 1, 900),
         reserved_concurrency=o.integer("reservedConcurrency", None, 0, 1000),
         environment=environment,
         health_path=health_path or f"/{name}/health",
@@ -761,12 +800,11 @@ def _alarms(value: Any) -> AlarmsConfig:
     )
     d = AlarmsConfig()
     period = o.integer("periodSeconds", d.period_seconds, 1, 86400)
-    assert period is not None
     # Lambda and API Gateway publish these metrics once a minute: a shorter period would see
     # missing data, which the alarms treat as not breaching, and never fire.
     if period % 60:
         raise ConfigError(f"{_key('alarms.periodSeconds')} must be a multiple of 60, got {period}")
-    evaluation_periods = o.integer("evaluationPeriods", d.evaluation_periods, 1, 100) or 1
+    evaluation_periods = o.integer("evaluationPeriods", d.evaluation_periods, 1, 100)
     if period * evaluation_periods > 86400:
         raise ConfigError(
             f"{_key('alarms.evaluationPeriods')} times periodSeconds must be at most one day (86400 s), "
@@ -774,10 +812,10 @@ def _alarms(value: Any) -> AlarmsConfig:
         )
     return AlarmsConfig(
         email=o.string("email", pattern=EMAIL_RE, expect="an e-mail address"),
-        error_threshold=o.integer("errorThreshold", d.error_threshold, 1, 1_000_000) or 1,
-        throttle_threshold=o.integer("throttleThreshold", d.throttle_threshold, 1, 1_000_000) or 1,
-        p95_duration_ms=o.integer("p95DurationMs", d.p95_duration_ms, 1, 900_000) or 1,
-        api_5xx_threshold=o.integer("api5xxThreshold", d.api_5xx_threshold, 1, 1_000_000) or 1,
+        error_threshold=o.integer("errorThreshold", d.error_threshold, 1, 1_000_000),
+        throttle_threshold=o.integer("throttleThreshold", d.throttle_threshold, 1, 1_000_000),
+        p95_duration_ms=o.integer("p95DurationMs", d.p95_duration_ms, 1, 900_000),
+        api_5xx_threshold=o.integer("api5xxThreshold", d.api_5xx_threshold, 1, 1_000_000),
         period_seconds=period,
         evaluation_periods=evaluation_periods,
     )
@@ -838,8 +876,8 @@ def _promotion(value: Any, stack: str) -> PromotionConfig:
     if o.has("verify"):
         v = _Obj("promotion.verify", o.raw("verify"), ("timeoutSeconds", "intervalSeconds", "frontendPath"))
         verify = VerifyConfig(
-            timeout_seconds=v.integer("timeoutSeconds", verify.timeout_seconds, 1, 3600) or 1,
-            interval_seconds=v.number("intervalSeconds", verify.interval_seconds, 0.0, 300.0) or 0.0,
+            timeout_seconds=v.integer("timeoutSeconds", verify.timeout_seconds, 1, 3600),
+            interval_seconds=v.number("intervalSeconds", verify.interval_seconds, 0.0, 300.0),
             frontend_path=v.string(
                 "frontendPath", default="/", pattern=re.compile(r"^/"), expect='a path starting with "/"'
             )
@@ -848,7 +886,7 @@ def _promotion(value: Any, stack: str) -> PromotionConfig:
     return PromotionConfig(
         source=source,
         approval=o.boolean("approval", False),
-        bake_seconds=o.integer("bakeSeconds", 0, 0, 86400) or 0,
+        bake_seconds=o.integer("bakeSeconds", 0, 0, 86400),
         canary_weight=o.number("canaryWeight", None, 0.0, 1.0, open_range=True),
         verify=verify,
         pre=o.strings("pre"),
@@ -885,7 +923,9 @@ def _waivers(value: Any) -> tuple[Waiver, ...]:
         rule = w.string("rule", required=True)
         resource = w.string("resource", required=True)
         reason = w.string("reason", required=True)
-        assert rule and resource and reason
+        for field_name, text in (("rule", rule), ("resource", resource), ("reason", reason)):
+            if not text.strip():
+                raise ConfigError(f"{_key(w.sub(field_name))} must not be empty")
         out.append(Waiver(rule=rule, resource=resource, reason=reason))
     return tuple(out)
 
@@ -996,16 +1036,16 @@ def parse(
             ),
         ),
         artifacts=ArtifactsConfig(
-            noncurrent_version_days=artifacts.integer("noncurrentVersionDays", 30, 1, 3650) or 30,
-            abort_multipart_days=artifacts.integer("abortMultipartDays", 7, 1, 365) or 7,
-            keep_images=artifacts.integer("keepImages", 30, 1, 10000) or 30,
+            noncurrent_version_days=artifacts.integer("noncurrentVersionDays", 30, 1, 3650),
+            abort_multipart_days=artifacts.integer("abortMultipartDays", 7, 1, 365),
+            keep_images=artifacts.integer("keepImages", 30, 1, 10000),
             protect=artifacts.boolean("protect", False),
             reader_accounts=_account_ids("artifacts.readerAccounts", artifacts.raw("readerAccounts")),
         ),
         log_retention_days=log_retention,
         api=ApiConfig(
-            burst_limit=api.integer("burstLimit", 50, 0, 100_000) or 0,
-            rate_limit=api.number("rateLimit", 100.0, 0.0, 100_000.0) or 0.0,
+            burst_limit=api.integer("burstLimit", 50, 0, 100_000),
+            rate_limit=api.number("rateLimit", 100.0, 0.0, 100_000.0),
         ),
         frontend=FrontendConfig(price_class=price_class or "PriceClass_100"),
         alarms=_alarms(values.get("alarms") or {}),

@@ -209,6 +209,10 @@ def test_a_plain_text_webhook_url_is_refused_where_a_secret_is_required(tmp_path
             {"tags": {"cost center": ["storefront"]}},
             "stageline:tags.cost center must be a string, got ['storefront']",
         ),
+        (  # was an assert, gone under python -O
+            {"waivers": [{"rule": "log-retention", "resource": "a", "reason": "  "}]},
+            "stageline:waivers[0].reason must not be empty",
+        ),
     ],
 )
 def test_foundation_keys_report_one_line_naming_the_key(change: dict[str, Any], expected: str) -> None:
