@@ -43,8 +43,11 @@ def load_cli() -> click.Group:
 
 
 def _cell(text: str) -> str:
-    """One table cell: one line, `|` escaped, and `<` escaped outside code spans (HTML otherwise)."""
-    parts = " ".join(text.split()).replace("|", "\\|").split("`")
+    """One table cell (automation.markdown.cell), whitespace runs folded, and `<` escaped outside code
+    spans (GitHub would read it as HTML)."""
+    from automation.markdown import cell
+
+    parts = cell(" ".join(text.split())).split("`")
     return "`".join(p if i % 2 else p.replace("<", "&lt;") for i, p in enumerate(parts))
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import click
 import pytest
+from test_docs import code_spans  # the docs tests' one reading of inline code
 
 from automation.cli import cli
 
@@ -28,7 +29,6 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted(p for p in (ROOT / "docs").glob("*.md") if p.name != "cli.md")]
 PREFIX = "python -m automation"
 PLACEHOLDERS = {"STACK": "dev", "N": "1", "VERSION": "v1", "FILE": "record.json", "PATH": "."}
-_CODE_SPAN = re.compile(r"(?<!`)(`+)(?!`)(.+?)(?<!`)\1(?!`)")
 
 
 def _args(text: str) -> list[str]:
@@ -50,8 +50,7 @@ def _commands() -> list[tuple[str, list[str], bool]]:
                 if text.startswith(PREFIX):
                     found.append((f"{name}:{number}", _args(text), False))
                 continue
-            for match in _CODE_SPAN.finditer(line):
-                text = match.group(2).strip()
+            for text in code_spans(line):
                 if not text.startswith(PREFIX + " ") or re.search(r"[\[\]|…<>]", text):
                     continue
                 words = [PLACEHOLDERS.get(word, word) for word in _args(text)]
