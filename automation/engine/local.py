@@ -93,6 +93,52 @@ from automation.engine.protocol import Engine
 # --- the real engine ----------------------------------------------------------------------------
 
 
+def may_hold_secrets(document: Any) -> bool:
+    """Whether a stack file's config can hold a secret value: a `secure:` value anywhere in `config`,
+    or an ESC `environment` (whose values the CLI adds to the config). An unreadable file may."""
+    if not isinstance(document, Mapping):
+        return True
+    if document.get("environment"):
+        return True
+
+    def secure(value: Any) -> bool:
+        if isinstance(value, Mapping):
+            return "secure" in value or any(secure(v) for v in value.values())
+        if isinstance(value, list):
+            return any(secure(v) for v in value)
+        return False
+
+    return secure(document.get("config") or {})
+
+
+_WORKSPACE_CLASS: Any = None
+
+
+def _workspace_class() -> Any:
+    """`LocalWorkspace` that skips `pulumi stack select` for a stack whose checkpoint it was shown.
+
+    Made on first use, because only this module may import the SDK's automation API and it does so
+    lazily (so `python -m automation --help` does not pay for it).
+    """
+    global _WORKSPACE_CLASS  # noqa: PLW0603 - one class, made once
+    if _WORKSPACE_CLASS is not None:
+        return _WORKSPACE_CLASS
+    import pulumi.automation as auto
+
+    class Workspace(auto.LocalWorkspace):
+        def __init__(self, deployed: Path | None, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self._deployed = deployed
+
+        def select_stack(self, stack_name: str) -> None:
+            if self._deployed is not None and self._deployed.is_file():
+                return
+            super().select_stack(stack_name)
+
+    _WORKSPACE_CLASS = Workspace
+    return Workspace
+
+
 class _EventLog:
     """Collects engine events (the SDK calls on_event from its own thread) and reports progress.
 
@@ -273,7 +319,8 @@ class LocalEngine:
         if cached is not None:
             return cached
         try:
-            workspace = auto.LocalWorkspace(
+            workspace = _workspace_class()(
+                self._deployed_state_file(stack),
                 work_dir=key[1],
                 pulumi_command=self._command(),
                 env_vars=dict(self._env),  # each workspace its own: `up` adds to it for one run
@@ -292,6 +339,23 @@ class LocalEngine:
         with self._lock:
             self._stacks[key] = selected
         return selected
+
+    def _deployed_state_file(self, stack: str) -> Path | None:
+        """The checkpoint a self-managed backend keeps for a deployed stack, when it is there.
+
+        Its presence answers what `pulumi stack select` would be asked (does the stack exist?), so a
+        workspace that knows it need not start the CLI for that (the SDK passes `--stack` to every
+        command, so the CLI's notion of the selected stack is never used). Anything else — another
+        backend, the legacy layout, a missing file — is asked of the CLI as before.
+        """
+        root = file_backend_root(self._backend.url)
+        if root is None:
+            return None
+        stacks = root / ".pulumi" / "stacks" / self._project
+        for name in (f"{stack}.json", f"{stack}.json.gz"):
+            if (stacks / name).is_file():
+                return stacks / name
+        return None
 
     def _translate(
         self, exc: Exception, stack: str, *, unavailable: bool = False, diagnostics: Sequence[str] = ()
@@ -336,10 +400,13 @@ class LocalEngine:
             if stack.name in self._secrets_read:
                 return
             self._secrets_read.add(stack.name)
+        work_dir = getattr(getattr(stack, "workspace", None), "work_dir", None) or self._root
+        stack_file = Path(work_dir) / f"Pulumi.{stack.name}.yaml"
+        if not may_hold_secrets(load_yaml(stack_file)):
+            return  # the CLI's config is the stack file's: nothing there to decrypt, no call to make
         try:
             # Decrypting may make the CLI write a secrets salt into a stack file that lacks one.
-            work_dir = getattr(getattr(stack, "workspace", None), "work_dir", None) or self._root
-            with unchanged_secrets_keys(Path(work_dir) / f"Pulumi.{stack.name}.yaml"):
+            with unchanged_secrets_keys(stack_file):
                 config = stack.get_all_config()
         except Exception:  # redaction is best effort; the token patterns still apply
             return
