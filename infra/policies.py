@@ -30,7 +30,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from infra.config import Grant
+from infra.config.model import Grant
 
 Document = dict[str, Any]
 Statement = dict[str, Any]

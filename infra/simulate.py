@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from infra.config import ConfigError, Secret, StackFile, read_stack_file
+from infra.config.model import ConfigError, Secret
+from infra.config.stack_file import StackFile, read_stack_file
 
 ACCOUNT_ID = "123456789012"
 SECRET_MASK = "[secret]"  # noqa: S105 - the mask shown instead of a secret, not a secret

@@ -193,7 +193,7 @@ class FakeEngine:
     @classmethod
     def from_repo(cls, root: Path, **kwargs: Any) -> FakeEngine:
         """A fake whose stacks and config come from the Pulumi.<stack>.yaml files under `root`."""
-        from infra.config import known_stacks, read_stack_file
+        from infra.config.stack_file import known_stacks, read_stack_file
 
         configs: dict[str, dict[str, Any]] = {}
         secrets: dict[str, set[str]] = {}

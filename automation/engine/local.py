@@ -170,7 +170,8 @@ class LocalEngine:
     @classmethod
     def open(cls, start: Path | None = None, environ: Mapping[str, str] | None = None) -> LocalEngine:
         """Locate the project, check the CLI and choose the backend; raise EngineUnavailable on failure."""
-        from infra.config import ConfigError, known_stacks, read_stack_file
+        from infra.config.model import ConfigError
+        from infra.config.stack_file import known_stacks, read_stack_file
 
         environ = os.environ if environ is None else environ
         root = find_project_root(start or Path.cwd())
@@ -242,7 +243,7 @@ class LocalEngine:
         return self._backend
 
     def stack_names(self) -> list[str]:
-        from infra.config import known_stacks
+        from infra.config.stack_file import known_stacks
 
         return known_stacks(self._root)
 
@@ -563,7 +564,8 @@ class LocalEngine:
         )
 
     def get_release(self, stack: str, *, work_dir: Path | None = None) -> Release | None:
-        from infra.config import ConfigError, read_stack_file
+        from infra.config.model import ConfigError
+        from infra.config.stack_file import read_stack_file
 
         self._check_known(stack, work_dir)
         try:

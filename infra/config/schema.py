@@ -1,514 +1,64 @@
-"""Typed, validated stack configuration.
+"""The schema of `stageline:` config: every key a stack file may set, its reader and its rules.
 
-A stack file (`Pulumi.<stack>.yaml`) is read once into frozen dataclasses. Every error names
-the key and the problem on one line, e.g.::
-
-    stageline:github.repository must look like "owner/name", got "shop"
-
-The parser is a pure function over plain values (`parse`), so the same rules serve three callers:
-the Pulumi program (`load`, reading the engine's config), the driver (`read_stack_file`, reading
-the YAML file without an engine), and the tests.
-
-This module imports no provider SDK: the driver's CLI uses it and must start fast.
+`parse` is a pure function over plain values, so the same rules serve the Pulumi program, the
+driver and the tests (see `stack_file` for the two ways values come in).
 """
 
 from __future__ import annotations
 
-import difflib
-import json
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal, overload
+from typing import Any
 
-NAMESPACE = "stageline"
-DEFAULT_STACKS = ("dev", "staging", "prod")
-
-STACK_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
-REPOSITORY_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$")
-SERVICE_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,29}$")
-VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
-ROUTE_RE = re.compile(r"^(ANY|GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS) /[A-Za-z0-9_{}+/.-]*$")
-ENV_VAR_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-ARN_RE = re.compile(r"^arn:aws[a-z-]*:[a-z0-9-]+:[a-z0-9-]*:\d{0,12}:.+$")
-BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-LAMBDA_VERSION_RE = re.compile(r"^[1-9][0-9]*$")
-ACCOUNT_ID_RE = re.compile(r"^[0-9]{12}$")
-
-# The values CloudWatch Logs accepts for retention_in_days.
-LOG_RETENTION_DAYS = (
-    1,
-    3,
-    5,
-    7,
-    14,
-    30,
-    60,
-    90,
-    120,
-    150,
-    180,
-    365,
-    400,
-    545,
-    731,
-    1096,
-    1827,
-    2192,
-    2557,
-    2922,
-    3288,
-    3653,
+from infra.config.fields import (
+    _account_ids,
+    _fmt,
+    _integer,
+    _key,
+    _Obj,
+    _string_map,
+    _suggest,
 )
-PRICE_CLASSES = ("PriceClass_100", "PriceClass_200", "PriceClass_All")
-# Lambda environment variables AWS reserves for its own runtime.
-RESERVED_ENV_VARS = frozenset(
-    {
-        "_HANDLER",
-        "_X_AMZN_TRACE_ID",
-        "AWS_DEFAULT_REGION",
-        "AWS_REGION",
-        "AWS_EXECUTION_ENV",
-        "AWS_LAMBDA_FUNCTION_NAME",
-        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
-        "AWS_LAMBDA_FUNCTION_VERSION",
-        "AWS_LAMBDA_INITIALIZATION_TYPE",
-        "AWS_LAMBDA_LOG_GROUP_NAME",
-        "AWS_LAMBDA_LOG_STREAM_NAME",
-        "AWS_ACCESS_KEY",
-        "AWS_ACCESS_KEY_ID",
-        "AWS_SECRET_ACCESS_KEY",
-        "AWS_SESSION_TOKEN",
-        "AWS_LAMBDA_RUNTIME_API",
-        "LAMBDA_TASK_ROOT",
-        "LAMBDA_RUNTIME_DIR",
-    }
+from infra.config.model import (
+    BUCKET_PREFIX_MAX,
+    BUCKET_RE,
+    DIGEST_RE,
+    EMAIL_RE,
+    ENV_VAR_RE,
+    ENVIRONMENT_MAX_BYTES,
+    LAMBDA_VERSION_RE,
+    LOG_RETENTION_DAYS,
+    PRICE_CLASSES,
+    REPOSITORY_RE,
+    RESERVED_ENV_VARS,
+    ROUTE_RE,
+    SECRET_KEYS,
+    SERVICE_NAME_RE,
+    STACK_NAME_RE,
+    STAGELINE_ENV_VARS,
+    VERSION_RE,
+    AlarmsConfig,
+    ApiConfig,
+    ArtifactsConfig,
+    BudgetConfig,
+    Canary,
+    ConfigError,
+    DeploymentBranches,
+    EnvironmentProtection,
+    FrontendConfig,
+    GitHubConfig,
+    Grant,
+    OidcConfig,
+    PromotionConfig,
+    Release,
+    Reviewers,
+    Secret,
+    Service,
+    StackConfig,
+    StateConfig,
+    VerifyConfig,
+    Waiver,
 )
-
-# Variables the platform sets on every function (release and environment, for health endpoints).
-STAGELINE_ENV_VARS = frozenset({"STAGELINE_RELEASE", "STAGELINE_ENVIRONMENT"})
-# Lambda's limit is 4 KB for all variables; leave room for the two Stageline adds.
-ENVIRONMENT_MAX_BYTES = 3900
-
-# Keys read as secrets. A plain-text value for any of them is an error, so a webhook URL
-# cannot end up readable in a committed stack file.
-SECRET_KEYS = frozenset({"slackWebhookUrl"})
-
-
-class ConfigError(ValueError):
-    """A stack configuration problem, as one line naming the key."""
-
-
-class Secret:
-    """A secret config value seen outside the engine (the driver reading a stack file).
-
-    It never holds the plaintext: stack files store ciphertext, and only the engine decrypts.
-    """
-
-    def __repr__(self) -> str:
-        return "[secret]"
-
-    __str__ = __repr__
-
-
-# --- the dataclasses ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Reviewers:
-    users: tuple[str, ...] = ()
-    teams: tuple[str, ...] = ()
-
-    def __bool__(self) -> bool:
-        return bool(self.users or self.teams)
-
-
-@dataclass(frozen=True)
-class DeploymentBranches:
-    """Which refs may deploy to the environment: protected branches, or named patterns."""
-
-    protected_branches: bool = False
-    branch_patterns: tuple[str, ...] = ()
-    tag_patterns: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class EnvironmentProtection:
-    reviewers: Reviewers = field(default_factory=Reviewers)
-    prevent_self_review: bool = False
-    can_admins_bypass: bool = True
-    wait_timer_minutes: int = 0
-    deployment_branches: DeploymentBranches | None = None
-
-
-@dataclass(frozen=True)
-class GitHubConfig:
-    repository: str  # "owner/name"
-    manage: bool = True
-    owner_id: int | None = None
-    repository_id: int | None = None
-    protection: EnvironmentProtection = field(default_factory=EnvironmentProtection)
-
-    @property
-    def owner(self) -> str:
-        return self.repository.split("/", 1)[0]
-
-    @property
-    def name(self) -> str:
-        return self.repository.split("/", 1)[1]
-
-    def subject(self, context: str) -> str:
-        """The OIDC `sub` claim GitHub issues for `context` (e.g. "environment:prod").
-
-        With both numeric IDs configured, the immutable format GitHub offers
-        (`repo:OWNER@OWNER_ID/REPO@REPO_ID:…`) is used: it survives a repository rename and
-        cannot be claimed by a new repository that takes over a deleted name.
-        """
-        if self.owner_id is not None and self.repository_id is not None:
-            return f"repo:{self.owner}@{self.owner_id}/{self.name}@{self.repository_id}:{context}"
-        return f"repo:{self.repository}:{context}"
-
-
-@dataclass(frozen=True)
-class OidcConfig:
-    provider_arn: str | None = None  # an existing provider in the account; None: the stack creates it
-
-
-@dataclass(frozen=True)
-class StateConfig:
-    """Where Pulumi keeps this stack's state and secrets, so CI roles can reach them."""
-
-    bucket: str | None = None
-    kms_key_arn: str | None = None
-
-
-@dataclass(frozen=True)
-class ArtifactsConfig:
-    noncurrent_version_days: int = 30
-    abort_multipart_days: int = 7
-    keep_images: int = 30
-    protect: bool = False  # protect=True and retain on delete for the bucket and the registry
-    # AWS accounts whose `<project>-*-deploy` roles may read this stack's releases (images and
-    # frontend files): the accounts of the stages that promote from this one.
-    reader_accounts: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Canary:
-    weight: float
-    stable_versions: Mapping[str, str]  # service -> published Lambda version that keeps 1-weight
-
-
-@dataclass(frozen=True)
-class Release:
-    version: str
-    images: Mapping[str, str]  # service -> "sha256:…"
-    canary: Canary | None = None
-    candidate: str | None = None  # frontend release the TEST distribution serves; default: version
-
-    @property
-    def candidate_version(self) -> str:
-        return self.candidate or self.version
-
-
-@dataclass(frozen=True)
-class Grant:
-    actions: tuple[str, ...]
-    resources: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class Service:
-    name: str
-    memory_mb: int = 256
-    timeout_seconds: int = 10
-    reserved_concurrency: int | None = None
-    environment: Mapping[str, str] = field(default_factory=dict)
-    health_path: str = ""
-    routes: tuple[str, ...] = ()
-    grants: tuple[Grant, ...] = ()
-
-
-@dataclass(frozen=True)
-class ApiConfig:
-    burst_limit: int = 50
-    rate_limit: float = 100.0
-
-
-@dataclass(frozen=True)
-class FrontendConfig:
-    price_class: str = "PriceClass_100"
-
-
-@dataclass(frozen=True)
-class AlarmsConfig:
-    email: str | None = None
-    error_threshold: int = 1
-    throttle_threshold: int = 1
-    p95_duration_ms: int = 3000
-    api_5xx_threshold: int = 1
-    period_seconds: int = 60
-    evaluation_periods: int = 1
-
-
-@dataclass(frozen=True)
-class BudgetConfig:
-    monthly_limit_usd: float
-    thresholds: tuple[int, ...] = (80, 100)
-    emails: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class VerifyConfig:
-    timeout_seconds: int = 120
-    interval_seconds: float = 2.0
-    frontend_path: str = "/"
-
-
-@dataclass(frozen=True)
-class PromotionConfig:
-    source: str | None = None  # the stack whose release this one receives; None: the first stage
-    approval: bool = False
-    bake_seconds: int = 0
-    canary_weight: float | None = None
-    verify: VerifyConfig = field(default_factory=VerifyConfig)
-    pre: tuple[str, ...] = ()
-    post: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Waiver:
-    rule: str
-    resource: str
-    reason: str
-
-
-@dataclass(frozen=True)
-class StackConfig:
-    stack: str  # also the environment name: GitHub environment, tags, name prefixes
-    project: str
-    region: str
-    github: GitHubConfig
-    release: Release
-    services: tuple[Service, ...]
-    budget: BudgetConfig
-    oidc: OidcConfig = field(default_factory=OidcConfig)
-    state: StateConfig = field(default_factory=StateConfig)
-    artifacts: ArtifactsConfig = field(default_factory=ArtifactsConfig)
-    log_retention_days: int = 14
-    api: ApiConfig = field(default_factory=ApiConfig)
-    frontend: FrontendConfig = field(default_factory=FrontendConfig)
-    alarms: AlarmsConfig = field(default_factory=AlarmsConfig)
-    promotion: PromotionConfig = field(default_factory=PromotionConfig)
-    tags: Mapping[str, str] = field(default_factory=dict)
-    waivers: tuple[Waiver, ...] = ()
-    slack_webhook_url: Any = None  # a secret: pulumi.Output[str] in the engine, Secret outside it
-
-    @property
-    def environment(self) -> str:
-        return self.stack
-
-    @property
-    def prefix(self) -> str:
-        """Name prefix of every resource this stack owns; IAM scopes deploy rights with it."""
-        return f"{self.project}-{self.stack}"
-
-
-# --- parsing --------------------------------------------------------------------------------
-
-
-def _key(path: str) -> str:
-    return f"{NAMESPACE}:{path}"
-
-
-def _suggest(word: str, choices: Iterable[str]) -> str:
-    options = list(choices)
-    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
-    if not close and len(word) >= 3:
-        # An abbreviation ("repo" for "repository") is too short for difflib's ratio.
-        close = [c for c in options if c.lower().startswith(word.lower())][:1]
-    return f' (did you mean "{close[0]}"?)' if close else ""
-
-
-def _fmt(value: Any) -> str:
-    return json.dumps(value) if isinstance(value, str) else repr(value)
-
-
-class _Obj:
-    """Reads one config object, remembering which fields were used so leftovers are rejected."""
-
-    def __init__(self, path: str, value: Any, fields: Iterable[str]) -> None:
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"{_key(path)} must be an object, got {_fmt(value)}")
-        self.path = path
-        self.value = dict(value)
-        allowed = list(fields)
-        for name in self.value:
-            if name not in allowed:
-                raise ConfigError(f"{_key(path)}.{name} is not a known key{_suggest(str(name), allowed)}")
-
-    def sub(self, name: str) -> str:
-        return f"{self.path}.{name}"
-
-    def has(self, name: str) -> bool:
-        return self.value.get(name) is not None
-
-    def raw(self, name: str) -> Any:
-        return self.value.get(name)
-
-    @overload
-    def string(
-        self,
-        name: str,
-        *,
-        required: Literal[True],
-        pattern: re.Pattern[str] | None = None,
-        expect: str = "",
-    ) -> str: ...
-
-    @overload
-    def string(
-        self, name: str, *, default: str, pattern: re.Pattern[str] | None = None, expect: str = ""
-    ) -> str: ...
-
-    @overload
-    def string(
-        self,
-        name: str,
-        *,
-        required: bool = False,
-        default: str | None = None,
-        pattern: re.Pattern[str] | None = None,
-        expect: str = "",
-    ) -> str | None: ...
-
-    def string(
-        self,
-        name: str,
-        *,
-        required: bool = False,
-        default: str | None = None,
-        pattern: re.Pattern[str] | None = None,
-        expect: str = "",
-    ) -> str | None:
-        value = self.value.get(name)
-        if value is None:
-            if required:
-                raise ConfigError(f"{_key(self.sub(name))} is required")
-            return default
-        return _string(self.sub(name), value, pattern, expect)
-
-    @overload
-    def integer(self, name: str, default: int, lo: int, hi: int) -> int: ...
-
-    @overload
-    def integer(self, name: str, default: None, lo: int, hi: int) -> int | None: ...
-
-    def integer(self, name: str, default: int | None, lo: int, hi: int) -> int | None:
-        value = self.value.get(name)
-        if value is None:
-            return default
-        return _integer(self.sub(name), value, lo, hi)
-
-    @overload
-    def number(
-        self, name: str, default: float, lo: float, hi: float, *, open_range: bool = False
-    ) -> float: ...
-
-    @overload
-    def number(
-        self, name: str, default: None, lo: float, hi: float, *, open_range: bool = False
-    ) -> float | None: ...
-
-    def number(
-        self, name: str, default: float | None, lo: float, hi: float, *, open_range: bool = False
-    ) -> float | None:
-        value = self.value.get(name)
-        if value is None:
-            return default
-        return _number(self.sub(name), value, lo, hi, open_range=open_range)
-
-    def boolean(self, name: str, default: bool) -> bool:
-        value = self.value.get(name)
-        if value is None:
-            return default
-        return _boolean(self.sub(name), value)
-
-    def strings(self, name: str, pattern: re.Pattern[str] | None = None, expect: str = "") -> tuple[str, ...]:
-        value = self.value.get(name)
-        if value is None:
-            return ()
-        return _strings(self.sub(name), value, pattern, expect)
-
-
-def _string(path: str, value: Any, pattern: re.Pattern[str] | None = None, expect: str = "") -> str:
-    if not isinstance(value, str) or not value:
-        raise ConfigError(f"{_key(path)} must be a non-empty string, got {_fmt(value)}")
-    if pattern is not None and not pattern.match(value):
-        raise ConfigError(f"{_key(path)} must look like {expect}, got {_fmt(value)}")
-    return value
-
-
-def _integer(path: str, value: Any, lo: int, hi: int) -> int:
-    if isinstance(value, bool):
-        raise ConfigError(f"{_key(path)} must be a whole number, got {_fmt(value)}")
-    if isinstance(value, str) and re.fullmatch(r"-?\d+", value.strip()):
-        value = int(value)
-    if not isinstance(value, int):
-        raise ConfigError(f"{_key(path)} must be a whole number, got {_fmt(value)}")
-    if not lo <= value <= hi:
-        raise ConfigError(f"{_key(path)} must be between {lo} and {hi}, got {value}")
-    return value
-
-
-def _number(path: str, value: Any, lo: float, hi: float, *, open_range: bool = False) -> float:
-    if isinstance(value, bool):
-        raise ConfigError(f"{_key(path)} must be a number, got {_fmt(value)}")
-    if isinstance(value, str):
-        try:
-            value = float(value)
-        except ValueError:
-            raise ConfigError(f"{_key(path)} must be a number, got {_fmt(value)}") from None
-    if not isinstance(value, int | float):
-        raise ConfigError(f"{_key(path)} must be a number, got {_fmt(value)}")
-    inside = lo < value < hi if open_range else lo <= value <= hi
-    if not inside:
-        bounds = f"strictly between {lo} and {hi}" if open_range else f"between {lo} and {hi}"
-        raise ConfigError(f"{_key(path)} must be {bounds}, got {value}")
-    return float(value)
-
-
-def _boolean(path: str, value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.lower() in ("true", "false"):
-        return value.lower() == "true"
-    raise ConfigError(f"{_key(path)} must be true or false, got {_fmt(value)}")
-
-
-def _strings(
-    path: str, value: Any, pattern: re.Pattern[str] | None = None, expect: str = ""
-) -> tuple[str, ...]:
-    if not isinstance(value, list):
-        raise ConfigError(f"{_key(path)} must be a list of strings, got {_fmt(value)}")
-    return tuple(_string(f"{path}[{i}]", item, pattern, expect) for i, item in enumerate(value))
-
-
-def _string_map(path: str, value: Any, key_pattern: re.Pattern[str], key_expect: str) -> dict[str, str]:
-    if not isinstance(value, Mapping):
-        raise ConfigError(f"{_key(path)} must be an object of strings, got {_fmt(value)}")
-    out: dict[str, str] = {}
-    for name, item in value.items():
-        if not isinstance(name, str) or not key_pattern.match(name):
-            raise ConfigError(f"{_key(path)} key {_fmt(name)} must look like {key_expect}")
-        if isinstance(item, bool) or not isinstance(item, str | int | float):
-            raise ConfigError(f"{_key(path)}.{name} must be a string, got {_fmt(item)}")
-        out[name] = str(item)
-    return out
-
 
 TOP_LEVEL_KEYS = (
     "github",
@@ -847,13 +397,6 @@ def _budget(value: Any) -> BudgetConfig:
     return BudgetConfig(monthly_limit_usd=limit, thresholds=thresholds, emails=emails)
 
 
-# Physical names are "<project>-<stack>-…" (see StackConfig.prefix) and AWS caps their length.
-# The bucket prefixes are the tightest cap (the artifact bucket's by one character): within it,
-# every other name fits (a function "<prefix>-<service>" and its role "<prefix>-<service>-exec"
-# stay under 64 for any service name).
-BUCKET_PREFIX_MAX = 37
-
-
 def _check_name_lengths(project: str, stack: str) -> None:
     for bucket in ("frontend", "artifacts"):
         bucket_prefix = f"{project}-{stack}-{bucket}-"
@@ -892,26 +435,6 @@ def _promotion(value: Any, stack: str) -> PromotionConfig:
         pre=o.strings("pre"),
         post=o.strings("post"),
     )
-
-
-def _account_ids(path: str, value: Any) -> tuple[str, ...]:
-    """A list of 12-digit AWS account IDs; YAML numbers are accepted when they keep all 12 digits."""
-    if value is None:
-        return ()
-    if not isinstance(value, list):
-        raise ConfigError(f"{_key(path)} must be a list of 12-digit AWS account IDs, got {_fmt(value)}")
-    out: list[str] = []
-    for i, item in enumerate(value):
-        text = str(item) if isinstance(item, int) and not isinstance(item, bool) else item
-        if not isinstance(text, str) or not ACCOUNT_ID_RE.match(text):
-            raise ConfigError(
-                f'{_key(f"{path}[{i}]")} must be a 12-digit AWS account ID in quotes (e.g. "012345678901"), '
-                f"got {_fmt(item)}"
-            )
-        if text in out:
-            raise ConfigError(f"{_key(path)} lists account {text} twice")
-        out.append(text)
-    return tuple(out)
 
 
 def _waivers(value: Any) -> tuple[Waiver, ...]:
@@ -1053,117 +576,4 @@ def parse(
         tags=tags,
         waivers=_waivers(values["waivers"]) if values.get("waivers") is not None else (),
         slack_webhook_url=slack,
-    )
-
-
-# --- the two ways in --------------------------------------------------------------------------
-
-
-def _decode(raw: Any) -> Any:
-    """Config values reach a Pulumi program as strings; objects and lists as JSON."""
-    if isinstance(raw, str) and raw[:1] in ("{", "["):
-        try:
-            return json.loads(raw)
-        except json.JSONDecodeError:
-            return raw
-    return raw
-
-
-def load() -> StackConfig:
-    """Read the running stack's config from the Pulumi engine (inside `pulumi up` or mocks)."""
-    import pulumi
-    from pulumi.runtime import config as runtime_config
-
-    merged: dict[str, Any] = dict(runtime_config.get_config_env())
-    merged.update(runtime_config.CONFIG.get())
-    prefix = f"{NAMESPACE}:"
-    values = {k[len(prefix) :]: _decode(v) for k, v in merged.items() if k.startswith(prefix)}
-    secret_keys = {k for k in values if runtime_config.is_config_secret(prefix + k)}
-    cfg = pulumi.Config(NAMESPACE)
-    region = pulumi.Config("aws").get("region")
-    return parse(
-        values,
-        stack=pulumi.get_stack(),
-        project=pulumi.get_project(),
-        region=region,
-        secret_keys=secret_keys,
-        read_secret=cfg.require_secret,
-    )
-
-
-@dataclass(frozen=True)
-class StackFile:
-    """A stack file as the driver sees it: decoded values, which keys are secret, the raw document."""
-
-    stack: str
-    path: Path
-    values: dict[str, Any]  # keys without the namespace
-    secret_keys: frozenset[str]
-    other: dict[str, Any]  # keys of other namespaces ("aws:region" …), secure values as Secret
-    document: dict[str, Any]
-
-
-def stack_file_path(root: Path, stack: str) -> Path:
-    return root / f"Pulumi.{stack}.yaml"
-
-
-def known_stacks(root: Path) -> list[str]:
-    """Stack names that have a `Pulumi.<stack>.yaml` in `root`."""
-    return sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in root.glob("Pulumi.*.yaml"))
-
-
-def read_stack_file(root: Path, stack: str) -> StackFile:
-    """Read `Pulumi.<stack>.yaml` without the engine. Raises ConfigError on any problem."""
-    import yaml
-
-    if not STACK_NAME_RE.match(stack):
-        raise ConfigError(
-            f"stack name must be lower-case letters, digits and - (up to 31), got {_fmt(stack)}"
-        )
-    path = stack_file_path(root, stack)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        known = ", ".join(known_stacks(root)) or "none"
-        raise ConfigError(f"unknown stack {_fmt(stack)}: no {path.name} (known stacks: {known})") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path.name}: {exc.strerror}") from None
-    try:
-        document = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path.name}{where} is not valid YAML") from None
-    if not isinstance(document, dict):
-        raise ConfigError(f"{path.name} must be a mapping with a config: key")
-    config = document.get("config") or {}
-    if not isinstance(config, dict):
-        raise ConfigError(f"{path.name}: config must be a mapping")
-    prefix = f"{NAMESPACE}:"
-    values: dict[str, Any] = {}
-    secrets: set[str] = set()
-    other: dict[str, Any] = {}
-    for raw_key, value in config.items():
-        key = str(raw_key)
-        is_secure = isinstance(value, dict) and set(value) == {"secure"}
-        if key.startswith(prefix):
-            name = key[len(prefix) :]
-            values[name] = Secret() if is_secure else value
-            if is_secure:
-                secrets.add(name)
-        else:
-            other[key] = Secret() if is_secure else value
-    return StackFile(
-        stack=stack, path=path, values=values, secret_keys=frozenset(secrets), other=other, document=document
-    )
-
-
-def parse_stack_file(sf: StackFile, project: str = "stageline") -> StackConfig:
-    region = sf.other.get("aws:region")
-    return parse(
-        sf.values,
-        stack=sf.stack,
-        project=project,
-        region=region if isinstance(region, str) else None,
-        secret_keys=sf.secret_keys,
     )
