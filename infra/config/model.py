@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
 NAMESPACE = "stageline"
@@ -220,9 +220,13 @@ class Service:
     timeout_seconds: int = 10
     reserved_concurrency: int | None = None
     environment: Mapping[str, str] = field(default_factory=dict)
-    health_path: str = ""
+    health_path: str = ""  # empty: "/<name>/health"
     routes: tuple[str, ...] = ()
     grants: tuple[Grant, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.health_path:
+            object.__setattr__(self, "health_path", f"/{self.name}/health")
 
 
 @dataclass(frozen=True)
@@ -315,3 +319,15 @@ class StackConfig:
 # every other name fits (a function "<prefix>-<service>" and its role "<prefix>-<service>-exec"
 # stay under 64 for any service name).
 BUCKET_PREFIX_MAX = 37
+
+
+def field_default(cls: type, name: str) -> Any:
+    """The default a dataclass gives field `name`, for readers of a class that has required fields."""
+    for f in fields(cls):
+        if f.name == name:
+            if f.default is not MISSING:
+                return f.default
+            if f.default_factory is not MISSING:
+                return f.default_factory()
+            raise TypeError(f"{cls.__name__}.{name} has no default")
+    raise TypeError(f"{cls.__name__} has no field {name}")

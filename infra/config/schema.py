@@ -58,6 +58,7 @@ from infra.config.model import (
     StateConfig,
     VerifyConfig,
     Waiver,
+    field_default,
 )
 
 TOP_LEVEL_KEYS = (
@@ -90,14 +91,15 @@ def _github(value: Any, stack: str) -> GitHubConfig:
         raise ConfigError(
             f"{_key('github.' + missing)} is required when the other immutable-subject ID is set"
         )
-    protection = EnvironmentProtection()
+    github_default = GitHubConfig(repository=repository)
+    protection = github_default.protection
     if o.has("environment"):
         e = _Obj(
             "github.environment",
             o.raw("environment"),
             ("reviewers", "preventSelfReview", "canAdminsBypass", "waitTimerMinutes", "deploymentBranches"),
         )
-        reviewers = Reviewers()
+        reviewers = protection.reviewers
         if e.has("reviewers"):
             r = _Obj("github.environment.reviewers", e.raw("reviewers"), ("users", "teams"))
             reviewers = Reviewers(
@@ -109,7 +111,7 @@ def _github(value: Any, stack: str) -> GitHubConfig:
                     f"{_key('github.environment.reviewers')} allows at most 6 users and teams "
                     f"in all (a GitHub limit), got {len(reviewers.users) + len(reviewers.teams)}"
                 )
-        branches = None
+        branches = protection.deployment_branches
         if e.has("deploymentBranches"):
             b = _Obj(
                 "github.environment.deploymentBranches",
@@ -117,7 +119,7 @@ def _github(value: Any, stack: str) -> GitHubConfig:
                 ("protectedBranches", "branches", "tags"),
             )
             branches = DeploymentBranches(
-                protected_branches=b.boolean("protectedBranches", False),
+                protected_branches=b.boolean("protectedBranches", DeploymentBranches().protected_branches),
                 branch_patterns=b.strings("branches"),
                 tag_patterns=b.strings("tags"),
             )
@@ -131,7 +133,7 @@ def _github(value: Any, stack: str) -> GitHubConfig:
                     f"{_key('github.environment.deploymentBranches')} must set "
                     "protectedBranches: true or list branches/tags patterns"
                 )
-        prevent_self_review = e.boolean("preventSelfReview", False)
+        prevent_self_review = e.boolean("preventSelfReview", protection.prevent_self_review)
         if prevent_self_review and not reviewers:
             raise ConfigError(
                 f"{_key('github.environment.preventSelfReview')} needs reviewers in "
@@ -140,13 +142,13 @@ def _github(value: Any, stack: str) -> GitHubConfig:
         protection = EnvironmentProtection(
             reviewers=reviewers,
             prevent_self_review=prevent_self_review,
-            can_admins_bypass=e.boolean("canAdminsBypass", True),
-            wait_timer_minutes=e.integer("waitTimerMinutes", 0, 0, 43200),
+            can_admins_bypass=e.boolean("canAdminsBypass", protection.can_admins_bypass),
+            wait_timer_minutes=e.integer("waitTimerMinutes", protection.wait_timer_minutes, 0, 43200),
             deployment_branches=branches,
         )
     return GitHubConfig(
         repository=repository,
-        manage=o.boolean("manage", True),
+        manage=o.boolean("manage", github_default.manage),
         owner_id=owner_id,
         repository_id=repository_id,
         protection=protection,
@@ -227,7 +229,8 @@ def _service(index: int, value: Any) -> Service:
         pattern=SERVICE_NAME_RE,
         expect="a lower-case name (letters, digits, -; up to 30)",
     )
-    environment: dict[str, str] = {}
+    d = Service(name=name)
+    environment = dict(d.environment)
     if o.has("environment"):
         environment = _string_map(
             o.sub("environment"), o.raw("environment"), ENV_VAR_RE, "an environment variable name"
@@ -245,7 +248,7 @@ def _service(index: int, value: Any) -> Service:
             )
     health_path = o.string(
         "healthPath",
-        default=f"/{name}/health",
+        default=d.health_path,
         pattern=re.compile(r"^/[^\s]*$"),
         expect='a path starting with "/"',
     )
@@ -253,7 +256,7 @@ def _service(index: int, value: Any) -> Service:
         f"ANY /{name}",
         f"ANY /{name}/{{proxy+}}",
     )
-    if not any(route_matches(route, health_path or "") for route in routes):
+    if not any(route_matches(route, health_path) for route in routes):
         raise ConfigError(
             f"{_key(o.sub('healthPath'))} {_fmt(health_path)} is not reached by any of the service's routes "
             f"({', '.join(routes)}): verification would get a 404 from the API"
@@ -281,11 +284,11 @@ def _service(index: int, value: Any) -> Service:
             grants.append(Grant(actions=actions, resources=resources))
     return Service(
         name=name,
-        memory_mb=o.integer("memory", 256, 128, 10240),
-        timeout_seconds=o.integer("timeout", 10, 1, 900),
-        reserved_concurrency=o.integer("reservedConcurrency", None, 0, 1000),
+        memory_mb=o.integer("memory", d.memory_mb, 128, 10240),
+        timeout_seconds=o.integer("timeout", d.timeout_seconds, 1, 900),
+        reserved_concurrency=o.integer("reservedConcurrency", d.reserved_concurrency, 0, 1000),
         environment=environment,
-        health_path=health_path or f"/{name}/health",
+        health_path=health_path,
         routes=routes,
         grants=tuple(grants),
     )
@@ -376,7 +379,7 @@ def _budget(value: Any) -> BudgetConfig:
     limit = o.number("monthlyLimitUsd", None, 1, 10_000_000)
     if limit is None:
         raise ConfigError(f"{_key('budget.monthlyLimitUsd')} is required")
-    thresholds: tuple[int, ...] = (80, 100)
+    thresholds = BudgetConfig(monthly_limit_usd=limit).thresholds
     if o.has("thresholds"):
         raw = o.raw("thresholds")
         if not isinstance(raw, list) or not raw:
@@ -415,22 +418,25 @@ def _promotion(value: Any, stack: str) -> PromotionConfig:
     source = o.string("source", pattern=STACK_NAME_RE, expect="a stack name")
     if source == stack:
         raise ConfigError(f"{_key('promotion.source')} cannot be the stack itself ({_fmt(stack)})")
-    verify = VerifyConfig()
+    d = PromotionConfig()
+    verify = d.verify
     if o.has("verify"):
         v = _Obj("promotion.verify", o.raw("verify"), ("timeoutSeconds", "intervalSeconds", "frontendPath"))
         verify = VerifyConfig(
             timeout_seconds=v.integer("timeoutSeconds", verify.timeout_seconds, 1, 3600),
             interval_seconds=v.number("intervalSeconds", verify.interval_seconds, 0.0, 300.0),
             frontend_path=v.string(
-                "frontendPath", default="/", pattern=re.compile(r"^/"), expect='a path starting with "/"'
-            )
-            or "/",
+                "frontendPath",
+                default=verify.frontend_path,
+                pattern=re.compile(r"^/"),
+                expect='a path starting with "/"',
+            ),
         )
     return PromotionConfig(
         source=source,
-        approval=o.boolean("approval", False),
-        bake_seconds=o.integer("bakeSeconds", 0, 0, 86400),
-        canary_weight=o.number("canaryWeight", None, 0.0, 1.0, open_range=True),
+        approval=o.boolean("approval", d.approval),
+        bake_seconds=o.integer("bakeSeconds", d.bake_seconds, 0, 86400),
+        canary_weight=o.number("canaryWeight", d.canary_weight, 0.0, 1.0, open_range=True),
         verify=verify,
         pre=o.strings("pre"),
         post=o.strings("post"),
@@ -521,10 +527,16 @@ def parse(
         "artifacts",
         ("noncurrentVersionDays", "abortMultipartDays", "keepImages", "protect", "readerAccounts"),
     )
+    artifacts_default = ArtifactsConfig()
     api = obj("api", ("burstLimit", "rateLimit"))
+    api_default = ApiConfig()
     frontend = obj("frontend", ("priceClass",))
     retention = values.get("logRetentionDays")
-    log_retention = 14 if retention is None else _integer("logRetentionDays", retention, 1, 3653)
+    log_retention = (
+        field_default(StackConfig, "log_retention_days")
+        if retention is None
+        else _integer("logRetentionDays", retention, 1, 3653)
+    )
     if log_retention not in LOG_RETENTION_DAYS:
         raise ConfigError(
             f"{_key('logRetentionDays')} must be one of CloudWatch's values "
@@ -533,7 +545,7 @@ def parse(
     tags: dict[str, str] = {}
     if values.get("tags") is not None:
         tags = _string_map("tags", values["tags"], re.compile(r"^[A-Za-z0-9 _.:/=+@-]{1,128}$"), "a tag key")
-    price_class = frontend.string("priceClass", default="PriceClass_100")
+    price_class = frontend.string("priceClass", default=FrontendConfig().price_class)
     if price_class not in PRICE_CLASSES:
         raise ConfigError(
             f"{_key('frontend.priceClass')} must be one of {', '.join(PRICE_CLASSES)}, "
@@ -559,18 +571,22 @@ def parse(
             ),
         ),
         artifacts=ArtifactsConfig(
-            noncurrent_version_days=artifacts.integer("noncurrentVersionDays", 30, 1, 3650),
-            abort_multipart_days=artifacts.integer("abortMultipartDays", 7, 1, 365),
-            keep_images=artifacts.integer("keepImages", 30, 1, 10000),
-            protect=artifacts.boolean("protect", False),
+            noncurrent_version_days=artifacts.integer(
+                "noncurrentVersionDays", artifacts_default.noncurrent_version_days, 1, 3650
+            ),
+            abort_multipart_days=artifacts.integer(
+                "abortMultipartDays", artifacts_default.abort_multipart_days, 1, 365
+            ),
+            keep_images=artifacts.integer("keepImages", artifacts_default.keep_images, 1, 10000),
+            protect=artifacts.boolean("protect", artifacts_default.protect),
             reader_accounts=_account_ids("artifacts.readerAccounts", artifacts.raw("readerAccounts")),
         ),
         log_retention_days=log_retention,
         api=ApiConfig(
-            burst_limit=api.integer("burstLimit", 50, 0, 100_000),
-            rate_limit=api.number("rateLimit", 100.0, 0.0, 100_000.0),
+            burst_limit=api.integer("burstLimit", api_default.burst_limit, 0, 100_000),
+            rate_limit=api.number("rateLimit", api_default.rate_limit, 0.0, 100_000.0),
         ),
-        frontend=FrontendConfig(price_class=price_class or "PriceClass_100"),
+        frontend=FrontendConfig(price_class=price_class),
         alarms=_alarms(values.get("alarms") or {}),
         promotion=_promotion(values.get("promotion") or {}, stack),
         tags=tags,
