@@ -460,13 +460,16 @@ class Scope:
     @property
     def source_repository(self) -> str:
         """The promotion source's repository, in any account and region: the source may live elsewhere."""
-        assert self.source_prefix is not None
-        return f"arn:{self.partition}:ecr:*:*:repository/{release_repository_name(self.source_prefix)}"
+        return f"arn:{self.partition}:ecr:*:*:repository/{release_repository_name(self._source())}"
 
     @property
     def source_frontend_buckets(self) -> str:
-        assert self.source_prefix is not None
-        return f"arn:{self.partition}:s3:::{frontend_bucket_prefix(self.source_prefix)}*"
+        return f"arn:{self.partition}:s3:::{frontend_bucket_prefix(self._source())}*"
+
+    def _source(self) -> str:
+        if self.source_prefix is None:
+            raise ValueError(f"{self.prefix} has no promotion source: it is the first stage")
+        return self.source_prefix
 
     @property
     def topics(self) -> str:
@@ -520,7 +523,8 @@ class Scope:
         return {"StringEquals": {f"aws:RequestTag/{ENVIRONMENT_TAG}": self.environment}}
 
     def state_object(self, key: str) -> str:
-        assert self.state_bucket is not None
+        if self.state_bucket is None:
+            raise ValueError(f"{self.prefix} names no state bucket (stageline:state.bucket)")
         return f"arn:{self.partition}:s3:::{self.state_bucket}/{STATE_ROOT}/{key}"
 
 

@@ -162,6 +162,8 @@ class LocalEngine:
         self._project = project or project_name(root)
         self._lock = threading.Lock()
         self._stacks: dict[tuple[str, str], Stack] = {}
+        # Each workspace's own environment (the dict the SDK was given): `up` adds to it for one run.
+        self._workspace_env: dict[tuple[str, str], dict[str, str]] = {}
         self._secret_values: set[str] = set()
         self._secrets_read: set[str] = set()
         self._interrupted: dict[str, _InterruptedUpdate] = {}
@@ -273,13 +275,15 @@ class LocalEngine:
             cached = self._stacks.get(key)
         if cached is not None:
             return cached
+        env = dict(self._env)
         try:
             workspace = auto.LocalWorkspace(
                 work_dir=key[1],
                 pulumi_command=self._command(),
-                env_vars=dict(self._env),  # each workspace its own: `up` adds to it for one run
+                env_vars=env,
                 secrets_provider=self._secrets_provider(stack, work_dir) if create else None,
             )
+            workspace.env_vars = env  # this very dict (the SDK swaps an empty one for its own)
             if create:
                 selected = auto.Stack.create_or_select(stack, workspace)
             else:
@@ -292,6 +296,7 @@ class LocalEngine:
             raise EngineUnavailable(f"cannot run the Pulumi CLI: {redact(str(exc))}") from None
         with self._lock:
             self._stacks[key] = selected
+            self._workspace_env[key] = env
         return selected
 
     def _translate(
@@ -493,8 +498,8 @@ class LocalEngine:
             finally:
                 done.set()
 
-        workspace_env = selected.workspace.env_vars
-        assert isinstance(workspace_env, dict)  # the copy _stack gave this workspace
+        with self._lock:
+            workspace_env = self._workspace_env[(stack, str(work_dir or self._root))]
         with self._driver_write_unseen(stack, work_dir) as git_env:
             workspace_env.update(git_env)
             try:
