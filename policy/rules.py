@@ -16,9 +16,9 @@ Two adapters run the same rules and nothing else:
   every resource's outputs).
 
 Properties are seen as the engine sees them: camelCase names, JSON documents as strings,
-numbers possibly as floats, secrets as "[secret]", and values not known yet (during a preview)
-as strings containing "[unknown]". A rule never reports what it cannot know: an unknown value is
-checked again when the engine knows it.
+numbers possibly as floats, secrets as `infra.config.MASK` ("[secret]"), and values not known
+yet (during a preview) as strings containing "[unknown]". A rule never reports what it cannot
+know: an unknown value is checked again when the engine knows it.
 
 This module imports no Pulumi SDK, so the driver and the pack can both load it cheaply.
 """
@@ -47,7 +47,6 @@ LOW = "low"
 SEVERITIES = (CRITICAL, HIGH, MEDIUM, LOW)
 
 UNKNOWN = "[unknown]"
-SECRET = "[secret]"  # noqa: S105 - the mask, not a credential
 
 REQUIRED_TAGS = ("project", "environment", "managed-by")
 MANAGED_BY = "pulumi"

@@ -13,7 +13,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from automation.redact import MASK, redact, redact_value
+from automation.redact import redact, redact_value
+from infra.config.model import MASK
 
 if TYPE_CHECKING:
     from pulumi.automation import EngineEvent, UpdateSummary

@@ -68,7 +68,8 @@ from automation.engine.model import (
 )
 from automation.engine.project import stale_lock_message
 from automation.engine.protocol import Engine
-from automation.redact import MASK, redact
+from automation.redact import redact
+from infra.config.model import MASK
 
 # Operations that run the program or call providers: the ones `latency` slows down.
 HEAVY_OPS = frozenset({"preview", "up", "preview_refresh"})
