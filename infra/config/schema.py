@@ -10,6 +10,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from infra import iam
 from infra.config.fields import (
     _account_ids,
     _fmt,
@@ -272,7 +273,11 @@ def _service(index: int, value: Any) -> Service:
             resources = g.strings("resources")
             if not actions or not resources:
                 raise ConfigError(f"{_key(g.path)} needs both actions and resources")
-            if any(a == "*" or a.endswith(":*") for a in actions) and "*" in resources:
+            if any(
+                iam.every_action_of(a) is not None and iam.every_resource_of(r, a.partition(":")[0])
+                for a in actions
+                for r in resources
+            ):
                 raise ConfigError(
                     f"{_key(g.path)} grants every action of a service on every resource; "
                     "name the actions or the resources"
