@@ -684,16 +684,8 @@ def _up(
     sr.updates.append(run)
     sr.add_time("up", time.monotonic() - t)
     outputs = _outputs_after(rt, stack)
-    run.invalidations = _invalidate(rt, stack, outputs)
+    run.invalidations = frontend_cache.invalidate_stack(stack, outputs.values, rt.progress)
     return outputs
-
-
-def _invalidate(rt: Runtime, stack: str, outputs: StackOutputs) -> list[str]:
-    """The release switch changed the distributions' origin path: drop what the edges cached."""
-    ids = frontend_cache.invalidate_frontend(outputs.values, warn=rt.progress)
-    if ids:
-        rt.progress(f"{stack}: frontend caches invalidated ({', '.join(ids)})")
-    return ids
 
 
 def _outputs_after(rt: Runtime, stack: str) -> StackOutputs:
@@ -809,7 +801,7 @@ def _rollback(stage: Stage, sr: StageRecord, rt: Runtime) -> None:
     rt.progress(f"{stack}: verifying the rollback (health checks) …")
     try:
         outputs = rt.engine.outputs(stack)
-        run.invalidations = _invalidate(rt, stack, outputs)
+        run.invalidations = frontend_cache.invalidate_stack(stack, outputs.values, rt.progress)
         v = stage.verify
         check = verify_stage(
             outputs.values,
