@@ -21,12 +21,12 @@ from typing import TYPE_CHECKING, Any
 
 from automation.errors import ConfigurationError, StagelineError
 from automation.redact import redact
+from infra.config.stack_file import decode_config_value
 
 if TYPE_CHECKING:
     from pulumi.automation import EngineEvent, Stack
 from automation.engine.events import (
     clean_diagnostic,
-    decode_config_value,
     drift_report_from_events,
     engine_message,
     number_history,

@@ -71,6 +71,7 @@ from infra.config.schema import (
 )
 from infra.config.stack_file import (
     StackFile,
+    decode_config_value,
     known_stacks,
     load,
     parse_stack_file,
@@ -125,6 +126,7 @@ __all__ = [
     "StateConfig",
     "VerifyConfig",
     "Waiver",
+    "decode_config_value",
     "known_stacks",
     "load",
     "parse",

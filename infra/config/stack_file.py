@@ -17,8 +17,9 @@ from infra.config.model import NAMESPACE, STACK_NAME_RE, ConfigError, Secret, St
 from infra.config.schema import parse
 
 
-def _decode(raw: Any) -> Any:
-    """Config values reach a Pulumi program as strings; objects and lists as JSON."""
+def decode_config_value(raw: Any) -> Any:
+    """A config value as Pulumi hands it over (to a program, in history, from `pulumi config --json`):
+    a string, with objects and lists as JSON text; decoded."""
     if isinstance(raw, str) and raw[:1] in ("{", "["):
         try:
             return json.loads(raw)
@@ -35,7 +36,7 @@ def load() -> StackConfig:
     merged: dict[str, Any] = dict(runtime_config.get_config_env())
     merged.update(runtime_config.CONFIG.get())
     prefix = f"{NAMESPACE}:"
-    values = {k[len(prefix) :]: _decode(v) for k, v in merged.items() if k.startswith(prefix)}
+    values = {k[len(prefix) :]: decode_config_value(v) for k, v in merged.items() if k.startswith(prefix)}
     secret_keys = {k for k in values if runtime_config.is_config_secret(prefix + k)}
     cfg = pulumi.Config(NAMESPACE)
     region = pulumi.Config("aws").get("region")
