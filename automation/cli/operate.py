@@ -1,4 +1,4 @@
-"""`preview`, `up`, `drift`, `rollback`, `history`: the commands that operate on deployed stacks.
+"""`preview`, `up`, `drift`, `rollback`, `history`, `status`: the commands that operate on deployed stacks.
 
 Glue only: each command parses its arguments (click), opens the engine, calls automation.operate,
 prints, and exits through automation.errors. The capability modules are imported inside the commands,
@@ -14,6 +14,7 @@ import click
 
 from automation import errors, output
 from automation.cli.options import (
+    STACK,
     clear_pending_option,
     format_option,
     json_option,
@@ -141,7 +142,9 @@ def up(
     resolve_stacks(engine, (stack,), False)
     engine.ensure_stack(stack)
     updates.check_pending(engine, stack, clear=clear_pending, progress=progress)
-    text = updates.update_message(message or f"up {stack}", head_commit(engine.project_dir))
+    text = updates.update_message(
+        message or f"up {stack}", head_commit(engine.project_dir), updates.current_actor()
+    )
     if not yes:
         summary = engine.preview(stack)
         progress(render_text([summary]))
@@ -211,8 +214,11 @@ def drift(
       python -m automation drift prod --format markdown > drift.md
       python -m automation drift dev staging --parallel 2 --json
       python -m automation drift staging --remediate"""
+    from datetime import UTC, datetime
+
     from automation.engine.protocol import resolve_stacks
     from automation.operate import drift as drifts
+    from automation.operate.status import record_drift
 
     engine = open_engine()
     names = resolve_stacks(engine, stacks, all_stacks)
@@ -226,6 +232,7 @@ def drift(
         policy=retry,
         progress=progress,
     )
+    record_drift(engine.project_dir, reports, datetime.now(UTC))
     code = drifts.exit_code(reports)
     fmt = _fmt(fmt, as_json)
     markdown = drifts.render_markdown(reports, rules)
@@ -302,6 +309,7 @@ def rollback(
     from automation.engine.protocol import resolve_stacks
     from automation.operate import rollback as rollbacks
     from automation.operate.frontend_cache import invalidate_after_rollback
+    from automation.operate.updates import current_actor
 
     engine = open_engine()
     resolve_stacks(engine, (stack,), False)
@@ -319,6 +327,7 @@ def rollback(
         dry_run=dry_run,
         clear_pending=clear_pending,
         progress=progress,
+        actor=current_actor(),
     )
     invalidations: list[str] = []
     if result.record is None:
@@ -390,3 +399,74 @@ def history(*, stack: str, limit: int | None, metrics: bool, window: int, fmt: s
             click.echo("")
             click.echo(histories.render_metrics(computed))
     output.step_summary(markdown)
+
+
+# --- status -----------------------------------------------------------------------------------------
+
+
+@click.command(
+    epilog="""\b
+Examples:
+  python -m automation status
+  python -m automation status prod --json
+  python -m automation status --format markdown --drift"""
+)
+@click.argument("stacks", nargs=-1, type=STACK)
+@click.option(
+    "--drift",
+    "check_drift",
+    is_flag=True,
+    help="Check drift now (a preview-only refresh per stack) instead of showing the last recorded check.",
+)
+@format_option
+@json_option
+@parallel_option
+def status(
+    *, stacks: tuple[str, ...], check_drift: bool, fmt: str, as_json: bool, parallel: int | None
+) -> None:
+    """Where each release runs: one row per stack (every stack unless STACK… are given).
+
+    \b
+    Release version and commit, when and by whom it was deployed, canary weight, pending operations
+    and stale locks, and the last drift result (the last `drift` run on this machine, or --drift to
+    check now). Exit 0, or 1 when a stack's status cannot be read."""
+    from datetime import UTC, datetime
+
+    from automation.engine.protocol import resolve_stacks
+    from automation.operate import drift as drifts
+    from automation.operate import status as statuses
+
+    engine = open_engine()
+    names = resolve_stacks(engine, stacks, not stacks)
+    workers = parallel or drifts.default_parallel(len(names))
+    now = datetime.now(UTC)
+    fresh = None
+    if check_drift:
+        rules = drifts.load_ignore(None, engine.project_dir)
+        deployed = [n for n in names if _deployed(engine, n)]
+        reports = drifts.check_stacks(
+            engine, deployed, parallel=workers, rules=rules, policy=policy(1), progress=progress
+        )
+        statuses.record_drift(engine.project_dir, reports, now)
+        fresh = {r.stack: r for r in reports}
+    found = statuses.collect(engine, names, parallel=workers, fresh_drift=fresh, now=now)
+    fmt = _fmt(fmt, as_json)
+    markdown = statuses.render_markdown(found)
+    if fmt == "json":
+        output.emit_json(statuses.to_json(found))
+    elif fmt == "markdown":
+        click.echo(markdown, nl=False)
+    else:
+        click.echo(statuses.render_text(found))
+    output.step_summary(markdown)
+    errors.exit_with(statuses.exit_code(found))
+
+
+def _deployed(engine: Engine, stack: str) -> bool:
+    from automation.engine.model import StackNotDeployed
+
+    try:
+        engine.pending_operations(stack)
+    except StackNotDeployed:
+        return False
+    return True

@@ -172,7 +172,7 @@ def run(
     from automation.engine.project import find_project_root
     from automation.engine.protocol import open_engine
     from automation.gitinfo import head_commit
-    from automation.operate.updates import RetryPolicy
+    from automation.operate.updates import RetryPolicy, current_actor
     from automation.output import emit_json, progress, step_summary
     from automation.promote import run as runs
     from automation.promote.notify import Notifier
@@ -224,6 +224,7 @@ def run(
         clock=runs.clock_factory(),
         retry=RetryPolicy.from_env(),
         commit=head_commit(root),
+        actor=current_actor(),
         withheld_env=(slack_webhook_env,),
     )
     record = runs.promote(selected, pipeline.names, opts, rt)

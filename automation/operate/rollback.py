@@ -31,7 +31,7 @@ from typing import Any
 from automation.engine.model import ProgressFn, Release, UpdateRecord
 from automation.engine.protocol import Engine
 from automation.errors import USAGE, StagelineError
-from automation.operate.updates import RetryPolicy, check_pending, run_update
+from automation.operate.updates import RetryPolicy, check_pending, run_update, with_actor
 
 ROLLBACK_PREFIX = "rollback to v"
 WORKTREES_DIR = Path(".stageline") / "worktrees"
@@ -316,6 +316,7 @@ def execute_rollback(
     clear_pending: bool = False,
     progress: ProgressFn | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    actor: str | None = None,
 ) -> RollbackResult:
     """Carry out `plan`. Dry run: change nothing. Otherwise refuse on pending operations (unless
     `clear_pending`), write the release into Pulumi.<stack>.yaml, and `up` with the rollback message —
@@ -333,7 +334,7 @@ def execute_rollback(
     # The main checkout's stack file gets the release too, so a later plain `up` keeps the rollback.
     engine.set_release(plan.stack, plan.release)
     try:
-        record = _roll(engine, plan, policy=policy, progress=progress, sleep=sleep)
+        record = _roll(engine, plan, policy=policy, progress=progress, sleep=sleep, actor=actor)
     except StagelineError as exc:
         said = f"{exc.format_message()}; {_restore(engine, plan.stack, path, before, previous)}"
         raise _same_kind(exc, said) from None
@@ -358,11 +359,11 @@ def _roll(
     policy: RetryPolicy,
     progress: ProgressFn | None,
     sleep: Callable[[float], None],
+    actor: str | None = None,
 ) -> UpdateRecord:
+    message = with_actor(plan.message, actor)
     if not (plan.code and plan.commit):
-        return run_update(
-            engine, plan.stack, message=plan.message, policy=policy, progress=progress, sleep=sleep
-        )
+        return run_update(engine, plan.stack, message=message, policy=policy, progress=progress, sleep=sleep)
     from automation.gitinfo import worktree
 
     where = engine.project_dir / WORKTREES_DIR / f"{plan.stack}-v{plan.target.version}"
@@ -373,7 +374,7 @@ def _roll(
         return run_update(
             engine,
             plan.stack,
-            message=plan.message,
+            message=message,
             policy=policy,
             work_dir=checkout,
             progress=progress,

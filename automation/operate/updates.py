@@ -7,10 +7,11 @@ drive them with the fake.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -230,7 +231,31 @@ def run_update(
             ) from None
 
 
-def update_message(text: str, commit: str | None) -> str:
-    """The message recorded with an update: `text`, tagged with the short commit the program ran from."""
+def update_message(text: str, commit: str | None, actor: str | None = None) -> str:
+    """The message recorded with an update: `text`, tagged with the short commit the program ran from
+    and, given `actor`, `by NAME` (Pulumi records no user for an update; `status` reads it from here)."""
     tag = f"@{commit[:7]}" if commit else "@(no git commit)"
-    return f"{text} {tag}" if tag not in text else text
+    message = f"{text} {tag}" if tag not in text else text
+    return with_actor(message, actor)
+
+
+def with_actor(message: str, actor: str | None) -> str:
+    """`message` ending in ` by NAME` (once)."""
+    if not actor or message.endswith(f" by {actor}"):
+        return message
+    return f"{message} by {actor}"
+
+
+def current_actor(environ: Mapping[str, str] | None = None) -> str | None:
+    """Who runs this driver: $GITHUB_ACTOR under GitHub Actions, else the login name; one word."""
+    import getpass
+
+    env = os.environ if environ is None else environ
+    name = (env.get("GITHUB_ACTOR") or "").strip()
+    if not name:
+        try:
+            name = getpass.getuser()
+        except (OSError, KeyError):
+            return None
+    name = re.sub(r"\s+", "-", name)
+    return name or None

@@ -98,6 +98,7 @@ class Runtime:
     echo_steps: bool = True
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     commit: str | None = None  # the git commit the program runs from, for update messages
+    actor: str | None = None  # who runs the promotion, tagged onto update messages (`by NAME`)
     withheld_env: tuple[str, ...] = ()  # environment variables kept from pre/post steps (the webhook's)
 
 
@@ -666,7 +667,7 @@ def _up(
         result = run_update(
             rt.engine,
             stack,
-            message=update_message(what, rt.commit),
+            message=update_message(what, rt.commit, rt.actor),
             policy=rt.retry,
             progress=rt.progress,
             refresh=refresh,
@@ -775,7 +776,7 @@ def _rollback(stage: Stage, sr: StageRecord, rt: Runtime) -> None:
         plan = plan_rollback(history, current, stack=stack, to_version=target.version)
         rollback.to_version, rollback.release = plan.target.version, version_of(plan.release)
         rt.progress(f"{stack}: rolling back to v{plan.target.version} (release {rollback.release}) …")
-        done = execute_rollback(rt.engine, plan, policy=rt.retry, progress=rt.progress)
+        done = execute_rollback(rt.engine, plan, policy=rt.retry, progress=rt.progress, actor=rt.actor)
     except RollbackRefused as exc:
         return stop(f"no rollback possible: {exc.format_message()}")
     except errors.StagelineError as exc:

@@ -111,7 +111,7 @@ def test_up_previews_asks_and_records_the_commit(engine: FakeEngine, invoke: Cal
     assert "staging: 1 to update" in result.stderr and "Update staging?" in result.stderr
     assert result.stdout.startswith("staging: update v1 succeeded in 42s")
     [record] = engine.history("staging")
-    assert record.message == f"up staging @{head[:7]}"
+    assert record.message == f"up staging @{head[:7]} by ci-bot"
     assert record.commit == head
     assert engine.ops("staging") == [
         "ensure_stack",
@@ -138,7 +138,7 @@ def test_up_yes_skips_the_question_and_keeps_a_custom_message(
     assert result.exit_code == 0
     document = json.loads(result.stdout)
     assert document["stack"] == "dev"
-    assert document["update"]["message"] == f"hotfix: raise memory @{head[:7]}"
+    assert document["update"]["message"] == f"hotfix: raise memory @{head[:7]} by ci-bot"
     assert document["update"]["commit"] == head
     assert engine.count("preview") == 0
 

@@ -421,7 +421,7 @@ def test_rollback_json(prod: FakeEngine, invoke: Callable[..., Result]) -> None:
     assert document["dryRun"] is False
     assert document["plan"]["targetVersion"] == 1 and document["plan"]["release"] == make_release("r1")
     assert document["plan"]["currentRelease"] == make_release("r3")
-    assert document["update"]["message"] == "rollback to v1 (1111111)"
+    assert document["update"]["message"] == "rollback to v1 (1111111) by ci-bot"
     assert document["update"]["release"]["version"] == "r1"
 
 

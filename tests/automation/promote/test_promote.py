@@ -273,7 +273,7 @@ def test_happy_path_moves_the_release_through_three_stages(
     for stack in ("staging", "prod"):
         assert world.fake.stack(stack).history[-1].release == {"version": "5e6f7a8", "images": NEW["images"]}
     assert [len(world.ups(s)) for s in STAGES] == [1, 1, 2]
-    assert world.ups("staging") == [update_message("promote 5e6f7a8 from dev", head_commit(ROOT))]
+    assert world.ups("staging") == [update_message("promote 5e6f7a8 from dev", head_commit(ROOT), "ci-bot")]
     # images arrived by digest in both later registries, the frontend files in both buckets
     for stack in ("staging", "prod"):
         ecr = boto("ecr", moto, seeded[stack]["region"])
