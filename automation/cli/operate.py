@@ -15,6 +15,8 @@ import click
 from automation import errors, output
 from automation.cli.options import (
     STACK,
+    allow_replace_option,
+    approve_iam_option,
     clear_pending_option,
     format_option,
     json_option,
@@ -26,6 +28,7 @@ from automation.cli.options import (
 )
 
 if TYPE_CHECKING:
+    from automation.engine.model import PreviewSummary
     from automation.engine.protocol import Engine
     from automation.operate.updates import RetryPolicy
 
@@ -55,6 +58,20 @@ def confirm(question: str) -> None:
 
 def _fmt(fmt: str, as_json: bool) -> str:
     return "json" if as_json else fmt
+
+
+def apply_gates(summary: PreviewSummary, *, allow_replace: tuple[str, ...], approve_iam: bool) -> None:
+    """Promotion's replace and IAM gates over an update's preview: GateRefused (exit 3) unless allowed."""
+    from automation.promote.gates import iam_gate, refusal, replace_gate
+
+    for gate in (replace_gate(summary, allow_replace), iam_gate(summary, approved=approve_iam)):
+        if gate.ok:
+            if gate.override:
+                progress(f"{summary.stack}: {gate.detail}")
+            continue
+        for item in gate.items:
+            progress(f"  {item}")
+        raise errors.GateRefused(f"{refusal(gate, summary.stack)}; nothing was changed")
 
 
 # --- preview ----------------------------------------------------------------------------------------
@@ -123,9 +140,19 @@ Examples:
 @yes_option
 @clear_pending_option
 @lock_retries_option
+@allow_replace_option
+@approve_iam_option
 @json_option
 def up(
-    *, stack: str, message: str | None, yes: bool, clear_pending: bool, lock_retries: int, as_json: bool
+    *,
+    stack: str,
+    message: str | None,
+    yes: bool,
+    clear_pending: bool,
+    lock_retries: int,
+    allow_replace: tuple[str, ...],
+    approve_iam: bool,
+    as_json: bool,
 ) -> None:
     """\b
     Examples:
@@ -145,9 +172,15 @@ def up(
     text = updates.update_message(
         message or f"up {stack}", head_commit(engine.project_dir), updates.current_actor()
     )
+    # The gates promotion applies: no replace/delete of a stateful resource, no IAM widening, unless
+    # allowed by name; then, without --yes, the question.
+    summary = updates.with_lock_retry(
+        stack, lambda: engine.preview(stack), policy(lock_retries), progress=progress
+    )
     if not yes:
-        summary = engine.preview(stack)
         progress(render_text([summary]))
+    apply_gates(summary, allow_replace=allow_replace, approve_iam=approve_iam)
+    if not yes:
         confirm(f"Update {stack}?")
     progress(f"{stack}: updating ({text!r}) …")
     record = updates.run_update(engine, stack, message=text, policy=policy(lock_retries), progress=progress)
@@ -289,6 +322,8 @@ Examples:
 @yes_option
 @clear_pending_option
 @lock_retries_option
+@allow_replace_option
+@approve_iam_option
 @json_option
 def rollback(
     *,
@@ -299,6 +334,8 @@ def rollback(
     yes: bool,
     clear_pending: bool,
     lock_retries: int,
+    allow_replace: tuple[str, ...],
+    approve_iam: bool,
     as_json: bool,
 ) -> None:
     """\b
@@ -328,6 +365,7 @@ def rollback(
         clear_pending=clear_pending,
         progress=progress,
         actor=current_actor(),
+        gate=lambda summary: apply_gates(summary, allow_replace=allow_replace, approve_iam=approve_iam),
     )
     invalidations: list[str] = []
     if result.record is None:

@@ -95,3 +95,28 @@ def root_option(f: F) -> F:
         default=None,
         help="Repository root (holds Pulumi.yaml) [default: found by walking up from the current directory].",
     )(f)
+
+
+def _urns(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> tuple[str, ...]:
+    for urn in value:
+        if not urn.startswith("urn:pulumi:") or urn.count("::") < 3:
+            raise click.BadParameter(f"{urn!r} is not a resource URN (urn:pulumi:STACK::PROJECT::TYPE::NAME)")
+    return value
+
+
+def allow_replace_option(f: F) -> F:
+    """The replace gate's override (promote, up, rollback)."""
+    return click.option(
+        "--allow-replace",
+        multiple=True,
+        metavar="URN",
+        callback=_urns,
+        help="Allow replacing/deleting this protected or stateful resource (repeatable).",
+    )(f)
+
+
+def approve_iam_option(f: F) -> F:
+    """The IAM gate's override (promote, up, rollback)."""
+    return click.option(
+        "--approve-iam", is_flag=True, help="Approve changes that widen IAM permissions or trust."
+    )(f)

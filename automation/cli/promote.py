@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from automation import errors
-from automation.cli.options import STACK, json_option, yes_option
+from automation.cli.options import STACK, allow_replace_option, approve_iam_option, json_option, yes_option
 
 _VERSION_HELP = "letters, digits, . _ - (up to 64), as in stageline:release.version"
 
@@ -20,13 +20,6 @@ def _version(ctx: click.Context, param: click.Parameter, value: str | None) -> s
 
     if value is not None and not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", value):
         raise click.BadParameter(f"{value!r} is not a release version ({_VERSION_HELP})")
-    return value
-
-
-def _urns(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> tuple[str, ...]:
-    for urn in value:
-        if not urn.startswith("urn:pulumi:") or urn.count("::") < 3:
-            raise click.BadParameter(f"{urn!r} is not a resource URN (urn:pulumi:STACK::PROJECT::TYPE::NAME)")
     return value
 
 
@@ -76,14 +69,8 @@ deployed), 2 bad argument or config, 3 a gate refused (nothing changed), 130 int
 @yes_option
 @click.option("--plan", is_flag=True, help="Print the resolved pipeline and its gates; change nothing.")
 @click.option("--allow-drift", is_flag=True, help="Promote even when the target stack has drifted.")
-@click.option(
-    "--allow-replace",
-    multiple=True,
-    metavar="URN",
-    callback=_urns,
-    help="Allow replacing/deleting this protected or stateful resource (repeatable).",
-)
-@click.option("--approve-iam", is_flag=True, help="Approve changes that widen IAM permissions or trust.")
+@allow_replace_option
+@approve_iam_option
 @click.option(
     "--out",
     "out_file",

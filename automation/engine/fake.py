@@ -475,8 +475,10 @@ class FakeEngine:
     def ensure_stack(self, stack: str) -> None:
         self._enter("ensure_stack", stack)
 
-    def preview(self, stack: str, *, progress: ProgressFn | None = None) -> PreviewSummary:
-        s = self._enter("preview", stack)
+    def preview(
+        self, stack: str, *, progress: ProgressFn | None = None, work_dir: Path | None = None
+    ) -> PreviewSummary:
+        s = self._enter("preview", stack, work_dir=str(work_dir) if work_dir else None)
         self._sleep("preview")
         failure = self._failure(stack, "preview")
         if failure is not None:

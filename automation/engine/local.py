@@ -453,7 +453,7 @@ class LocalEngine:
             reading.join()
 
     @contextmanager
-    def _read_only_config(self, stack: str) -> Iterator[str | None]:
+    def _read_only_config(self, stack: str, work_dir: Path | None = None) -> Iterator[str | None]:
         """The `--config-file` for a call that must not write the tracked stack file (None: not needed).
 
         A preview or refresh loads the stack's secrets manager and, when the stack file holds no
@@ -461,7 +461,7 @@ class LocalEngine:
         it, even with PULUMI_FALLBACK_TO_STATE_SECRETS_MANAGER (it then saves the state's: "should
         save", cmd/pulumi/config/io.go). Given a copy of the file, the CLI writes there instead.
         """
-        path = self._stack_file(stack)
+        path = self._stack_file(stack, work_dir)
         try:
             raw = path.read_bytes()
         except OSError:
@@ -517,13 +517,16 @@ class LocalEngine:
     def ensure_stack(self, stack: str) -> None:
         self._stack(stack, create=True)
 
-    def preview(self, stack: str, *, progress: ProgressFn | None = None) -> PreviewSummary:
+    def preview(
+        self, stack: str, *, progress: ProgressFn | None = None, work_dir: Path | None = None
+    ) -> PreviewSummary:
         log = _EventLog(progress)
-        with self._read_only_config(stack) as config_file:
+        with self._read_only_config(stack, work_dir) as config_file:
             try:
                 result = self._run(
                     stack,
                     lambda s: s.preview(on_event=log, diff=True, config_file=config_file),
+                    work_dir,
                     log=log,
                     read_only=True,
                 )

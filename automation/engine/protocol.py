@@ -90,8 +90,11 @@ class Engine(Protocol):
         """Select `stack`, creating it in the backend when it does not exist there yet."""
         ...
 
-    def preview(self, stack: str, *, progress: ProgressFn | None = None) -> PreviewSummary:
-        """What `up` would change, per resource. Changes nothing."""
+    def preview(
+        self, stack: str, *, progress: ProgressFn | None = None, work_dir: Path | None = None
+    ) -> PreviewSummary:
+        """What `up` would change, per resource. Changes nothing. `work_dir` as for `up`: the program
+        of another checkout (a `rollback --code` worktree), same backend."""
         ...
 
     def up(

@@ -16,7 +16,12 @@ For each selected stage, in pipeline order:
 4. Verify: health checks and bake (with a canary weight: canary first, then 100 % and again),
    then the `post` steps. After each `up`, the frontend distributions' caches are invalidated.
 5. On failure after `up`: roll back to the release of the stage's last good update (the `rollback`
-   logic), verify the rollback, stop: exit 1. Later stages are not touched.
+   logic), verify the rollback, stop: exit 1. Later stages are not touched. An `up` that never
+   started (another update held the lock through every retry) deployed nothing: no rollback.
+
+A stage left on a canary split by an interrupted promotion (no live update holds its lock) is
+finished by promoting the same release (the canary is verified as it runs, then 100 %); another
+release is refused until the canary is finished or reverted with `rollback`.
 
 The source's release is read from its history (the last succeeded update), not from its stack
 file: in CI each stage runs in a fresh checkout, where only the engine's record says what the
@@ -33,9 +38,10 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from automation import errors
-from automation.engine.model import StackOutputs, UpdateRecord
+from automation.engine.model import ConcurrentUpdateError, StackLock, StackOutputs, UpdateRecord
 from automation.engine.protocol import Engine
 from automation.operate import frontend_cache
+from automation.operate.rollback import is_canary, same_release
 from automation.operate.updates import RetryPolicy, run_update, update_message, with_lock_retry
 from automation.promote import record as rec
 from automation.promote.gates import Gate, drift_gate, iam_gate, pending_gate, replace_gate
@@ -394,7 +400,11 @@ def _run_stage(
     changes_release = not same_config(running, desired)
     outputs: StackOutputs | None = None
     first = desired
-    if changes_release and stage.canary_weight:
+    resuming = _unfinished_canary(rt, stage, sr, running=running, desired=desired, good=good, locks=locks)
+    if resuming:
+        outputs = _outputs(rt, stack)
+        _verify(rt, stage, sr, "canary", outputs)  # failing: rolled back to what ran before the canary
+    elif changes_release and stage.canary_weight:
         outputs = _outputs(rt, stack)
         live = _live_versions(outputs)
         if live is None:
@@ -448,11 +458,21 @@ def _run_stage(
         sr.add_time("gates", time.monotonic() - t)
         return
     phase = "canary" if sr.canary_weight else "release"
-    outputs = _up(rt, stage, sr, phase, desired, refresh=refresh)
+    try:
+        outputs = _up(rt, stage, sr, phase, desired, refresh=refresh)
+    except _Failed as failed:
+        if not failed.deployed and wrote:  # the update never started: the file says what runs again
+            _restore_stack_file(rt, stack, on_file, original)
+        raise
     _verify(rt, stage, sr, phase, outputs)
     if sr.canary_weight:
         _set_release(rt, stack, desired, deployed=True)
-        outputs = _up(rt, stage, sr, "full", desired)
+        try:
+            outputs = _up(rt, stage, sr, "full", desired)
+        except _Failed as failed:
+            if not failed.deployed:
+                _set_release(rt, stack, first, quiet=True)
+            raise
         _verify(rt, stage, sr, "full", outputs)
     if stage.post:
         t = time.monotonic()
@@ -477,6 +497,48 @@ def _run_stage(
     sr.release_after = desired
     sr.result = rec.DEPLOYED
     say(f"{stack}: deployed and verified release {desired['version']}")
+
+
+def _unfinished_canary(
+    rt: Runtime,
+    stage: Stage,
+    sr: StageRecord,
+    *,
+    running: Mapping[str, Any] | None,
+    desired: Mapping[str, Any],
+    good: UpdateRecord | None,
+    locks: Sequence[StackLock],
+) -> bool:
+    """Whether this stage finishes a canary an earlier promotion left (stopped mid-bake).
+
+    The stage runs a canary split and no live process holds its lock. Promoting the same release
+    finishes it: the canary is verified as it runs (health checks, bake), then the release goes to
+    100 % through the usual gates. Another release is refused: the canary is finished or reverted
+    (`rollback`) first, so no release is stacked on a half-verified one.
+    """
+    if not is_canary(running) or running is None or any(not lock.stale for lock in locks):
+        return False
+    stack = stage.stack
+    weight = float(running["canary"].get("weight") or 0)
+    since = f" since v{good.version}" if good is not None else ""
+    what = f"release {version_of(running)} on {weight:.0%} of the traffic{since}"
+    if not same_release(running, desired):
+        _refuse(
+            sr,
+            Gate(
+                "canary",
+                False,
+                f"{stack} runs an unfinished canary: {what} (a promotion stopped before it finished); "
+                f"finish it (`python -m automation promote --only {stack} --release {version_of(running)}`) "
+                f"or revert it (`python -m automation rollback {stack}`) before promoting release "
+                f"{desired['version']}",
+            ),
+        )
+    detail = f"finishing the unfinished canary: {what}; verifying it as it runs, then 100 %"
+    sr.gates.append(Gate("canary", True, detail))
+    sr.notes.append(detail)
+    rt.progress(f"{stack}: {detail}")
+    return True
 
 
 def _pre_steps(rt: Runtime, stage: Stage, sr: StageRecord, outputs: StackOutputs) -> None:
@@ -676,6 +738,21 @@ def _up(
         sr.updates.append(UpdateRun(phase, None, "cancelled", time.monotonic() - t))
         sr.add_time("up", time.monotonic() - t)
         raise _Interrupted(exc.format_message()) from None
+    except ConcurrentUpdateError as exc:
+        # Our update never started: another one (a manual rollback, another promotion) held the lock
+        # through every retry. Nothing of ours was deployed in this phase, so nothing is rolled back:
+        # a rollback would only meet the same lock, or undo whoever holds it once it frees.
+        sr.updates.append(UpdateRun(phase, None, "locked", time.monotonic() - t, exc.format_message()))
+        sr.add_time("up", time.monotonic() - t)
+        if phase == "full":
+            now = (
+                f"{stack} still runs the canary ({stage.canary_weight:.0%} on release {release['version']}): "
+                f"rerun `python -m automation promote --only {stack}` to finish it, or "
+                f"`python -m automation rollback {stack}` to revert it"
+            )
+        else:
+            now = f"nothing was deployed to {stack}, so nothing was rolled back"
+        raise _Failed(f"up ({phase}) never started: {exc.format_message()}; {now}", deployed=False) from None
     except errors.StagelineError as exc:
         sr.updates.append(UpdateRun(phase, None, "failed", time.monotonic() - t, exc.format_message()))
         sr.add_time("up", time.monotonic() - t)

@@ -1020,17 +1020,102 @@ def test_cli_out_records_why_nothing_ran_when_the_engine_cannot_open(
     assert document["pipeline"] == list(STAGES)
 
 
-def test_the_automatic_rollback_never_returns_to_a_canary_phase(stub: Stub) -> None:
-    """staging ran OLD in full, then a half-finished canary of a third release: the rollback goes
-    back to OLD in full, not to 10 % of an unverified release."""
+def _half_finished_canary(world: World, release: dict[str, Any]) -> None:
+    """staging ran OLD in full, then `release` as a 10 % canary whose promotion was stopped mid-bake."""
+    world.fake.add_history(
+        "staging",
+        release={**release, "canary": {"weight": 0.1, "stableVersions": {"api": "3", "worker": "3"}}},
+        message="promote (canary 10%)",
+    )
+
+
+def test_an_unfinished_canary_of_another_release_is_refused_naming_both_ways_out(stub: Stub) -> None:
     world = make_world(stub)
     half = make_release("9a9a9a9", {"api": "sha256:" + "e" * 64, "worker": "sha256:" + "f" * 64})
-    world.fake.add_history(
-        "staging", release={**half, "canary": {"weight": 0.1, "stableVersions": {"api": "3", "worker": "3"}}}
+    _half_finished_canary(world, half)
+    file_before = world.file_release("staging")
+    record = world.run(stages=(_stage("staging"),))
+    assert record.exit_code == 3
+    stage = record.stages[0]
+    assert stage.result == "refused" and stage.gates[-1].name == "canary"
+    assert stage.reason == (
+        "staging runs an unfinished canary: release 9a9a9a9 on 10% of the traffic since v2 (a promotion "
+        "stopped before it finished); finish it (`python -m automation promote --only staging --release "
+        "9a9a9a9`) or revert it (`python -m automation rollback staging`) before promoting release 4f9c2d1"
     )
+    assert world.ups("staging") == [] and world.releases_written("staging") == []
+    assert world.file_release("staging") == file_before
+
+
+def test_promoting_the_same_release_finishes_an_unfinished_canary(world: World) -> None:
+    world.fake.add_history("dev", release=NEW)  # dev runs NEW; staging stopped mid-canary of it
+    _half_finished_canary(world, NEW)
+    record = world.run(stages=(_stage("staging"),))
+    assert record.exit_code == 0, record.reason
+    stage = record.stages[0]
+    assert stage.result == "deployed"
+    assert [v.phase for v in stage.verifications] == ["canary", "release"]  # the canary as it ran, then 100 %
+    assert world.ups("staging") == ["promote 5e6f7a8 from dev @fffffff"]  # one update: to 100 %
+    assert world.releases_written("staging") == [make_release("5e6f7a8", NEW["images"])]
+    assert stage.notes[0].startswith("finishing the unfinished canary: release 5e6f7a8 on 10% of the traffic")
+    assert "canary" not in world.fake.get_release("staging")
+
+
+def test_an_unfinished_canary_that_fails_its_checks_is_rolled_back_to_the_release_before_it_in_full(
+    world: World,
+) -> None:
+    world.fake.add_history("dev", release=NEW)
+    _half_finished_canary(world, NEW)
     world.stub.routes["/staging/api/health"] = 500
     record = world.run(stages=(_stage("staging"),))
     assert record.exit_code == 1
     rollback = record.stages[0].rollback
     assert rollback is not None and (rollback.to_version, rollback.release) == (1, "4f9c2d1")
     assert "canary" not in world.fake.get_release("staging")
+    assert world.ups("staging") == ["rollback to v1 (0000000)"]  # never moved to 100 % first
+
+
+def test_exhausted_lock_retries_end_the_stage_without_a_rollback(world: World) -> None:
+    """Another update (a manual rollback, say) holds staging's lock through every retry: our up never
+    started, so nothing is rolled back — a rollback would undo whoever holds the lock once it frees."""
+    world.fake.add_history("dev", release=NEW)
+    file_before = world.file_release("staging")
+    world.fake.lock("staging", times=2)  # the world's retry policy tries twice
+    record = world.run(stages=(_stage("staging"),))
+    assert record.exit_code == 1
+    stage = record.stages[0]
+    assert stage.result == "failed" and stage.rollback is None
+    assert stage.reason.startswith(
+        "up (release) never started: staging is still locked by another update after 2"
+    )
+    assert stage.reason.endswith("nothing was deployed to staging, so nothing was rolled back")
+    assert [(u.phase, u.result) for u in stage.updates] == [("release", "locked")]
+    assert world.fake.count("up", "staging") == 2 and len(world.fake.history("staging")) == 1
+    assert world.file_release("staging") == file_before  # the file says what runs again
+    assert world.slack()[-1] == ":x: Promotion of `5e6f7a8` failed at staging"
+
+
+def test_exhausted_lock_retries_after_the_canary_leave_it_for_the_next_run(world: World) -> None:
+    original_up = world.fake.up
+    calls = {"n": 0}
+
+    def up(stack: str, **kwargs: Any) -> Any:
+        if stack == "prod":
+            calls["n"] += 1
+            if calls["n"] > 1:  # the canary went out; the move to 100 % meets the lock every time
+                world.fake.lock("prod", times=1)
+        return original_up(stack, **kwargs)
+
+    world.fake.up = up  # type: ignore[method-assign]
+    record = world.run(yes=True)
+    assert record.exit_code == 1
+    prod = record.stages[2]
+    assert prod.rollback is None and [(u.phase, u.result) for u in prod.updates] == [
+        ("canary", "succeeded"),
+        ("full", "locked"),
+    ]
+    assert prod.reason.endswith(
+        "prod still runs the canary (10% on release 5e6f7a8): rerun `python -m automation promote --only "
+        "prod` to finish it, or `python -m automation rollback prod` to revert it"
+    )
+    assert world.file_release("prod")["canary"]["weight"] == 0.1  # the file says what runs: the canary
