@@ -492,7 +492,7 @@ def secret_dev(tmp_path_factory: pytest.TempPathFactory, pulumi_home: Path) -> C
     checkout.pulumi("stack", "init", "dev")
     checkout.pulumi("config", "set", "--secret", "stageline:slackWebhookUrl", SLACK_URL, "-s", "dev")
     assert SLACK_URL not in (checkout.root / "Pulumi.dev.yaml").read_text()
-    up = checkout.driver("up", "dev", "--yes", "--json")
+    up = checkout.driver("up", "dev", "--yes", "--approve-iam", "--json")  # first deployment: IAM roles
     assert json.loads(up.stdout)["update"]["result"] == "succeeded"
     return checkout
 
@@ -624,7 +624,7 @@ def test_a_stack_is_created_with_the_secrets_provider_its_stack_file_names(
     stack_file.write_text(f"secretsprovider: {KMS_PROVIDER}\n" + stack_file.read_text())
     git(checkout.root, "commit", "-qam", "dev: secrets in KMS")
 
-    up = checkout.driver("up", "dev", "--yes", "--json")
+    up = checkout.driver("up", "dev", "--yes", "--approve-iam", "--json")  # first deployment: IAM roles
     assert json.loads(up.stdout)["update"]["result"] == "succeeded"
     document = yaml.safe_load(stack_file.read_text())
     assert document["secretsprovider"] == KMS_PROVIDER

@@ -99,7 +99,7 @@ def test_promoting_a_new_dev_release_copies_its_artifacts_and_deploys_it_to_stag
     staging_file.write_text(staging_file.read_text().replace("bakeSeconds: 300", "bakeSeconds: 0", 1))
     git(checkout.root, "commit", "-qam", "staging: no bake in this test")
     for stack in ("dev", "staging"):
-        up = json.loads(checkout.driver("up", stack, "--yes", "--json").stdout)
+        up = json.loads(checkout.driver("up", stack, "--yes", "--approve-iam", "--json").stdout)
         assert up["update"]["result"] == "succeeded"
 
     # dev gets a new release: new images (their digests are their manifests' hashes), new version.
