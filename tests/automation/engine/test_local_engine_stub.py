@@ -92,8 +92,9 @@ elif args[:1] == ["preview"]:
     # `up` previews first (its gates): one lambda update, then the stream ends.
     log_file = args[args.index("--event-log") + 1]
     with open(log_file, "a") as fh:
-        fh.write(json.dumps({{"sequence": 1, "timestamp": 1, "summaryEvent": {{"maybeCorrupt": False,
-            "durationSeconds": 1, "resourceChanges": {{"update": 1, "same": 9}}, "PolicyPacks": {{}}}}}}) + "\n")
+        summary = {{"maybeCorrupt": False, "durationSeconds": 1,
+                   "resourceChanges": {{"update": 1, "same": 9}}, "PolicyPacks": {{}}}}
+        fh.write(json.dumps({{"sequence": 1, "timestamp": 1, "summaryEvent": summary}}) + "\n")
         fh.write(json.dumps({{"sequence": 2, "timestamp": 2, "cancelEvent": {{}}}}) + "\n")
     print("Previewing update (dev)")
 elif args[:1] == ["config"]:
