@@ -391,52 +391,118 @@ def rollback(
 Examples:
   python -m automation history prod
   python -m automation history prod --limit 10 --metrics
-  python -m automation history staging --metrics --window 7 --json"""
+  python -m automation history staging --metrics --window 7 --json
+  python -m automation history --all --metrics"""
 )
-@stack_argument
+@stacks_argument
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Show the newest N entries.")
-@click.option("--metrics", is_flag=True, help="Add delivery metrics (frequency, failure rate, durations).")
+@click.option(
+    "--metrics",
+    is_flag=True,
+    help="Add delivery metrics (deployment frequency, lead time, change failure rate, time to restore).",
+)
 @click.option(
     "--window", type=click.IntRange(1, 3650), default=30, show_default=True, help="Days the metrics cover."
 )
 @format_option
 @json_option
-def history(*, stack: str, limit: int | None, metrics: bool, window: int, fmt: str, as_json: bool) -> None:
+def history(
+    *,
+    stacks: tuple[str, ...],
+    all_stacks: bool,
+    limit: int | None,
+    metrics: bool,
+    window: int,
+    fmt: str,
+    as_json: bool,
+) -> None:
     """\b
     Examples:
       python -m automation history prod
       python -m automation history prod --limit 10 --metrics
-      python -m automation history staging --metrics --window 7 --json"""
+      python -m automation history staging --metrics --window 7 --json
+      python -m automation history --all --metrics"""
     from datetime import UTC, datetime
 
     from automation.engine.protocol import resolve_stacks
+    from automation.gitinfo import commit_time
     from automation.operate import history as histories
 
     engine = open_engine()
-    resolve_stacks(engine, (stack,), False)
-    entries = engine.history(stack)
-    shown = entries[:limit] if limit is not None else entries
-    computed = (
-        histories.compute_metrics(entries, now=datetime.now(UTC), window_days=window) if metrics else None
-    )
-    markdown = histories.render_markdown(stack, shown, computed)
+    names = _pipeline_order(engine, resolve_stacks(engine, stacks, all_stacks))
+    # --all skips the stacks not deployed yet (shown as having no history); a named one is an error.
+    entries = {
+        name: engine.history(name) if not all_stacks else _history_or_empty(engine, name) for name in names
+    }
+    computed: dict[str, histories.Metrics] = {}
+    if metrics:
+        # A release's commit is the one recorded by its earliest update in any stack, so the lead
+        # time of a single stack is read against every stack's history too.
+        others = [_history_or_empty(engine, n) for n in engine.stack_names() if n not in entries]
+        origins = histories.release_commits([*entries.values(), *others])
+        root, now = engine.project_dir, datetime.now(UTC)
+        for name, records in entries.items():
+            computed[name] = histories.compute_metrics(
+                records,
+                now=now,
+                window_days=window,
+                origins=origins,
+                commit_time=lambda sha: commit_time(root, sha),
+            )
+    shown = {name: records[:limit] if limit is not None else records for name, records in entries.items()}
+    last = names[-1]
+    markdown = "\n".join(histories.render_markdown(n, shown[n], computed.get(n)) for n in names)
+    if len(names) > 1 and computed:
+        markdown += "\n" + histories.render_summary_markdown(computed, last)
     fmt = _fmt(fmt, as_json)
     if fmt == "json":
-        output.emit_json(
+        documents = [
             {
-                "stack": stack,
-                "updates": [r.to_json() for r in shown],
-                "metrics": computed.to_json() if computed is not None else None,
+                "stack": n,
+                "updates": [r.to_json() for r in shown[n]],
+                "metrics": computed[n].to_json() if n in computed else None,
             }
-        )
+            for n in names
+        ]
+        if len(names) == 1:
+            output.emit_json(documents[0])
+        else:
+            delivery = computed[last].to_json() if computed else None
+            output.emit_json({"stacks": documents, "last": last, "delivery": delivery})
     elif fmt == "markdown":
         click.echo(markdown, nl=False)
     else:
-        click.echo(histories.render_table(shown) if shown else f"{stack} has no history yet")
-        if computed is not None:
+        for i, name in enumerate(names):
+            if len(names) > 1:
+                click.echo(("\n" if i else "") + f"== {name} ==")
+            click.echo(histories.render_table(shown[name]) if shown[name] else f"{name} has no history yet")
+            if len(names) == 1 and name in computed:
+                click.echo("")
+                click.echo(histories.render_metrics(computed[name]))
+        if len(names) > 1 and computed:
             click.echo("")
-            click.echo(histories.render_metrics(computed))
+            click.echo(histories.render_summary(computed, last))
     output.step_summary(markdown)
+
+
+def _pipeline_order(engine: Engine, names: list[str]) -> list[str]:
+    """`names` in promotion order (the stack files' pipeline), so the last is the delivery stack; as given
+    when the pipeline cannot be resolved."""
+    from automation.promote.pipeline import resolve
+
+    try:
+        order = resolve(engine.project_dir).names
+    except errors.StagelineError:
+        return names
+    ranked = {name: i for i, name in enumerate(order)}
+    return sorted(names, key=lambda n: (ranked.get(n, len(order)), names.index(n)))
+
+
+def _history_or_empty(engine: Engine, stack: str) -> list[Any]:
+    try:
+        return engine.history(stack)
+    except errors.StagelineError:
+        return []
 
 
 # --- status -----------------------------------------------------------------------------------------

@@ -57,3 +57,36 @@ def test_status_shows_what_each_stack_runs(
     # read-only: no stack file changed (prod, not deployed, was not created)
     assert {p.name: p.read_bytes() for p in root.glob("Pulumi.*.yaml")} == before
     assert "Pulumi.prod.yaml" not in git(root, "status", "--porcelain")
+
+
+def test_history_metrics_across_stacks_with_lead_time_from_the_commits(
+    tmp_path: Path, engine_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = make_project(tmp_path, resources=False)
+    root = project.root
+    (root / "Pulumi.prod.yaml").write_text(stack_file("r1"))
+    project.commit("add prod")
+    for version in ("r1", "r2"):
+        if version != "r1":
+            for stack in ("dev", "prod"):
+                (root / f"Pulumi.{stack}.yaml").write_text(stack_file(version))
+            project.commit(f"release {version}")
+        for stack in ("dev", "prod"):
+            done = invoke(root, ["up", stack, "--yes"], monkeypatch)
+            assert done.exit_code == 0, done.output
+
+    result = invoke(root, ["history", "--all", "--metrics", "--json"], monkeypatch)
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert [s["stack"] for s in doc["stacks"]] == ["dev", "prod"] and doc["last"] == "prod"
+    delivery = doc["delivery"]
+    assert (delivery["updates"], delivery["succeeded"], delivery["failedChanges"]) == (2, 2, 0)
+    assert delivery["changeFailureRate"] == 0 and delivery["canaries"] == 0
+    # both releases' commits are in this repository: two lead times, commit -> prod, under a minute here
+    assert (delivery["leadTimes"], delivery["leadTimeUnknown"]) == (2, 0)
+    assert 0 <= delivery["leadTimeMedianSeconds"] < 120
+
+    text = invoke(root, ["history", "--all", "--metrics"], monkeypatch)
+    assert text.exit_code == 0
+    print(text.stdout)  # the example in docs/driver.md
+    assert "prod (the last stack) is delivery:" in text.stdout
