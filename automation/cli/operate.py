@@ -7,6 +7,8 @@ so `python -m automation --help` loads none of them (nor pulumi, nor rich).
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +24,7 @@ from automation.cli.options import (
     json_option,
     lock_retries_option,
     parallel_option,
+    slack_webhook_option,
     stack_argument,
     stacks_argument,
     yes_option,
@@ -31,6 +34,7 @@ if TYPE_CHECKING:
     from automation.engine.model import PreviewSummary
     from automation.engine.protocol import Engine
     from automation.operate.updates import RetryPolicy
+    from automation.promote.notify import Notifier
 
 
 def progress(message: str) -> None:
@@ -49,6 +53,26 @@ def policy(tries: int) -> RetryPolicy:
     from automation.operate.updates import RetryPolicy
 
     return RetryPolicy.from_env(tries=tries)
+
+
+def notifier(variable: str) -> Notifier:
+    """Slack, when $variable holds a webhook URL; a message that cannot be delivered is a warning."""
+    from automation.promote.notify import Notifier
+
+    return Notifier.from_env(variable, warn=progress, goes_on="the command's outcome stands")
+
+
+@contextmanager
+def notify_failure(alerts: Notifier, what: str, details: Mapping[str, Any]) -> Iterator[None]:
+    """Tell Slack when the block fails (exit 1) or is interrupted (130), then let the error go on.
+    Refusals (exit 2, 3) stop before anything changes and are said to whoever ran the command."""
+    try:
+        yield
+    except errors.StagelineError as exc:
+        if exc.exit_code in (errors.FAILED, errors.INTERRUPTED):
+            verb = "was interrupted" if exc.exit_code == errors.INTERRUPTED else "failed"
+            alerts.notify("failure", f"{what} {verb}", {**details, "why": exc.format_message()})
+        raise
 
 
 def confirm(question: str) -> None:
@@ -142,6 +166,7 @@ Examples:
 @lock_retries_option
 @allow_replace_option
 @approve_iam_option
+@slack_webhook_option
 @json_option
 def up(
     *,
@@ -152,6 +177,7 @@ def up(
     lock_retries: int,
     allow_replace: tuple[str, ...],
     approve_iam: bool,
+    slack_webhook_env: str,
     as_json: bool,
 ) -> None:
     """\b
@@ -168,10 +194,12 @@ def up(
     engine = open_engine()
     resolve_stacks(engine, (stack,), False)
     engine.ensure_stack(stack)
-    updates.check_pending(engine, stack, clear=clear_pending, progress=progress)
-    text = updates.update_message(
-        message or f"up {stack}", head_commit(engine.project_dir), updates.current_actor()
-    )
+    actor = updates.current_actor()
+    alerts = notifier(slack_webhook_env)
+    about = {"by": actor or "-"}
+    with notify_failure(alerts, f"`up` of {stack}", about):
+        updates.check_pending(engine, stack, clear=clear_pending, progress=progress)
+    text = updates.update_message(message or f"up {stack}", head_commit(engine.project_dir), actor)
     # The gates promotion applies: no replace/delete of a stateful resource, no IAM widening, unless
     # allowed by name; then, without --yes, the question.
     summary = updates.with_lock_retry(
@@ -183,7 +211,10 @@ def up(
     if not yes:
         confirm(f"Update {stack}?")
     progress(f"{stack}: updating ({text!r}) …")
-    record = updates.run_update(engine, stack, message=text, policy=policy(lock_retries), progress=progress)
+    with notify_failure(alerts, f"`up` of {stack}", about):
+        record = updates.run_update(
+            engine, stack, message=text, policy=policy(lock_retries), progress=progress
+        )
     changes = ", ".join(
         f"{n} {'unchanged' if op == 'same' else op}" for op, n in record.resource_changes.items() if n
     )
@@ -228,6 +259,7 @@ Examples:
 @yes_option
 @clear_pending_option
 @lock_retries_option
+@slack_webhook_option
 def drift(
     *,
     stacks: tuple[str, ...],
@@ -240,6 +272,7 @@ def drift(
     yes: bool,
     clear_pending: bool,
     lock_retries: int,
+    slack_webhook_env: str,
 ) -> None:
     """\b
     Examples:
@@ -266,6 +299,7 @@ def drift(
         progress=progress,
     )
     record_drift(engine.project_dir, reports, datetime.now(UTC))
+    _notify_drift(notifier(slack_webhook_env), reports)
     code = drifts.exit_code(reports)
     fmt = _fmt(fmt, as_json)
     markdown = drifts.render_markdown(reports, rules)
@@ -303,6 +337,23 @@ def drift(
     errors.exit_with(code)
 
 
+def _notify_drift(alerts: Notifier, reports: list[Any]) -> None:
+    drifted = [r for r in reports if r.drifted]
+    failed = [r for r in reports if r.error]
+    if drifted:
+        found = ", ".join(f"{r.stack} ({len(r.resources)} resource(s))" for r in drifted)
+        fix = " ".join(r.stack for r in drifted)
+        alerts.notify(
+            "drift", f"Drift found: {found}", {"fix": f"`python -m automation drift {fix} --remediate`"}
+        )
+    if failed:
+        alerts.notify(
+            "failure",
+            f"Drift check failed for {', '.join(r.stack for r in failed)}",
+            {"why": failed[0].error},
+        )
+
+
 # --- rollback ---------------------------------------------------------------------------------------
 
 
@@ -324,6 +375,7 @@ Examples:
 @lock_retries_option
 @allow_replace_option
 @approve_iam_option
+@slack_webhook_option
 @json_option
 def rollback(
     *,
@@ -336,6 +388,7 @@ def rollback(
     lock_retries: int,
     allow_replace: tuple[str, ...],
     approve_iam: bool,
+    slack_webhook_env: str,
     as_json: bool,
 ) -> None:
     """\b
@@ -357,22 +410,31 @@ def rollback(
         progress(plan.describe())
     if not dry_run and not yes:
         confirm(f"Roll back {stack} to v{plan.target.version}?")
-    result = rollbacks.execute_rollback(
-        engine,
-        plan,
-        policy=policy(lock_retries),
-        dry_run=dry_run,
-        clear_pending=clear_pending,
-        progress=progress,
-        actor=current_actor(),
-        gate=lambda summary: apply_gates(summary, allow_replace=allow_replace, approve_iam=approve_iam),
-    )
+    actor = current_actor()
+    alerts = notifier(slack_webhook_env)
+    about = {"by": actor or "-", "target": f"v{plan.target.version} (release {plan.release.get('version')})"}
+    with notify_failure(alerts, f"Rollback of {stack}", about):
+        result = rollbacks.execute_rollback(
+            engine,
+            plan,
+            policy=policy(lock_retries),
+            dry_run=dry_run,
+            clear_pending=clear_pending,
+            progress=progress,
+            actor=actor,
+            gate=lambda summary: apply_gates(summary, allow_replace=allow_replace, approve_iam=approve_iam),
+        )
     invalidations: list[str] = []
     if result.record is None:
         line = f"dry run: would {plan.describe()}"
     else:
         target, done = plan.target.version, result.record.version
         line = f"{stack}: rolled back to v{target} by update v{done} ({plan.message})"
+        alerts.notify(
+            "rollback",
+            f"{stack} rolled back to release `{plan.release.get('version')}` (manual rollback to v{target})",
+            {**about, "update": f"v{done}"},
+        )
         invalidations = invalidate_after_rollback(engine, stack, progress)
     if as_json:
         document = result.to_json()

@@ -120,3 +120,21 @@ def approve_iam_option(f: F) -> F:
     return click.option(
         "--approve-iam", is_flag=True, help="Approve changes that widen IAM permissions or trust."
     )(f)
+
+
+def _env_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", value):
+        raise click.BadParameter(f"{value!r} is not an environment variable name")
+    return value
+
+
+def slack_webhook_option(f: F) -> F:
+    """Where the Slack incoming webhook URL is (promote, up, rollback, drift)."""
+    return click.option(
+        "--slack-webhook-env",
+        default="SLACK_WEBHOOK_URL",
+        show_default=True,
+        metavar="NAME",
+        callback=_env_name,
+        help="Environment variable holding the Slack incoming webhook URL (unset: no notifications).",
+    )(f)

@@ -10,7 +10,14 @@ from typing import Any
 import click
 
 from automation import errors
-from automation.cli.options import STACK, allow_replace_option, approve_iam_option, json_option, yes_option
+from automation.cli.options import (
+    STACK,
+    allow_replace_option,
+    approve_iam_option,
+    json_option,
+    slack_webhook_option,
+    yes_option,
+)
 
 _VERSION_HELP = "letters, digits, . _ - (up to 64), as in stageline:release.version"
 
@@ -26,14 +33,6 @@ def _version(ctx: click.Context, param: click.Parameter, value: str | None) -> s
 def _out(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
     if value is not None and not value.parent.resolve().is_dir():
         raise click.BadParameter(f"the directory of {value} does not exist")
-    return value
-
-
-def _env_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
-    import re
-
-    if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", value):
-        raise click.BadParameter(f"{value!r} is not an environment variable name")
     return value
 
 
@@ -79,14 +78,7 @@ deployed), 2 bad argument or config, 3 a gate refused (nothing changed), 130 int
     metavar="FILE",
     help="Write the promotion record (JSON) to FILE.",
 )
-@click.option(
-    "--slack-webhook-env",
-    default="SLACK_WEBHOOK_URL",
-    show_default=True,
-    metavar="NAME",
-    callback=_env_name,
-    help="Environment variable holding the Slack incoming webhook URL.",
-)
+@slack_webhook_option
 @json_option
 def promote(
     *,

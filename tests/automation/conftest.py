@@ -28,6 +28,7 @@ def _no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STAGELINE_LOCK_BACKOFF", "0")
     monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
     monkeypatch.setenv("GITHUB_ACTOR", ACTOR)  # who the driver tags its update messages with
+    monkeypatch.delenv("SLACK_WEBHOOK_URL", raising=False)  # no test posts to a real channel
 
 
 @pytest.fixture
