@@ -7,6 +7,7 @@ so `python -m automation --help` loads none of them (nor pulumi, nor rich).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -75,6 +76,16 @@ def notify_failure(alerts: Notifier, what: str, details: Mapping[str, Any]) -> I
         raise
 
 
+def pr_comment_target(pr: int | None, token_env: str) -> Any:
+    from automation.operate.pr_comment import target_from_env
+
+    if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", token_env):
+        raise errors.ConfigurationError(
+            f"--github-token-env: {token_env!r} is not an environment variable name"
+        )
+    return target_from_env(pr, token_env)
+
+
 def confirm(question: str) -> None:
     if not click.confirm(question, default=False, err=True):
         raise errors.StagelineError("not confirmed; nothing was changed")
@@ -113,6 +124,25 @@ Examples:
 @json_option
 @parallel_option
 @lock_retries_option
+@click.option(
+    "--pr-comment",
+    is_flag=True,
+    help="Also write the previews into the pull request's one sticky comment (created once, then edited).",
+)
+@click.option(
+    "--pr",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="NUMBER",
+    help="The pull request for --pr-comment [default: the pull_request event's].",
+)
+@click.option(
+    "--github-token-env",
+    default="GITHUB_TOKEN",
+    show_default=True,
+    metavar="NAME",
+    help="Environment variable holding the token --pr-comment uses (needs pull-requests: write).",
+)
 def preview(
     *,
     stacks: tuple[str, ...],
@@ -121,6 +151,9 @@ def preview(
     as_json: bool,
     parallel: int | None,
     lock_retries: int,
+    pr_comment: bool,
+    pr: int | None,
+    github_token_env: str,
 ) -> None:
     """\b
     Examples:
@@ -128,9 +161,14 @@ def preview(
       python -m automation preview --all --format markdown > preview.md
       python -m automation preview staging prod --json"""
     from automation.engine.protocol import resolve_stacks
+    from automation.gitinfo import head_commit
+    from automation.operate import pr_comment as comments
     from automation.operate import preview as previews
     from automation.operate.drift import default_parallel
 
+    if pr is not None and not pr_comment:
+        raise errors.ConfigurationError("--pr: only with --pr-comment")
+    target = pr_comment_target(pr, github_token_env) if pr_comment else None  # before any preview runs
     engine = open_engine()
     names = resolve_stacks(engine, stacks, all_stacks)
     summaries = previews.run_previews(
@@ -140,10 +178,22 @@ def preview(
         policy=policy(lock_retries),
         progress=progress,
     )
+    comment: dict[str, Any] | None = None
+    if target is not None:
+        try:
+            done = comments.publish(target, summaries, head_commit(engine.project_dir))
+            comment = done.to_json()
+            progress(f"pull request #{target.pr}: preview comment {done.action} ({done.url or done.id})")
+        except comments.CommentError as exc:
+            comment = {"action": "failed", "error": exc.format_message()}
+            progress(f"warning: {exc.format_message()}; the preview stands")
     markdown = previews.render_markdown(summaries)
     fmt = _fmt(fmt, as_json)
     if fmt == "json":
-        output.emit_json(previews.to_json(summaries))
+        document = previews.to_json(summaries)
+        if pr_comment:
+            document["prComment"] = comment
+        output.emit_json(document)
     else:
         click.echo(markdown if fmt == "markdown" else previews.render_text(summaries), nl=fmt != "markdown")
     output.step_summary(markdown)

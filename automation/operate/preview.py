@@ -88,35 +88,38 @@ def render_markdown(summaries: Sequence[PreviewSummary]) -> str:
             f"{c.get('delete', 0)} | {c.get('same', 0)} | {risk} |"
         )
     for s in summaries:
-        out += ["", f"### {s.stack}", ""]
-        if not s.has_changes:
-            out.append("No changes.")
-            continue
-        if s.dangerous:
-            out.append("> [!WARNING]")
-            out.append("> This preview replaces or deletes stateful resources; their data would be lost:")
-            for step in s.dangerous:
-                why = (
-                    " (protected: the update will fail until protection is removed)" if step.protected else ""
-                )
-                out.append(f"> - **{step.op}** `{step.type}` **{cell(step.name)}**{why}")
-            out.append("")
-        for op in ("replace", "delete", "create", "update", "import"):
-            steps = s.by_op(op)
-            if not steps:
-                continue
-            out += [
-                f"**{_HEADING[op]}** ({len(steps)})",
-                "",
-                "| Resource | Type | Changed properties | |",
-                "| --- | --- | --- | --- |",
-            ]
-            for step in steps:
-                changed = ", ".join(f"`{cell(k)}`" for k in step.changed) or "—"
-                mark = "⚠️ stateful" if step.dangerous else ("protected" if step.protected else "")
-                out.append(f"| {cell(step.name)} | `{step.type}` | {changed} | {mark} |")
-            out.append("")
+        out += ["", f"### {s.stack}", "", *stack_details(s)]
     return "\n".join(out).rstrip("\n") + "\n"
+
+
+def stack_details(s: PreviewSummary) -> list[str]:
+    """One stack's steps as Markdown lines: a warning for stateful ones, then a table per operation."""
+    out: list[str] = []
+    if not s.has_changes:
+        return ["No changes."]
+    if s.dangerous:
+        out.append("> [!WARNING]")
+        out.append("> This preview replaces or deletes stateful resources; their data would be lost:")
+        for step in s.dangerous:
+            why = " (protected: the update will fail until protection is removed)" if step.protected else ""
+            out.append(f"> - **{step.op}** `{step.type}` **{cell(step.name)}**{why}")
+        out.append("")
+    for op in ("replace", "delete", "create", "update", "import"):
+        steps = s.by_op(op)
+        if not steps:
+            continue
+        out += [
+            f"**{_HEADING[op]}** ({len(steps)})",
+            "",
+            "| Resource | Type | Changed properties | |",
+            "| --- | --- | --- | --- |",
+        ]
+        for step in steps:
+            changed = ", ".join(f"`{cell(k)}`" for k in step.changed) or "—"
+            mark = "⚠️ stateful" if step.dangerous else ("protected" if step.protected else "")
+            out.append(f"| {cell(step.name)} | `{step.type}` | {changed} | {mark} |")
+        out.append("")
+    return out
 
 
 def to_json(summaries: Sequence[PreviewSummary]) -> dict[str, Any]:
