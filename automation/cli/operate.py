@@ -252,6 +252,12 @@ def up(
     text = updates.update_message(message or f"up {stack}", head_commit(engine.project_dir), actor)
     # The gates promotion applies: no replace/delete of a stateful resource, no IAM widening, unless
     # allowed by name; then, without --yes, the question.
+    # While another update holds the lock, a preview would be stale before this update could start:
+    # wait for the lock first (the same retries), then preview.
+    with notify_failure(alerts, f"`up` of {stack}", about):
+        updates.with_lock_retry(
+            stack, lambda: updates.not_locked(engine, stack), policy(lock_retries), progress=progress
+        )
     summary = updates.with_lock_retry(
         stack, lambda: engine.preview(stack), policy(lock_retries), progress=progress
     )

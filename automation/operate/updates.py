@@ -95,6 +95,14 @@ def with_lock_retry(
     )
 
 
+def not_locked(engine: Engine, stack: str) -> None:
+    """Raise ConcurrentUpdateError while a live process holds the stack's lock (for `with_lock_retry`);
+    a stale lock is left to the pending-operations check. Backends whose locks cannot be read pass."""
+    live = [lock for lock in engine.locks(stack) if not lock.stale]
+    if live:
+        raise ConcurrentUpdateError(f"{stack} is locked by another update: {live[0].describe()}")
+
+
 # --- pending operations ---------------------------------------------------------------------------
 
 

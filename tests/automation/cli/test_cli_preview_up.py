@@ -117,10 +117,21 @@ def test_up_previews_asks_and_records_the_commit(engine: FakeEngine, invoke: Cal
         "ensure_stack",
         "pending_operations",
         "locks",
+        "locks",  # no live lock: preview now, not before another update ends
         "preview",
         "up",
         "history",
     ]
+
+
+def test_up_waits_for_a_live_lock_before_previewing(
+    engine: FakeEngine, invoke: Callable[..., Result]
+) -> None:
+    engine.add_lock("dev", stale=False)
+    result = invoke(["up", "dev", "--yes", "--lock-retries", "2"])
+    assert result.exit_code == 1
+    assert "error: dev is still locked by another update after 2 attempts" in result.stderr
+    assert engine.count("locks", "dev") == 3 and engine.count("preview") == 0 and engine.count("up") == 0
 
 
 def test_up_declined_changes_nothing(engine: FakeEngine, invoke: Callable[..., Result]) -> None:
