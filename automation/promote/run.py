@@ -10,6 +10,9 @@ For each selected stage, in pipeline order:
    --approve-iam); the stage's approval; its `pre` steps. A refused gate puts the stack file back
    byte for byte and stops: exit 3.
 2. Release: the artifacts the release names are copied to the stage's registry and bucket.
+   Then TEST before APP: when the release changes, it goes out first as the stage's candidate (the
+   live release with `candidate`, so only the TEST distribution moves), its frontend is checked
+   through TEST and the `post` steps run with TEST_DOMAIN; a failure rolls back (5) with APP untouched.
 3. Up — skipped when the preview shows no changes: the stage is "unchanged", and gets the health
    checks and a one-off alarm check (no bake): an earlier run may have been stopped before it
    verified what the stage runs. A failure there fails the stage (exit 1) without a rollback.
@@ -60,7 +63,14 @@ from automation.promote.release import (
 )
 from automation.promote.steps import failure as step_failure
 from automation.promote.steps import run_steps
-from automation.promote.verify import Clock, RealClock, Verification, alarm_names, verify_stage
+from automation.promote.verify import (
+    Clock,
+    RealClock,
+    Verification,
+    alarm_names,
+    verify_frontend,
+    verify_stage,
+)
 from infra import outputs as out
 from infra.config import LAMBDA_VERSION_RE, VerifyConfig, stack_file_path
 
@@ -457,6 +467,16 @@ def _run_stage(
         _check_unchanged(rt, stage, sr, desired, outputs)
         sr.add_time("gates", time.monotonic() - t)
         return
+    candidate = _candidate_release(running, desired) if changes_release and not resuming else None
+    if candidate is not None:
+        try:
+            _candidate_phase(rt, stage, sr, candidate, refresh=refresh)
+        except _Failed as failed:
+            if not failed.deployed and wrote:
+                _restore_stack_file(rt, stack, on_file, original)
+            raise
+        refresh = False  # the candidate's update refreshed already
+        _set_release(rt, stack, first, deployed=True)
     phase = "canary" if sr.canary_weight else "release"
     try:
         outputs = _up(rt, stage, sr, phase, desired, refresh=refresh)
@@ -497,6 +517,81 @@ def _run_stage(
     sr.release_after = desired
     sr.result = rec.DEPLOYED
     say(f"{stack}: deployed and verified release {desired['version']}")
+
+
+def _candidate_release(
+    running: Mapping[str, Any] | None, desired: Mapping[str, Any]
+) -> dict[str, Any] | None:
+    """What the stage runs now with TEST pointed at the incoming release's frontend: APP, the API and
+    the functions stay as they are. None when there is nothing live to keep (a first deployment), the
+    stage runs a canary, or the frontend release does not change."""
+    if running is None or is_canary(running) or version_of(running) == desired["version"]:
+        return None
+    live = {k: v for k, v in running.items() if k != "candidate"}
+    return {**live, "candidate": str(desired["version"])}
+
+
+def _candidate_phase(
+    rt: Runtime, stage: Stage, sr: StageRecord, candidate: Mapping[str, Any], *, refresh: bool
+) -> None:
+    """TEST before APP: deploy the release as the stage's candidate (only the TEST distribution moves to
+    its frontend), check the frontend through TEST and run the stage's `post` (E2E) steps with
+    TEST_DOMAIN, all before APP changes. A failure raises _Failed(deployed=True): the automatic
+    rollback puts TEST back on the live release, and APP was never touched."""
+    stack = stage.stack
+    _set_release(rt, stack, candidate)
+    rt.progress(
+        f"{stack}: TEST first: the TEST distribution gets release {candidate['candidate']}, APP stays …"
+    )
+    outputs = _up(rt, stage, sr, "candidate", candidate, refresh=refresh)
+    t = time.monotonic()
+    try:
+        v = stage.verify
+        check = verify_frontend(
+            outputs.values,
+            phase="candidate",
+            frontend_path=v.frontend_path,
+            timeout_seconds=v.timeout_seconds,
+            interval_seconds=v.interval_seconds,
+            clock=rt.clock,
+        )
+    except KeyboardInterrupt:
+        raise _Interrupted(
+            f"interrupted while checking the candidate on TEST; APP is unchanged: roll TEST back with "
+            f"`python -m automation rollback {stack}`, or promote again"
+        ) from None
+    results: list[Any] = []
+    problem = check.reason if not check.ok else None
+    if problem is None and stage.post:
+        domain = outputs.get(out.TEST_DOMAIN)
+        results = run_steps(
+            stage.post,
+            phase="candidate",
+            stack=stack,
+            outputs=outputs.values,
+            cwd=rt.root,
+            timeout=rt.step_timeout,
+            echo=rt.progress if rt.echo_steps else None,
+            secrets=_secret_values(outputs),
+            withhold=rt.withheld_env,
+            extra_env={"TEST_DOMAIN": str(domain or ""), "STAGELINE_PHASE": "candidate"},
+        )
+        problem = step_failure(results)
+    sr.verifications.append(
+        Verification(
+            phase="candidate",
+            ok=problem is None,
+            health=check.health,
+            bake=check.bake,
+            steps=tuple(results),
+            reason=problem,
+        )
+    )
+    sr.add_time("verify", time.monotonic() - t)
+    if problem is not None:
+        rt.progress(f"{stack}: the candidate FAILED on TEST: {problem}")
+        raise _Failed(f"the candidate failed on TEST: {problem}; APP was not changed", deployed=True)
+    rt.progress(f"{stack}: the candidate passed on TEST; now APP")
 
 
 def _unfinished_canary(
@@ -723,6 +818,8 @@ def _up(
     what = f"promote {release['version']}" + (f" from {stage.source}" if stage.source else "")
     if phase == "canary":
         what += f" (canary {stage.canary_weight:.0%})"
+    elif phase == "candidate":
+        what = f"candidate {release['candidate']} on TEST" + (f" from {stage.source}" if stage.source else "")
     rt.progress(f"{stack}: up ({phase}) …")
     t = time.monotonic()
     try:
