@@ -26,7 +26,7 @@ import hashlib
 import json
 import subprocess
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -218,20 +218,23 @@ class Deployed:
 
 @dataclass
 class Endpoint:
-    """A local HTTP server answering 200 to every GET: the stand-in API and CloudFront distributions."""
+    """A local HTTP server answering 200 to every GET: the stand-in API and CloudFront distributions.
+    A path one of `failing` accepts is answered 500 (a broken release, as a test arranges it)."""
 
     url: str
     seen: list[str]
+    failing: list[Callable[[str], bool]] = field(default_factory=list)
 
 
 @pytest.fixture(scope="module")
 def endpoint() -> Iterator[Endpoint]:
     seen: list[str] = []
+    failing: list[Callable[[str], bool]] = []
 
     class Answer(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             seen.append(self.path)
-            self.send_response(200)
+            self.send_response(500 if any(broken(self.path) for broken in list(failing)) else 200)
             self.send_header("Content-Type", "text/plain")
             self.end_headers()
             self.wfile.write(b"ok")
@@ -243,7 +246,7 @@ def endpoint() -> Iterator[Endpoint]:
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield Endpoint(f"http://127.0.0.1:{server.server_port}", seen)
+        yield Endpoint(f"http://127.0.0.1:{server.server_port}", seen, failing)
     finally:
         server.shutdown()
         server.server_close()
