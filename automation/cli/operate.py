@@ -25,6 +25,7 @@ from automation.cli.options import (
     json_option,
     lock_retries_option,
     parallel_option,
+    policy_pack_option,
     slack_webhook_option,
     stack_argument,
     stacks_argument,
@@ -73,6 +74,23 @@ def notify_failure(alerts: Notifier, what: str, details: Mapping[str, Any]) -> I
         if exc.exit_code in (errors.FAILED, errors.INTERRUPTED):
             verb = "was interrupted" if exc.exit_code == errors.INTERRUPTED else "failed"
             alerts.notify("failure", f"{what} {verb}", {**details, "why": exc.format_message()})
+        raise
+
+
+def packs(policy_pack: Path | None) -> tuple[Path, ...]:
+    return (policy_pack.resolve(),) if policy_pack is not None else ()
+
+
+@contextmanager
+def policy_refusal() -> Iterator[None]:
+    """A mandatory policy violation: list every result, one per line, then the one-line error (exit 3)."""
+    from automation.engine.model import PolicyViolationError
+
+    try:
+        yield
+    except PolicyViolationError as exc:
+        for result in exc.results:
+            progress(f"  {result.describe()}")
         raise
 
 
@@ -136,6 +154,7 @@ Examples:
     metavar="NUMBER",
     help="The pull request for --pr-comment [default: the pull_request event's].",
 )
+@policy_pack_option
 @click.option(
     "--github-token-env",
     default="GITHUB_TOKEN",
@@ -153,6 +172,7 @@ def preview(
     lock_retries: int,
     pr_comment: bool,
     pr: int | None,
+    policy_pack: Path | None,
     github_token_env: str,
 ) -> None:
     """\b
@@ -171,13 +191,15 @@ def preview(
     target = pr_comment_target(pr, github_token_env) if pr_comment else None  # before any preview runs
     engine = open_engine()
     names = resolve_stacks(engine, stacks, all_stacks)
-    summaries = previews.run_previews(
-        engine,
-        names,
-        parallel=parallel or default_parallel(len(names)),
-        policy=policy(lock_retries),
-        progress=progress,
-    )
+    with policy_refusal():
+        summaries = previews.run_previews(
+            engine,
+            names,
+            parallel=parallel or default_parallel(len(names)),
+            policy=policy(lock_retries),
+            progress=progress,
+            policy_packs=packs(policy_pack),
+        )
     comment: dict[str, Any] | None = None
     if target is not None:
         try:
@@ -216,6 +238,7 @@ Examples:
 @lock_retries_option
 @allow_replace_option
 @approve_iam_option
+@policy_pack_option
 @slack_webhook_option
 @json_option
 def up(
@@ -227,6 +250,7 @@ def up(
     lock_retries: int,
     allow_replace: tuple[str, ...],
     approve_iam: bool,
+    policy_pack: Path | None,
     slack_webhook_env: str,
     as_json: bool,
 ) -> None:
@@ -258,9 +282,13 @@ def up(
         updates.with_lock_retry(
             stack, lambda: updates.not_locked(engine, stack), policy(lock_retries), progress=progress
         )
-    summary = updates.with_lock_retry(
-        stack, lambda: engine.preview(stack), policy(lock_retries), progress=progress
-    )
+    with policy_refusal():
+        summary = updates.with_lock_retry(
+            stack,
+            lambda: engine.preview(stack, policy_packs=packs(policy_pack)),
+            policy(lock_retries),
+            progress=progress,
+        )
     if not yes:
         progress(render_text([summary]))
     apply_gates(summary, allow_replace=allow_replace, approve_iam=approve_iam)
@@ -269,7 +297,12 @@ def up(
     progress(f"{stack}: updating ({text!r}) …")
     with notify_failure(alerts, f"`up` of {stack}", about):
         record = updates.run_update(
-            engine, stack, message=text, policy=policy(lock_retries), progress=progress
+            engine,
+            stack,
+            message=text,
+            policy=policy(lock_retries),
+            progress=progress,
+            policy_packs=packs(policy_pack),
         )
     changes = ", ".join(
         f"{n} {'unchanged' if op == 'same' else op}" for op, n in record.resource_changes.items() if n

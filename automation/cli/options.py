@@ -138,3 +138,16 @@ def slack_webhook_option(f: F) -> F:
         callback=_env_name,
         help="Environment variable holding the Slack incoming webhook URL (unset: no notifications).",
     )(f)
+
+
+def policy_pack_option(f: F) -> F:
+    """Run the engine with a policy pack (preview, up, promote)."""
+    return click.option(
+        "--policy-pack",
+        "policy_pack",
+        type=click.Path(exists=True, file_okay=False, path_type=Path),
+        default=None,
+        metavar="DIR",
+        help="Run the engine with this policy pack (this repository's is `policy`); a mandatory "
+        "violation stops with exit 3.",
+    )(f)

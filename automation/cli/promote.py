@@ -15,6 +15,7 @@ from automation.cli.options import (
     allow_replace_option,
     approve_iam_option,
     json_option,
+    policy_pack_option,
     slack_webhook_option,
     yes_option,
 )
@@ -70,6 +71,7 @@ deployed), 2 bad argument or config, 3 a gate refused (nothing changed), 130 int
 @click.option("--allow-drift", is_flag=True, help="Promote even when the target stack has drifted.")
 @allow_replace_option
 @approve_iam_option
+@policy_pack_option
 @click.option(
     "--out",
     "out_file",
@@ -91,6 +93,7 @@ def promote(
     allow_drift: bool,
     allow_replace: tuple[str, ...],
     approve_iam: bool,
+    policy_pack: Path | None,
     out_file: Path | None,
     slack_webhook_env: str,
     as_json: bool,
@@ -118,6 +121,7 @@ def promote(
         allow_drift=allow_drift,
         allow_replace=allow_replace,
         approve_iam=approve_iam,
+        policy_pack=policy_pack,
         out_file=out_file,
         slack_webhook_env=slack_webhook_env,
         as_json=as_json,
@@ -141,6 +145,7 @@ def run(
     slack_webhook_env: str,
     as_json: bool,
     confirm: Callable[[str], bool] | None,
+    policy_pack: Path | None = None,
 ) -> int:
     """`promote` behind the CLI: resolve the pipeline, print it (--plan) or run it, and report.
 
@@ -165,6 +170,7 @@ def run(
         allow_drift=allow_drift,
         allow_replace=frozenset(allow_replace),
         approve_iam=approve_iam,
+        policy_packs=(policy_pack.resolve(),) if policy_pack is not None else (),
     )
     names: tuple[str, ...] = ()
     selected: Sequence[Stage] = ()

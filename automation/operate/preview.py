@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from automation.engine.model import CHANGE_OPS, PreviewSummary, ProgressFn, ResourceStep
@@ -28,13 +29,17 @@ def run_previews(
     parallel: int,
     policy: RetryPolicy,
     progress: ProgressFn | None = None,
+    policy_packs: Sequence[Path] = (),
 ) -> list[PreviewSummary]:
-    """One summary per stack, in the order given. An engine error on any stack propagates (exit 1)."""
+    """One summary per stack, in the order given. An engine error on any stack propagates (exit 1), a
+    mandatory violation of `policy_packs` too (PolicyViolationError, exit 3)."""
 
     def one(stack: str) -> PreviewSummary:
         if progress is not None:
             progress(f"{stack}: previewing …")
-        summary = with_lock_retry(stack, lambda: engine.preview(stack), policy, progress=progress)
+        summary = with_lock_retry(
+            stack, lambda: engine.preview(stack, policy_packs=policy_packs), policy, progress=progress
+        )
         if progress is not None:
             progress(f"{stack}: {counts_line(summary)}")
         return summary
@@ -69,6 +74,8 @@ def render_text(summaries: Sequence[PreviewSummary]) -> str:
             )
         for step in summary.dangerous:
             lines.append(f"  WARNING: {step.op} of stateful resource {step.name} ({step.type}) may lose data")
+        for result in summary.policy:
+            lines.append(f"  POLICY: {result.describe()}")
     return "\n".join(lines)
 
 
@@ -95,8 +102,13 @@ def render_markdown(summaries: Sequence[PreviewSummary]) -> str:
 def stack_details(s: PreviewSummary) -> list[str]:
     """One stack's steps as Markdown lines: a warning for stateful ones, then a table per operation."""
     out: list[str] = []
+    if s.policy:
+        out += ["**Policy** (advisory)", ""] + [
+            f"- `{cell(r.rule)}` {cell(r.urn)}: {cell(r.message)}" for r in s.policy
+        ]
+        out.append("")
     if not s.has_changes:
-        return ["No changes."]
+        return [*out, "No changes."]
     if s.dangerous:
         out.append("> [!WARNING]")
         out.append("> This preview replaces or deletes stateful resources; their data would be lost:")

@@ -11,7 +11,7 @@ import re
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -195,8 +195,10 @@ def run_update(
     progress: ProgressFn | None = None,
     sleep: Callable[[float], None] = time.sleep,
     refresh: bool = False,
+    policy_packs: Sequence[Path] = (),
 ) -> UpdateRecord:
-    """`engine.up` with lock retries; Ctrl-C or SIGTERM stops our update and raises Interrupted (130).
+    """`engine.up` with lock retries (and `policy_packs` run by the engine); Ctrl-C or SIGTERM stops
+    our update and raises Interrupted (130).
 
     `refresh=True` refreshes first (`up --refresh`), so drifted resources are put back: remediation.
 
@@ -209,7 +211,14 @@ def run_update(
         nonlocal running
         running = True
         try:
-            record = engine.up(stack, message=message, work_dir=work_dir, progress=progress, refresh=refresh)
+            record = engine.up(
+                stack,
+                message=message,
+                work_dir=work_dir,
+                progress=progress,
+                refresh=refresh,
+                policy_packs=policy_packs,
+            )
         except ConcurrentUpdateError:
             running = False  # the stack was locked by someone else: nothing of ours is running
             raise

@@ -41,7 +41,14 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from automation import errors
-from automation.engine.model import ConcurrentUpdateError, StackLock, StackOutputs, UpdateRecord
+from automation.engine.model import (
+    ConcurrentUpdateError,
+    PolicyResult,
+    PolicyViolationError,
+    StackLock,
+    StackOutputs,
+    UpdateRecord,
+)
 from automation.engine.protocol import Engine
 from automation.operate import frontend_cache
 from automation.operate.rollback import is_canary, same_release
@@ -88,6 +95,7 @@ class PromoteOptions:
     allow_drift: bool = False
     allow_replace: frozenset[str] = frozenset()
     approve_iam: bool = False
+    policy_packs: tuple[Path, ...] = ()  # run by the engine with each stage's preview and up
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -96,6 +104,7 @@ class PromoteOptions:
             "allowDrift": self.allow_drift,
             "allowReplace": sorted(self.allow_replace),
             "approveIam": self.approve_iam,
+            "policyPacks": [str(p) for p in self.policy_packs],
         }
 
 
@@ -432,8 +441,20 @@ def _run_stage(
         _set_release(rt, stack, first)
     try:
         say(f"{stack}: previewing release {desired['version']} …")
-        preview = with_lock_retry(stack, lambda: engine.preview(stack), rt.retry, progress=say)
+        preview = with_lock_retry(
+            stack, lambda: engine.preview(stack, policy_packs=opts.policy_packs), rt.retry, progress=say
+        )
         sr.preview = preview
+        if opts.policy_packs:
+            advisory = f"; {len(preview.policy)} advisory result(s)" if preview.policy else ""
+            sr.gates.append(
+                Gate(
+                    "policy",
+                    True,
+                    f"no mandatory policy violated{advisory}",
+                    items=_policy_items(preview.policy),
+                )
+            )
         _gate(sr, replace_gate(preview, opts.allow_replace))
         _gate(sr, _iam(preview, opts, rt, stack))
         if not preview.has_changes:
@@ -459,6 +480,8 @@ def _run_stage(
             _restore_stack_file(rt, stack, on_file, original)
         if isinstance(exc, KeyboardInterrupt):
             raise _Interrupted("interrupted before any change; the stack file was restored") from None
+        if isinstance(exc, PolicyViolationError):
+            _refuse(sr, Gate("policy", False, exc.format_message(), items=_policy_items(exc.results)))
         if isinstance(exc, errors.StagelineError) and not isinstance(exc, errors.ConfigurationError):
             raise _Failed(exc.format_message(), deployed=False) from None
         raise
@@ -470,7 +493,7 @@ def _run_stage(
     candidate = _candidate_release(running, desired) if changes_release and not resuming else None
     if candidate is not None:
         try:
-            _candidate_phase(rt, stage, sr, candidate, refresh=refresh)
+            _candidate_phase(rt, stage, sr, candidate, refresh=refresh, policy_packs=opts.policy_packs)
         except _Failed as failed:
             if not failed.deployed and wrote:
                 _restore_stack_file(rt, stack, on_file, original)
@@ -479,7 +502,7 @@ def _run_stage(
         _set_release(rt, stack, first, deployed=True)
     phase = "canary" if sr.canary_weight else "release"
     try:
-        outputs = _up(rt, stage, sr, phase, desired, refresh=refresh)
+        outputs = _up(rt, stage, sr, phase, desired, refresh=refresh, policy_packs=opts.policy_packs)
     except _Failed as failed:
         if not failed.deployed and wrote:  # the update never started: the file says what runs again
             _restore_stack_file(rt, stack, on_file, original)
@@ -488,7 +511,7 @@ def _run_stage(
     if sr.canary_weight:
         _set_release(rt, stack, desired, deployed=True)
         try:
-            outputs = _up(rt, stage, sr, "full", desired)
+            outputs = _up(rt, stage, sr, "full", desired, policy_packs=opts.policy_packs)
         except _Failed as failed:
             if not failed.deployed:
                 _set_release(rt, stack, first, quiet=True)
@@ -519,6 +542,10 @@ def _run_stage(
     say(f"{stack}: deployed and verified release {desired['version']}")
 
 
+def _policy_items(results: Sequence[PolicyResult]) -> tuple[str, ...]:
+    return tuple(r.describe() for r in results)
+
+
 def _candidate_release(
     running: Mapping[str, Any] | None, desired: Mapping[str, Any]
 ) -> dict[str, Any] | None:
@@ -532,7 +559,13 @@ def _candidate_release(
 
 
 def _candidate_phase(
-    rt: Runtime, stage: Stage, sr: StageRecord, candidate: Mapping[str, Any], *, refresh: bool
+    rt: Runtime,
+    stage: Stage,
+    sr: StageRecord,
+    candidate: Mapping[str, Any],
+    *,
+    refresh: bool,
+    policy_packs: Sequence[Path] = (),
 ) -> None:
     """TEST before APP: deploy the release as the stage's candidate (only the TEST distribution moves to
     its frontend), check the frontend through TEST and run the stage's `post` (E2E) steps with
@@ -543,7 +576,7 @@ def _candidate_phase(
     rt.progress(
         f"{stack}: TEST first: the TEST distribution gets release {candidate['candidate']}, APP stays …"
     )
-    outputs = _up(rt, stage, sr, "candidate", candidate, refresh=refresh)
+    outputs = _up(rt, stage, sr, "candidate", candidate, refresh=refresh, policy_packs=policy_packs)
     t = time.monotonic()
     try:
         v = stage.verify
@@ -811,6 +844,7 @@ def _up(
     release: Mapping[str, Any],
     *,
     refresh: bool = False,
+    policy_packs: Sequence[Path] = (),
 ) -> StackOutputs:
     """Run the update (refreshing first when `refresh`); then invalidate the frontend caches. Returns
     the outputs after it."""
@@ -830,6 +864,7 @@ def _up(
             policy=rt.retry,
             progress=rt.progress,
             refresh=refresh,
+            policy_packs=policy_packs,
         )
     except errors.Interrupted as exc:
         sr.updates.append(UpdateRun(phase, None, "cancelled", time.monotonic() - t))

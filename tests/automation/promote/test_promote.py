@@ -34,7 +34,7 @@ from promote_testkit import (
 )
 
 import automation.promote.run
-from automation.engine.fake import FakeEngine, make_release, step
+from automation.engine.fake import FakeEngine, make_release, step, urn
 from automation.engine.model import PropertyDrift, ResourceDrift
 from automation.gitinfo import head_commit
 from automation.operate.updates import RetryPolicy, update_message
@@ -1245,3 +1245,41 @@ def test_no_candidate_phase_when_the_frontend_release_does_not_change(world: Wor
     record = world.run(stages=(_stage("staging"),), yes=True)
     assert record.exit_code == 0 and record.stages[0].result == "unchanged"
     assert world.ups("staging") == []
+
+
+# --- the policy pack under the engine -----------------------------------------------------------------
+
+
+def test_a_mandatory_policy_violation_refuses_the_stage_and_restores_the_stack_file(
+    world: World, tmp_path: Path
+) -> None:
+    from automation.engine.model import PolicyResult
+
+    world.fake.add_history("dev", release=NEW)
+    before = world.file_release("staging")
+    pack = tmp_path / "policy"
+    pack.mkdir()
+    violation = PolicyResult(
+        "log-retention",
+        urn("staging", "aws:cloudwatch/logGroup:LogGroup", "api-logs"),
+        "mandatory",
+        "set a retention",
+    )
+    world.fake.set_policy("staging", [violation])
+    record = world.run(stages=(_stage("staging"),), yes=True, policy_packs=(pack,))
+    assert record.exit_code == 3
+    stage = record.stages[0]
+    assert stage.result == "refused" and stage.gates[-1].name == "policy"
+    assert stage.gates[-1].items == (violation.describe(),)
+    assert "the policy pack refused it: log-retention: api-logs: set a retention" in (stage.reason or "")
+    assert world.ups("staging") == [] and world.file_release("staging") == before
+    [preview] = [c for c in world.fake.calls if c.op == "preview" and c.stack == "staging"]
+    assert preview.args["policy_packs"] == [str(pack)]
+
+    world.fake.set_policy("staging", [])
+    passed = world.run(stages=(_stage("staging"),), yes=True, policy_packs=(pack,))
+    assert passed.exit_code == 0
+    assert (
+        next(g for g in passed.stages[0].gates if g.name == "policy").detail == "no mandatory policy violated"
+    )
+    assert all(c.args["policy_packs"] == [str(pack)] for c in world.fake.calls if c.op == "up")
