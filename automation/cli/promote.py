@@ -68,6 +68,13 @@ deployed), 2 bad argument or config, 3 a gate refused (nothing changed), 130 int
 )
 @yes_option
 @click.option("--plan", is_flag=True, help="Print the resolved pipeline and its gates; change nothing.")
+@click.option(
+    "--preview",
+    "preview_only",
+    is_flag=True,
+    help="The approver's preview: the incoming release, every gate's verdict, the changes and the policy "
+    "results, in the run summary; read-only (no copy, no up). Exit 3 when a gate would refuse.",
+)
 @click.option("--allow-drift", is_flag=True, help="Promote even when the target stack has drifted.")
 @allow_replace_option
 @approve_iam_option
@@ -90,6 +97,7 @@ def promote(
     release: str | None,
     yes: bool,
     plan: bool,
+    preview_only: bool,
     allow_drift: bool,
     allow_replace: tuple[str, ...],
     approve_iam: bool,
@@ -122,6 +130,7 @@ def promote(
         allow_replace=allow_replace,
         approve_iam=approve_iam,
         policy_pack=policy_pack,
+        preview_only=preview_only,
         out_file=out_file,
         slack_webhook_env=slack_webhook_env,
         as_json=as_json,
@@ -146,6 +155,7 @@ def run(
     as_json: bool,
     confirm: Callable[[str], bool] | None,
     policy_pack: Path | None = None,
+    preview_only: bool = False,
 ) -> int:
     """`promote` behind the CLI: resolve the pipeline, print it (--plan) or run it, and report.
 
@@ -174,6 +184,8 @@ def run(
     )
     names: tuple[str, ...] = ()
     selected: Sequence[Stage] = ()
+    if plan and preview_only:
+        raise errors.ConfigurationError("--plan and --preview: give one (--plan reads only the stack files)")
     try:
         # The pipeline (and so every argument naming a stage) is checked before an engine is opened.
         root = find_project_root(Path.cwd())
@@ -212,11 +224,16 @@ def run(
         actor=current_actor(),
         withheld_env=(slack_webhook_env,),
     )
-    record = runs.promote(selected, pipeline.names, opts, rt)
+    if preview_only:
+        rt.notifier = Notifier(url=None, warn=progress)  # a preview tells no one
+        record = runs.preview_promotion(selected, pipeline.names, opts, rt)
+        step_summary(runs.approver_markdown(record))
+    else:
+        record = runs.promote(selected, pipeline.names, opts, rt)
+        step_summary(markdown(record))
     document = record.to_json()
     if out_file is not None:
         _write_record(out_file, document, progress)
-    step_summary(markdown(record))
     if as_json:
         emit_json(document)
     else:

@@ -1046,3 +1046,136 @@ def _rollback(stage: Stage, sr: StageRecord, rt: Runtime) -> None:
 
 
 # --- the command ------------------------------------------------------------------------------
+
+
+# --- the approver's preview ----------------------------------------------------------------------
+
+
+PREVIEWED = "previewed"
+
+
+def preview_promotion(
+    stages: Sequence[Stage], pipeline: Sequence[str], opts: PromoteOptions, rt: Runtime
+) -> PromotionRecord:
+    """What promoting each stage would do, for the person who approves it: the incoming release, every
+    gate's verdict (none stops the others), the preview's changes and the policy pack's results.
+
+    Read-only: the engine only previews and refreshes in preview mode (a job with the stack's read-only
+    role can run it); the incoming release is written into the stack file for the preview and the file
+    is put back byte for byte. No artifact is copied, nothing is deployed, nobody is notified.
+    Exit code: 0 when every gate passes, 3 when one would refuse (an approval would be refused too).
+    """
+    record = PromotionRecord(
+        pipeline=tuple(pipeline),
+        stages=[StageRecord(s.stack, s.source) for s in stages],
+        started=rt.now(),
+        options={**opts.to_json(), "preview": True},
+    )
+    verified: set[str] = set()
+    code = errors.OK
+    for stage, sr in zip(stages, record.stages, strict=True):
+        try:
+            release = _incoming(stage, sr, opts, rt, verified)
+            if record.release is None:
+                record.release = release
+            _preview_stage(stage, sr, release, opts, rt)
+        except _Refused as stopped:
+            sr.result, sr.reason = rec.REFUSED, stopped.gate.detail
+            code = errors.GATE
+            continue
+        except _Failed as failed:
+            sr.result, sr.reason = rec.FAILED, failed.reason
+            return _finish(
+                record, rt, result="failed", code=errors.FAILED, reason=f"{stage.stack}: {failed.reason}"
+            )
+        refusing = [g for g in sr.gates if not g.ok]
+        sr.result = rec.REFUSED if refusing else PREVIEWED
+        if refusing:
+            sr.reason = "; ".join(f"{g.name} gate would refuse: {g.detail}" for g in refusing)
+            code = errors.GATE
+    reason = next((f"{s.stack}: {s.reason}" for s in record.stages if s.reason), None)
+    return _finish(record, rt, result=PREVIEWED if code == errors.OK else "refused", code=code, reason=reason)
+
+
+def _preview_stage(
+    stage: Stage, sr: StageRecord, incoming: dict[str, Any], opts: PromoteOptions, rt: Runtime
+) -> None:
+    engine, stack = rt.engine, stage.stack
+    pending = _engine_call("reading pending operations", lambda: engine.pending_operations(stack))
+    locks = _engine_call("reading the stack's locks", lambda: engine.locks(stack))
+    sr.gates.append(pending_gate(pending, stack, [lock for lock in locks if lock.stale]))
+    sr.gates.append(drift_gate(_drift(rt, stack), allow=opts.allow_drift))
+    history = _engine_call("reading the history", lambda: engine.history(stack))
+    _, good = _last_good(history)
+    on_file = _engine_call("reading the release", lambda: engine.get_release(stack))
+    sr.release_before = good.release if good is not None else on_file
+    desired = promoted(incoming) if stage.source is not None else dict(incoming)
+    sr.release_after = desired
+    original = _stack_file_bytes(rt, stack)
+    wrote = not same_config(on_file, desired)
+    try:
+        if wrote:
+            _set_release(rt, stack, desired)
+        rt.progress(f"{stack}: previewing release {desired['version']} (read-only) …")
+        try:
+            preview = with_lock_retry(
+                stack,
+                lambda: engine.preview(stack, policy_packs=opts.policy_packs),
+                rt.retry,
+                progress=rt.progress,
+            )
+        except PolicyViolationError as exc:
+            sr.gates.append(Gate("policy", False, exc.format_message(), items=_policy_items(exc.results)))
+            return
+        except errors.StagelineError as exc:
+            if isinstance(exc, errors.ConfigurationError):
+                raise
+            raise _Failed(f"preview: {exc.format_message()}", deployed=False) from None
+    finally:
+        if wrote:
+            _restore_stack_file(rt, stack, on_file, original)
+    sr.preview = preview
+    if opts.policy_packs:
+        advisory = f"; {len(preview.policy)} advisory result(s)" if preview.policy else ""
+        sr.gates.append(
+            Gate(
+                "policy", True, f"no mandatory policy violated{advisory}", items=_policy_items(preview.policy)
+            )
+        )
+    sr.gates.append(replace_gate(preview, opts.allow_replace))
+    sr.gates.append(iam_gate(preview, approved=opts.approve_iam))
+    if stage.approval:
+        sr.gates.append(Gate("approval", True, "needs approval: this preview is what the approver approves"))
+
+
+def approver_markdown(record: PromotionRecord) -> str:
+    """The run summary an approver reads: per stage, the release, the gates and what would change."""
+    from automation.markdown import cell
+    from automation.operate.preview import counts_line, stack_details
+
+    version = version_of(record.release) or "?"
+    out = [f"## Approver's preview: release `{version}`", ""]
+    for sr in record.stages:
+        before = version_of(sr.release_before) or "(none)"
+        verdict = "every gate passes" if sr.result == PREVIEWED else f"**{sr.result}**"
+        out += [f"### {sr.stack}: {before} → {version} — {verdict}", ""]
+        if sr.preview is not None:
+            out += [f"Changes: {counts_line(sr.preview)}", ""]
+        out += ["| Gate | Verdict | Detail |", "| --- | --- | --- |"]
+        for gate in sr.gates:
+            mark = "✅" if gate.ok else "❌"
+            out.append(f"| {cell(gate.name)} | {mark} | {cell(gate.detail)} |")
+        items = [(g.name, item) for g in sr.gates for item in g.items]
+        if items:
+            out += ["", *(f"- {cell(name)}: `{cell(item)}`" for name, item in items)]
+        if sr.preview is not None:
+            out += [
+                "",
+                "<details><summary>Resources</summary>",
+                "",
+                *stack_details(sr.preview),
+                "",
+                "</details>",
+            ]
+        out.append("")
+    return "\n".join(out).rstrip("\n") + "\n"

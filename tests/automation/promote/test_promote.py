@@ -1283,3 +1283,116 @@ def test_a_mandatory_policy_violation_refuses_the_stage_and_restores_the_stack_f
         next(g for g in passed.stages[0].gates if g.name == "policy").detail == "no mandatory policy violated"
     )
     assert all(c.args["policy_packs"] == [str(pack)] for c in world.fake.calls if c.op == "up")
+
+
+# --- the approver's preview ---------------------------------------------------------------------------
+
+
+def _preview(world: World, stage: Stage, **options: Any) -> PromotionRecord:
+    from automation.promote.run import preview_promotion
+
+    rt = Runtime(
+        engine=world.fake,
+        root=world.root,
+        notifier=Notifier(world.stub.url + HOOK, warn=lambda _: None),
+        progress=lambda _: None,
+        clock=world.clock,
+        retry=RetryPolicy(tries=2, base_delay=0),
+        echo_steps=False,
+        commit="f" * 40,
+    )
+    return preview_promotion((stage,), PIPELINE.names, PromoteOptions(**options), rt)
+
+
+def test_the_approvers_preview_shows_the_release_gates_and_changes_and_changes_nothing(world: World) -> None:
+    from automation.promote.run import approver_markdown
+
+    world.fake.add_history("staging", release=NEW)
+    file_before = (world.root / "Pulumi.prod.yaml").read_bytes()
+    record = _preview(world, _stage("prod"))
+    assert (record.result, record.exit_code) == ("previewed", 0)
+    [prod] = record.stages
+    assert [g.name for g in prod.gates] == ["source", "pending", "drift", "replace", "iam", "approval"]
+    assert all(g.ok for g in prod.gates)
+    # read-only: no copy, no up, nobody told; the stack file written for the preview is put back
+    assert world.ups("prod") == [] and world.slack() == []
+    assert world.file_release("prod") == OLD
+    assert (world.root / "Pulumi.prod.yaml").read_bytes() == file_before
+    md = approver_markdown(record)
+    assert md.startswith("## Approver's preview: release `5e6f7a8`\n")
+    assert "### prod: 4f9c2d1 → 5e6f7a8 — every gate passes" in md
+    assert "Changes: 1 to update, 11 unchanged" in md
+    assert "| iam | ✅ | no IAM-widening change |" in md
+    assert "| prod-api | `aws:lambda/function:Function` | `imageUri` |  |" in md
+
+
+def test_the_approvers_preview_lists_every_gate_that_would_refuse(world: World, tmp_path: Path) -> None:
+    from automation.engine.model import PolicyResult
+    from automation.promote.run import approver_markdown
+
+    world.fake.add_history("staging", release=NEW)
+    world.fake.set_preview(
+        "prod",
+        [
+            step("prod", "update", "aws:iam/role:Role", "prod-api-role", changed=["inlinePolicies"]),
+            step("prod", "delete", "aws:s3/bucket:Bucket", "prod-data"),
+        ],
+    )
+    advisory = PolicyResult(
+        "cost-tags", urn("prod", "aws:s3/bucket:Bucket", "prod-data"), "advisory", "tag it"
+    )
+    world.fake.set_policy("prod", [advisory])
+    pack = tmp_path / "policy"
+    pack.mkdir()
+    record = _preview(world, _stage("prod"), policy_packs=(pack,))
+    assert (record.result, record.exit_code) == ("refused", 3)
+    verdicts = {g.name: g.ok for g in record.stages[0].gates}
+    assert verdicts == {
+        "source": True,
+        "pending": True,
+        "drift": True,
+        "policy": True,
+        "replace": False,
+        "iam": False,
+        "approval": True,
+    }
+    md = approver_markdown(record)
+    assert "### prod: 4f9c2d1 → 5e6f7a8 — **refused**" in md
+    assert "| replace | ❌ |" in md and "| iam | ❌ |" in md
+    assert f"- policy: `cost-tags (advisory) {advisory.urn}: tag it`" in md
+    assert f"- iam: `update {urn('prod', 'aws:iam/role:Role', 'prod-api-role')} (inlinePolicies)`" in md
+
+
+def test_a_mandatory_policy_violation_shows_in_the_approvers_preview(world: World, tmp_path: Path) -> None:
+    from automation.engine.model import PolicyResult
+
+    world.fake.add_history("staging", release=NEW)
+    violation = PolicyResult(
+        "prod-reviewers",
+        urn("prod", "github:index/repositoryEnvironment:RepositoryEnvironment", "env"),
+        "mandatory",
+        "needs reviewers",
+    )
+    world.fake.set_policy("prod", [violation])
+    pack = tmp_path / "policy"
+    pack.mkdir()
+    record = _preview(world, _stage("prod"), policy_packs=(pack,))
+    assert record.exit_code == 3
+    policy = next(g for g in record.stages[0].gates if g.name == "policy")
+    assert not policy.ok and policy.items == (violation.describe(),)
+    assert world.file_release("prod") == OLD
+
+
+def test_cli_promote_preview_writes_the_run_summary(
+    world: World, promote_cli: PromoteCli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world.fake.add_history("staging", release=NEW)
+    summary = tmp_path / "summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    result = promote_cli(world, "--only", "prod", "--preview")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[-1].startswith("approver's preview: every gate passes (exit 0")
+    assert summary.read_text().startswith("## Approver's preview: release `5e6f7a8`")
+    assert world.fake.count("up") == 0 and world.fake.count("set_release", "prod") == 2  # written, put back
+    both = promote_cli(world, "--only", "prod", "--preview", "--plan")
+    assert both.exit_code == 2 and "--plan and --preview" in both.stderr
