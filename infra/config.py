@@ -30,6 +30,14 @@ REPOSITORY_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1
 SERVICE_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,29}$")
 VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+FRONTEND_RELEASE_RE = re.compile(r"^[0-9a-f]{64}$")  # the sha256 of a frontend release's manifest
+RUNTIME_RE = re.compile(r"^python3\.[0-9]{1,2}$")
+HANDLER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)+$")
+SOURCE_RE = re.compile(
+    r"^(?!/)(?!.*(?:^|/)\.\.(?:/|$))[A-Za-z0-9_./-]+$"
+)  # a relative path inside the repository
+# ECR's scan severities, lowest first; a build refuses an image with a finding at or above the threshold.
+SCAN_SEVERITIES = ("INFORMATIONAL", "LOW", "MEDIUM", "HIGH", "CRITICAL")
 ROUTE_RE = re.compile(r"^(ANY|GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS) /[A-Za-z0-9_{}+/.-]*$")
 ENV_VAR_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 ARN_RE = re.compile(r"^arn:aws[a-z-]*:[a-z0-9-]+:[a-z0-9-]*:\d{0,12}:.+$")
@@ -89,7 +97,7 @@ RESERVED_ENV_VARS = frozenset(
 )
 
 # Variables the platform sets on every function (release and environment, for health endpoints).
-STAGELINE_ENV_VARS = frozenset({"STAGELINE_RELEASE", "STAGELINE_ENVIRONMENT"})
+STAGELINE_ENV_VARS = frozenset({"STAGELINE_RELEASE", "STAGELINE_ENVIRONMENT", "STAGELINE_PACKAGE"})
 # Lambda's limit is 4 KB for all variables; leave room for the two Stageline adds.
 ENVIRONMENT_MAX_BYTES = 3900
 
@@ -194,6 +202,8 @@ class ArtifactsConfig:
     # AWS accounts whose `<project>-*-deploy` roles may read this stack's releases (images and
     # frontend files): the accounts of the stages that promote from this one.
     reader_accounts: tuple[str, ...] = ()
+    # `build --image` refuses an image whose scan found a vulnerability at or above this severity.
+    scan_severity: str = "HIGH"
 
 
 @dataclass(frozen=True)
@@ -205,13 +215,20 @@ class Canary:
 @dataclass(frozen=True)
 class Release:
     version: str
-    images: Mapping[str, str]  # service -> "sha256:…"
+    images: Mapping[str, str]  # service -> "sha256:…" (an image in the stack's registry)
     canary: Canary | None = None
-    candidate: str | None = None  # frontend release the TEST distribution serves; default: version
+    candidate: str | None = None  # frontend release the TEST distribution serves; default: the APP's
+    packages: Mapping[str, str] = field(default_factory=dict)  # service -> "sha256:…" of its zip package
+    frontend: str | None = None  # the frontend release (its manifest's sha256); default: version
+
+    @property
+    def frontend_version(self) -> str:
+        """The frontend release the APP distribution serves: `releases/<this>/` in the frontend bucket."""
+        return self.frontend or self.version
 
     @property
     def candidate_version(self) -> str:
-        return self.candidate or self.version
+        return self.candidate or self.frontend_version
 
 
 @dataclass(frozen=True)
@@ -230,6 +247,11 @@ class Service:
     health_path: str = ""
     routes: tuple[str, ...] = ()
     grants: tuple[Grant, ...] = ()
+    # For a service deployed from a zip package (release.packages): the Lambda runtime and handler,
+    # and the folder `build` packages (relative to the repository root).
+    runtime: str = "python3.12"
+    handler: str = "handler.handler"
+    source: str = ""
 
 
 @dataclass(frozen=True)
@@ -241,6 +263,7 @@ class ApiConfig:
 @dataclass(frozen=True)
 class FrontendConfig:
     price_class: str = "PriceClass_100"
+    source: str = "app/frontend"  # the folder `build` uploads as a frontend release
 
 
 @dataclass(frozen=True)
@@ -481,6 +504,12 @@ def _number(path: str, value: Any, lo: float, hi: float, *, open_range: bool = F
     return float(value)
 
 
+def _choice(path: str, value: str | None, choices: tuple[str, ...]) -> str | None:
+    if value is not None and value not in choices:
+        raise ConfigError(f"{_key(path)} must be one of {', '.join(choices)}, got {_fmt(value)}")
+    return value
+
+
 def _boolean(path: str, value: Any) -> bool:
     if isinstance(value, bool):
         return value
@@ -604,7 +633,7 @@ def _github(value: Any, stack: str) -> GitHubConfig:
 
 
 def _release(value: Any, service_names: tuple[str, ...]) -> Release:
-    o = _Obj("release", value, ("version", "images", "canary", "candidate"))
+    o = _Obj("release", value, ("version", "images", "packages", "frontend", "canary", "candidate"))
     version = o.string(
         "version",
         required=True,
@@ -614,24 +643,38 @@ def _release(value: Any, service_names: tuple[str, ...]) -> Release:
     candidate = o.string(
         "candidate", pattern=VERSION_RE, expect="a version or git SHA (letters, digits, . _ -; up to 64)"
     )
-    if not o.has("images"):
-        raise ConfigError(f"{_key('release.images')} is required")
-    images = _string_map("release.images", o.raw("images"), SERVICE_NAME_RE, "a service name")
-    for name, digest in images.items():
-        if not DIGEST_RE.match(digest):
-            raise ConfigError(
-                f'{_key("release.images." + name)} must look like "sha256:" and 64 hex digits, '
-                f"got {_fmt(digest)}"
-            )
-        if name not in service_names:
-            raise ConfigError(
-                f"{_key('release.images.' + name)} names an unknown service{_suggest(name, service_names)}"
-            )
+    if not o.has("images") and not o.has("packages"):
+        raise ConfigError(f"{_key('release.images')} or {_key('release.packages')} is required")
+    artifacts: dict[str, dict[str, str]] = {}
+    for kind in ("images", "packages"):
+        found = {}
+        if o.has(kind):
+            found = _string_map(f"release.{kind}", o.raw(kind), SERVICE_NAME_RE, "a service name")
+        for name, digest in found.items():
+            if not DIGEST_RE.match(digest):
+                raise ConfigError(
+                    f'{_key(f"release.{kind}.{name}")} must look like "sha256:" and 64 hex digits, '
+                    f"got {_fmt(digest)}"
+                )
+            if name not in service_names:
+                hint = _suggest(name, service_names)
+                raise ConfigError(f"{_key(f'release.{kind}.{name}')} names an unknown service{hint}")
+        artifacts[kind] = found
+    images, packages = artifacts["images"], artifacts["packages"]
     for name in service_names:
-        if name not in images:
+        if name in images and name in packages:
             raise ConfigError(
-                f"{_key('release.images.' + name)} is required: service {_fmt(name)} has no image"
+                f"{_key('release.packages.' + name)}: service {_fmt(name)} has an image too; "
+                "a service runs either an image or a package"
             )
+        if name not in images and name not in packages:
+            raise ConfigError(
+                f"{_key('release.images.' + name)} (or release.packages.{name}) is required: "
+                f"service {_fmt(name)} has no image and no package"
+            )
+    frontend = o.string(
+        "frontend", pattern=FRONTEND_RELEASE_RE, expect="the 64 hex digits of a frontend release"
+    )
     canary = None
     if o.has("canary"):
         c = _Obj("release.canary", o.raw("canary"), ("weight", "stableVersions"))
@@ -661,7 +704,14 @@ def _release(value: Any, service_names: tuple[str, ...]) -> Release:
             if name not in stable:
                 raise ConfigError(f"{_key('release.canary.stableVersions.' + name)} is required")
         canary = Canary(weight=weight, stable_versions=stable)
-    return Release(version=version, images=images, canary=canary, candidate=candidate)
+    return Release(
+        version=version,
+        images=images,
+        canary=canary,
+        candidate=candidate,
+        packages=packages,
+        frontend=frontend,
+    )
 
 
 def _service(index: int, value: Any) -> Service:
@@ -669,7 +719,19 @@ def _service(index: int, value: Any) -> Service:
     o = _Obj(
         path,
         value,
-        ("name", "memory", "timeout", "reservedConcurrency", "environment", "healthPath", "routes", "grants"),
+        (
+            "name",
+            "memory",
+            "timeout",
+            "reservedConcurrency",
+            "environment",
+            "healthPath",
+            "routes",
+            "grants",
+            "runtime",
+            "handler",
+            "source",
+        ),
     )
     name = o.string(
         "name",
@@ -738,6 +800,16 @@ def _service(index: int, value: Any) -> Service:
         health_path=health_path or f"/{name}/health",
         routes=routes,
         grants=tuple(grants),
+        runtime=o.string("runtime", default="python3.12", pattern=RUNTIME_RE, expect='"python3.N"'),
+        handler=o.string(
+            "handler", default="handler.handler", pattern=HANDLER_RE, expect='"module.function"'
+        ),
+        source=o.string(
+            "source",
+            default=f"app/services/{name}",
+            pattern=SOURCE_RE,
+            expect="a folder relative to the repository root",
+        ),
     )
 
 
@@ -996,10 +1068,17 @@ def parse(
     state = obj("state", ("bucket", "kmsKeyArn"))
     artifacts = obj(
         "artifacts",
-        ("noncurrentVersionDays", "abortMultipartDays", "keepImages", "protect", "readerAccounts"),
+        (
+            "noncurrentVersionDays",
+            "abortMultipartDays",
+            "keepImages",
+            "protect",
+            "readerAccounts",
+            "scanSeverity",
+        ),
     )
     api = obj("api", ("burstLimit", "rateLimit"))
-    frontend = obj("frontend", ("priceClass",))
+    frontend = obj("frontend", ("priceClass", "source"))
     retention = values.get("logRetentionDays")
     log_retention = 14 if retention is None else _integer("logRetentionDays", retention, 1, 3653)
     if log_retention not in LOG_RETENTION_DAYS:
@@ -1041,13 +1120,23 @@ def parse(
             keep_images=artifacts.integer("keepImages", 30, 1, 10000),
             protect=artifacts.boolean("protect", False),
             reader_accounts=_account_ids("artifacts.readerAccounts", artifacts.raw("readerAccounts")),
+            scan_severity=_choice("artifacts.scanSeverity", artifacts.string("scanSeverity"), SCAN_SEVERITIES)
+            or "HIGH",
         ),
         log_retention_days=log_retention,
         api=ApiConfig(
             burst_limit=api.integer("burstLimit", 50, 0, 100_000),
             rate_limit=api.number("rateLimit", 100.0, 0.0, 100_000.0),
         ),
-        frontend=FrontendConfig(price_class=price_class or "PriceClass_100"),
+        frontend=FrontendConfig(
+            price_class=price_class or "PriceClass_100",
+            source=frontend.string(
+                "source",
+                default="app/frontend",
+                pattern=SOURCE_RE,
+                expect="a folder relative to the repository root",
+            ),
+        ),
         alarms=_alarms(values.get("alarms") or {}),
         promotion=_promotion(values.get("promotion") or {}, stack),
         tags=tags,

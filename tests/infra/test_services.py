@@ -330,8 +330,9 @@ def test_an_image_given_by_tag_is_a_config_error() -> None:
 def test_a_service_without_an_image_is_a_config_error() -> None:
     values = stack_values()
     del values["release"]["images"]["worker"]
-    assert (
-        config_error(values) == 'stageline:release.images.worker is required: service "worker" has no image'
+    assert config_error(values) == (
+        "stageline:release.images.worker (or release.packages.worker) is required: "
+        'service "worker" has no image and no package'
     )
 
 
