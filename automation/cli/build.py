@@ -35,9 +35,7 @@ Examples:
     help="The release version [default: the commit's SHA, 12 characters].",
 )
 @json_option
-def build(
-    *, stack: str | None, images: tuple[str, ...], version: str | None, as_json: bool, root: object
-) -> None:
+def build(*, stack: str | None, images: tuple[str, ...], version: str | None, as_json: bool) -> None:
     """Package the application, upload it to the first stage and record the release.
 
     Every service becomes a reproducible zip package (same sources, same bytes, same sha256), the
