@@ -24,11 +24,11 @@ from typing import TYPE_CHECKING, Any
 import pulumi
 import pulumi_aws as aws
 
-from infra.config import DIGEST_RE, Grant
+from infra.config.model import DIGEST_RE, Grant
 from infra.policies import package_key
 
 if TYPE_CHECKING:
-    from infra.config import Service, StackConfig
+    from infra.config.model import Service, StackConfig
 
 ALIAS_NAME = "live"
 

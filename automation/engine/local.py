@@ -21,12 +21,12 @@ from typing import TYPE_CHECKING, Any
 
 from automation.errors import ConfigurationError, StagelineError
 from automation.redact import redact
+from infra.config.stack_file import decode_config_value
 
 if TYPE_CHECKING:
     from pulumi.automation import EngineEvent, Stack
 from automation.engine.events import (
     clean_diagnostic,
-    decode_config_value,
     drift_report_from_events,
     engine_message,
     number_history,
@@ -208,6 +208,8 @@ class LocalEngine:
         self._project = project or project_name(root)
         self._lock = threading.Lock()
         self._stacks: dict[tuple[str, str], Stack] = {}
+        # Each workspace's own environment (the dict the SDK was given): `up` adds to it for one run.
+        self._workspace_env: dict[tuple[str, str], dict[str, str]] = {}
         self._secret_values: set[str] = set()
         self._secrets_read: set[str] = set()
         self._interrupted: dict[str, _InterruptedUpdate] = {}
@@ -216,7 +218,8 @@ class LocalEngine:
     @classmethod
     def open(cls, start: Path | None = None, environ: Mapping[str, str] | None = None) -> LocalEngine:
         """Locate the project, check the CLI and choose the backend; raise EngineUnavailable on failure."""
-        from infra.config import ConfigError, known_stacks, read_stack_file
+        from infra.config.model import ConfigError
+        from infra.config.stack_file import known_stacks, read_stack_file
 
         environ = os.environ if environ is None else environ
         root = find_project_root(start or Path.cwd())
@@ -288,7 +291,7 @@ class LocalEngine:
         return self._backend
 
     def stack_names(self) -> list[str]:
-        from infra.config import known_stacks
+        from infra.config.stack_file import known_stacks
 
         return known_stacks(self._root)
 
@@ -318,14 +321,16 @@ class LocalEngine:
             cached = self._stacks.get(key)
         if cached is not None:
             return cached
+        env = dict(self._env)
         try:
             workspace = _workspace_class()(
                 self._deployed_state_file(stack),
                 work_dir=key[1],
                 pulumi_command=self._command(),
-                env_vars=dict(self._env),  # each workspace its own: `up` adds to it for one run
+                env_vars=env,
                 secrets_provider=self._secrets_provider(stack, work_dir) if create else None,
             )
+            workspace.env_vars = env  # this very dict (the SDK swaps an empty one for its own)
             if create:
                 selected = auto.Stack.create_or_select(stack, workspace)
             else:
@@ -338,6 +343,7 @@ class LocalEngine:
             raise EngineUnavailable(f"cannot run the Pulumi CLI: {redact(str(exc))}") from None
         with self._lock:
             self._stacks[key] = selected
+            self._workspace_env[key] = env
         return selected
 
     def _deployed_state_file(self, stack: str) -> Path | None:
@@ -559,8 +565,8 @@ class LocalEngine:
             finally:
                 done.set()
 
-        workspace_env = selected.workspace.env_vars
-        assert isinstance(workspace_env, dict)  # the copy _stack gave this workspace
+        with self._lock:
+            workspace_env = self._workspace_env[(stack, str(work_dir or self._root))]
         with self._driver_write_unseen(stack, work_dir) as git_env:
             workspace_env.update(git_env)
             try:
@@ -630,7 +636,8 @@ class LocalEngine:
         )
 
     def get_release(self, stack: str, *, work_dir: Path | None = None) -> Release | None:
-        from infra.config import ConfigError, read_stack_file
+        from infra.config.model import ConfigError
+        from infra.config.stack_file import read_stack_file
 
         self._check_known(stack, work_dir)
         try:
