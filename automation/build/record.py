@@ -1,6 +1,7 @@
 """Writing a release into `Pulumi.<stack>.yaml`: only the `stageline:release` block changes.
 
-The block is replaced in the text, so every other line (comments included) stays as it was, and the
+The block is replaced in the text, so every other line (comments included, and comments after the
+block's last value) stays as it was, and the
 result is read back and compared before it is written: the file either holds the new release or is
 untouched.
 """
@@ -38,7 +39,8 @@ def replace_release(text: str, release: Mapping[str, Any]) -> str:
         if line.strip() and _indent(line) <= base:
             break
         end += 1
-    while end > start + 1 and not lines[end - 1].strip():  # blank lines after the block stay
+    # Blank lines and comments after the block's last value stay (they describe the block).
+    while end > start + 1 and (not lines[end - 1].strip() or lines[end - 1].lstrip().startswith("#")):
         end -= 1
     body = yaml.safe_dump(dict(release), sort_keys=False, default_flow_style=False, width=200)
     pad = " " * (base + 2)

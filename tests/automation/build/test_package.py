@@ -134,3 +134,31 @@ def test_the_frontend_release_types_and_caches_every_file(tmp_path: Path) -> Non
 )
 def test_content_type_and_cache_control(name: str, kind: str, cache: str) -> None:
     assert (content_type(name), cache_control(name)) == (kind, cache)
+
+
+def test_recording_replaces_only_the_release_block() -> None:
+    from automation.build.record import replace_release
+
+    text = (
+        "config:\n"
+        "  # the release\n"
+        "  stageline:release:\n"
+        "    version: old\n"
+        "    images:\n"
+        "      api: sha256:aa\n"
+        "    # a note after the values stays\n"
+        "  stageline:services:\n"
+        "    - name: api\n"
+    )
+    new = replace_release(text, {"version": "v2", "packages": {"api": "sha256:" + "b" * 64}})
+    assert new == (
+        "config:\n"
+        "  # the release\n"
+        "  stageline:release:\n"
+        "    version: v2\n"
+        "    packages:\n"
+        f"      api: sha256:{'b' * 64}\n"
+        "    # a note after the values stays\n"
+        "  stageline:services:\n"
+        "    - name: api\n"
+    )
