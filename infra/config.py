@@ -102,6 +102,18 @@ class ConfigError(ValueError):
     """A stack configuration problem, as one line naming the key."""
 
 
+# Provider credentials that would be stored (encrypted, but decryptable) in every stack's state.
+PROVIDER_TOKEN_KEYS = ("github:token",)
+
+
+def refuse_provider_tokens(keys: Iterable[str]) -> None:
+    for key in sorted(set(keys) & set(PROVIDER_TOKEN_KEYS)):
+        raise ConfigError(
+            f"{key} must not be set: the provider's token would be stored in the state; "
+            "give the job GITHUB_TOKEN in its environment instead"
+        )
+
+
 class Secret:
     """A secret config value seen outside the engine (the driver reading a stack file).
 
@@ -151,6 +163,11 @@ class GitHubConfig:
     owner_id: int | None = None
     repository_id: int | None = None
     protection: EnvironmentProtection = field(default_factory=EnvironmentProtection)
+    # Pull-request jobs may assume this stack's preview role (and so decrypt its secrets).
+    pull_request_previews: bool = False
+    # The stacks (this one included, if listed) whose GitHub environments and protection rules this
+    # stack declares: only a stack deployed under review may hold the token that can change them.
+    protects: tuple[str, ...] = ()
 
     @property
     def owner(self) -> str:
@@ -531,7 +548,11 @@ REQUIRED_KEYS = ("github", "release", "services", "budget")
 
 
 def _github(value: Any, stack: str) -> GitHubConfig:
-    o = _Obj("github", value, ("repository", "manage", "ownerId", "repositoryId", "environment"))
+    o = _Obj(
+        "github",
+        value,
+        ("repository", "manage", "ownerId", "repositoryId", "environment", "pullRequestPreviews", "protects"),
+    )
     repository = o.string("repository", required=True, pattern=REPOSITORY_RE, expect='"owner/name"')
     owner_id = o.integer("ownerId", None, 1, 2**53)
     repository_id = o.integer("repositoryId", None, 1, 2**53)
@@ -594,12 +615,18 @@ def _github(value: Any, stack: str) -> GitHubConfig:
             wait_timer_minutes=e.integer("waitTimerMinutes", 0, 0, 43200),
             deployment_branches=branches,
         )
+    manage = o.boolean("manage", True)
+    protects = o.strings("protects", STACK_NAME_RE, "a stack name")
+    if protects and not manage:
+        raise ConfigError(f"{_key('github.protects')} needs {_key('github.manage')}: true")
     return GitHubConfig(
         repository=repository,
-        manage=o.boolean("manage", True),
+        manage=manage,
         owner_id=owner_id,
         repository_id=repository_id,
         protection=protection,
+        pull_request_previews=o.boolean("pullRequestPreviews", False),
+        protects=protects,
     )
 
 
@@ -1077,6 +1104,7 @@ def load() -> StackConfig:
     merged: dict[str, Any] = dict(runtime_config.get_config_env())
     merged.update(runtime_config.CONFIG.get())
     prefix = f"{NAMESPACE}:"
+    refuse_provider_tokens(merged)
     values = {k[len(prefix) :]: _decode(v) for k, v in merged.items() if k.startswith(prefix)}
     secret_keys = {k for k in values if runtime_config.is_config_secret(prefix + k)}
     cfg = pulumi.Config(NAMESPACE)
@@ -1159,6 +1187,7 @@ def read_stack_file(root: Path, stack: str) -> StackFile:
 
 
 def parse_stack_file(sf: StackFile, project: str = "stageline") -> StackConfig:
+    refuse_provider_tokens(sf.other)
     region = sf.other.get("aws:region")
     return parse(
         sf.values,

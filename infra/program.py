@@ -7,15 +7,15 @@ receive typed arguments and providers through ResourceOptions.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
+from pathlib import Path
 
 import pulumi
 import pulumi_aws as aws
 
 from infra import outputs
 from infra.artifacts import ArtifactStore, ArtifactStoreArgs
-from infra.config import StackConfig, load
+from infra.config import StackConfig, load, parse_stack_file, read_stack_file
 from infra.github_env import GitHubEnvironment, GitHubEnvironmentArgs, preview_role_variable
 from infra.oidc import GitHubTrust, GitHubTrustArgs
 from infra.platform import build_platform
@@ -37,12 +37,22 @@ def aws_provider(cfg: StackConfig) -> aws.Provider:
 def github_provider(cfg: StackConfig) -> pulumi.ProviderResource:
     import pulumi_github as github
 
-    # An explicit provider: the owner comes from the stack file, never from whoever runs it, and
-    # the token from `github:token` (a secret) or GITHUB_TOKEN.
-    token: pulumi.Input[str] | None = pulumi.Config("github").get_secret("token")
-    if token is None and os.environ.get("GITHUB_TOKEN"):
-        token = pulumi.Output.secret(os.environ["GITHUB_TOKEN"])
-    return github.Provider("github", owner=cfg.github.owner, token=token)
+    # An explicit provider: the owner comes from the stack file, never from whoever runs it. No
+    # token input: the provider reads GITHUB_TOKEN from the job's environment when it starts, so
+    # the token is never a resource input and never lands in the state (config refuses
+    # `github:token`).
+    return github.Provider("github", owner=cfg.github.owner)
+
+
+# The project's root: the program reads the stacks it protects from their committed stack files.
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def protected_config(cfg: StackConfig, stack: str) -> StackConfig:
+    """The config of a stack named in `github.protects` (this stack's own, or its stack file's)."""
+    if stack == cfg.stack:
+        return cfg
+    return parse_stack_file(read_stack_file(ROOT, stack), cfg.project)
 
 
 def deploy() -> None:
@@ -69,6 +79,8 @@ def deploy() -> None:
         pulumi.export(name, value)
 
     if cfg.github.manage:
+        github_opts = pulumi.ResourceOptions(providers={"github": github_provider(cfg)})
+        protects_self = cfg.stack in cfg.github.protects
         # Everything a workflow needs, derived from resource outputs so it cannot drift.
         variables: Mapping[str, pulumi.Input[str]] = {
             "AWS_ROLE_ARN": trust.deploy_role_arn,
@@ -81,20 +93,25 @@ def deploy() -> None:
         secrets: dict[str, pulumi.Input[str]] = {}
         if cfg.slack_webhook_url is not None:
             secrets["SLACK_WEBHOOK_URL"] = cfg.slack_webhook_url
-        github_opts = pulumi.ResourceOptions(providers={"github": github_provider(cfg)})
+        # Pull-request previews reference no environment (or their OIDC subject would not be
+        # `pull_request`), so they find the preview role in a repository variable. Only stacks
+        # that admit pull-request previews publish one.
+        repository_variables: dict[str, pulumi.Input[str]] = {}
+        if cfg.github.pull_request_previews:
+            repository_variables[preview_role_variable(cfg.stack)] = trust.preview_role_arn
         env = GitHubEnvironment(
             "github",
             GitHubEnvironmentArgs.from_config(
                 cfg,
                 variables=variables,
                 secrets=secrets,
-                # Pull-request previews reference no environment (or their OIDC subject would
-                # not be `pull_request`), so they find the preview role in a repository variable.
-                repository_variables={preview_role_variable(cfg.stack): trust.preview_role_arn},
+                repository_variables=repository_variables,
+                manage_protection=protects_self,
             ),
             github_opts,
         )
-        # Scheduled drift checks: no reviewers to wait for, and only the read-only role.
+        # Scheduled drift checks and the previews shown before an approval: no reviewers to wait
+        # for, and only the read-only role.
         GitHubEnvironment(
             "github-readonly",
             GitHubEnvironmentArgs.read_only_from_config(
@@ -104,7 +121,23 @@ def deploy() -> None:
                     "AWS_REGION": cfg.region,
                     "PULUMI_STACK": cfg.stack,
                 },
+                manage_protection=protects_self,
             ),
             github_opts,
         )
+        # The protection rules of the other environments this (reviewed) stack governs.
+        for name in cfg.github.protects:
+            if name == cfg.stack:
+                continue
+            other = protected_config(cfg, name)
+            GitHubEnvironment(
+                f"protect-{name}",
+                GitHubEnvironmentArgs.from_config(other, variables={}, secrets={}),
+                github_opts,
+            )
+            GitHubEnvironment(
+                f"protect-{name}-readonly",
+                GitHubEnvironmentArgs.read_only_from_config(other, variables={}),
+                github_opts,
+            )
         pulumi.export(outputs.GITHUB_ENVIRONMENT, env.environment_name)

@@ -370,6 +370,10 @@ def computed_outputs(
         ident = f"{ins.get('repository')}:{ins.get('variableName')}"
     elif type_ == "github:index/repositoryEnvironmentDeploymentPolicy:RepositoryEnvironmentDeploymentPolicy":
         ident = f"{ins.get('repository')}:{ins.get('environment')}:{int(_digest(key)[:6], 16)}"
+    elif type_ == "github:index/repositoryRuleset:RepositoryRuleset":
+        ruleset_id = int(_digest(key)[:6], 16)
+        out.update(rulesetId=ruleset_id, nodeId=f"RRS_{ruleset_id}")
+        ident = str(ruleset_id)
     if "name" not in out and "name" in ins:
         out["name"] = ins["name"]
     return ident or generated, out
