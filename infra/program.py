@@ -7,6 +7,7 @@ receive typed arguments and providers through ResourceOptions.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -34,14 +35,24 @@ def aws_provider(cfg: StackConfig) -> aws.Provider:
     )
 
 
+GITHUB_TOKEN_VARIABLE = "GITHUB_TOKEN"
+
+
 def github_provider(cfg: StackConfig) -> pulumi.ProviderResource:
     import pulumi_github as github
 
     # An explicit provider: the owner comes from the stack file, never from whoever runs it. No
-    # token input: the provider reads GITHUB_TOKEN from the job's environment when it starts, so
-    # the token is never a resource input and never lands in the state (config refuses
-    # `github:token`).
-    return github.Provider("github", owner=cfg.github.owner)
+    # token input: the provider plugin reads GITHUB_TOKEN from the job's environment when it is
+    # configured, so the token is never a resource input and never lands in the state (config
+    # refuses `github:token`). The SDK's Provider class would copy GITHUB_TOKEN from this
+    # process's environment into its inputs (as a secret, stored in the state), so it must not
+    # see it while the provider is declared.
+    hidden = os.environ.pop(GITHUB_TOKEN_VARIABLE, None)
+    try:
+        return github.Provider("github", owner=cfg.github.owner)
+    finally:
+        if hidden is not None:
+            os.environ[GITHUB_TOKEN_VARIABLE] = hidden
 
 
 # The project's root: the program reads the stacks it protects from their committed stack files.

@@ -7,6 +7,7 @@ must have (tags, providers, bucket hardening), so they hold whatever the platfor
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 import pytest
@@ -247,6 +248,21 @@ def test_prods_tag_pattern_is_protected_by_a_ruleset_only_admins_bypass() -> Non
     assert ruleset.inputs["bypassActors"] == [
         {"actorType": "RepositoryRole", "actorId": 5, "bypassMode": "always"}
     ]
+
+
+def test_a_github_token_in_the_programs_environment_never_becomes_a_provider_input(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The SDK's Provider class copies GITHUB_TOKEN from the environment into its inputs, which the
+    # engine stores in the state: the program hides it while declaring the provider.
+    token = "ghp_in0the0jobs0environment0000000000000"
+    monkeypatch.setenv("GITHUB_TOKEN", token)
+    sim = run(stack_values("staging"), stack="staging")
+    (provider,) = sim.of_type("pulumi:providers:github")
+    assert "token" not in provider.inputs
+    dump = json.dumps([[r.inputs, r.outputs] for r in sim.resources]) + json.dumps(sim.outputs)
+    assert token not in dump
+    assert os.environ["GITHUB_TOKEN"] == token  # left as it was, for the provider plugin
 
 
 def test_dev_holds_no_github_resource_and_no_github_provider() -> None:
