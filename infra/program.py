@@ -35,7 +35,7 @@ def aws_provider(cfg: StackConfig) -> aws.Provider:
     )
 
 
-GITHUB_TOKEN_VARIABLE = "GITHUB_TOKEN"
+GITHUB_TOKEN_VARIABLE = "GITHUB_TOKEN"  # noqa: S105 (the variable's name, not a token)
 
 
 def github_provider(cfg: StackConfig) -> pulumi.ProviderResource:
