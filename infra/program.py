@@ -7,8 +7,9 @@ receive typed arguments and providers through ResourceOptions.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pulumi
@@ -55,15 +56,27 @@ def github_provider(cfg: StackConfig) -> pulumi.ProviderResource:
             os.environ[GITHUB_TOKEN_VARIABLE] = hidden
 
 
-# The project's root: the program reads the stacks it protects from their committed stack files.
-ROOT = Path(__file__).resolve().parents[1]
+# Where the stack files are: the program reads the stacks it protects from their committed files.
+# The project's root (the engine runs the program there); offline renders of another checkout
+# point it at theirs (`stack_files_at`).
+_stack_files_root = Path(__file__).resolve().parents[1]
+
+
+@contextlib.contextmanager
+def stack_files_at(root: Path) -> Iterator[None]:
+    global _stack_files_root  # noqa: PLW0603 - one program per process, as under the engine
+    previous, _stack_files_root = _stack_files_root, root
+    try:
+        yield
+    finally:
+        _stack_files_root = previous
 
 
 def protected_config(cfg: StackConfig, stack: str) -> StackConfig:
     """The config of a stack named in `github.protects` (this stack's own, or its stack file's)."""
     if stack == cfg.stack:
         return cfg
-    return parse_stack_file(read_stack_file(ROOT, stack), cfg.project)
+    return parse_stack_file(read_stack_file(_stack_files_root, stack), cfg.project)
 
 
 def deploy() -> None:

@@ -1084,7 +1084,10 @@ def prod_no_admin_bypass(type_: str, props: Mapping[str, Any], ctx: StackContext
 
 
 def _stack_resource(ctx: StackContext) -> Resource:
-    return Resource(type=STACK_TYPE, name=f"{ctx.project}-{ctx.stack}", inputs={}, outputs={})
+    """The stack itself, for what a rule finds in its config (the URN the engine gives it)."""
+    name = f"{ctx.project}-{ctx.stack}"
+    urn = f"urn:pulumi:{ctx.stack}::{ctx.project}::{STACK_TYPE}::{name}"
+    return Resource(type=STACK_TYPE, name=name, inputs={}, outputs={}, urn=urn)
 
 
 def github_token_reviewed(ctx: StackContext) -> list[tuple[Resource, str]]:

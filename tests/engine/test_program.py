@@ -169,6 +169,7 @@ def dev_manages_github(root: Path) -> None:
     github["environment"]["reviewers"] = {"teams": ["platform"]}
     github["environment"]["preventSelfReview"] = True
     path.write_text(yaml.safe_dump(document, sort_keys=False))
+    git(root, "commit", "-q", "-m", "dev manages GitHub in the engine tests", "--", "Pulumi.dev.yaml")
 
 
 def json_documents(text: str) -> list[dict[str, Any]]:
@@ -524,8 +525,10 @@ def test_the_policy_pack_under_the_engine_reports_what_check_reports(
         ("ecr-immutable-tags", "artifacts-repository"),
         ("prod-reviewers", "github-environment"),
         ("prod-no-admin-bypass", "github-environment"),
+        # prod's job would hold the GitHub token with no reviewer to stop it
+        ("github-token-reviewed", "stageline-prod"),
     }
-    assert len(seen["prod"]) == 5  # prod-reviewers twice: no reviewers, and self-review allowed
+    assert len(seen["prod"]) == 6  # prod-reviewers twice: no reviewers, and self-review allowed
 
 
 # --- secret_dev: dev with a secret in its stack file, deployed with the driver ----------------
