@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-MASK = "[secret]"
+from infra.config.model import MASK
 
 # Shapes of credentials that must never reach a log, whatever their source.
 _TOKEN_PATTERNS = (

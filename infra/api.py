@@ -18,7 +18,7 @@ import pulumi
 import pulumi_aws as aws
 
 if TYPE_CHECKING:
-    from infra.config import StackConfig
+    from infra.config.model import StackConfig
 
 STAGE_NAME = "$default"
 

@@ -17,7 +17,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.buckets import PrivateBucketArgs, private_bucket
-from infra.config import BUCKET_PREFIX_MAX
+from infra.config.model import BUCKET_PREFIX_MAX
 from infra.policies import (
     RELEASE_IMAGE_READ_ACTIONS,
     release_reader_statement,
@@ -26,7 +26,7 @@ from infra.policies import (
 )
 
 if TYPE_CHECKING:
-    from infra.config import StackConfig
+    from infra.config.model import StackConfig
 
 
 def bucket_prefix(prefix: str) -> str:

@@ -34,7 +34,7 @@ from infra.buckets import PrivateBucketArgs, private_bucket
 from infra.policies import RELEASES_PREFIX, frontend_bucket_prefix, release_reader_statement
 
 if TYPE_CHECKING:
-    from infra.config import StackConfig
+    from infra.config.model import StackConfig
 
 ORIGIN_ID = "frontend"
 # The cache policy's TTLs: the origin's Cache-Control decides within 0 s .. 1 year, and an object

@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING
 import pulumi
 import pulumi_github as github
 
-from infra.config import DeploymentBranches, Reviewers
+from infra.config.model import DeploymentBranches, Reviewers
 from infra.policies import read_only_environment
 
 if TYPE_CHECKING:
-    from infra.config import StackConfig
+    from infra.config.model import StackConfig
 
 # GitHub's rules for variable and secret names.
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any
 import pulumi
 import pulumi_aws as aws
 
-from infra.config import AlarmsConfig, BudgetConfig
+from infra.config.model import AlarmsConfig, BudgetConfig
 from infra.services import ALIAS_NAME
 
 if TYPE_CHECKING:
-    from infra.config import StackConfig
+    from infra.config.model import StackConfig
 
 
 def topic_name(prefix: str) -> str:

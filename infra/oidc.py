@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import pulumi
 import pulumi_aws as aws
 
-from infra.config import ConfigError, Grant
+from infra.config.model import ConfigError, Grant
 from infra.policies import (
     MANAGED_POLICY_MAX_CHARS,
     OIDC_AUDIENCE,
@@ -52,7 +52,7 @@ from infra.policies import (
 )
 
 if TYPE_CHECKING:
-    from infra.config import StackConfig
+    from infra.config.model import StackConfig
 
 # A `pulumi up` that replaces CloudFront distributions can outlast the one-hour default.
 DEPLOY_SESSION_SECONDS = 2 * 3600

@@ -19,7 +19,7 @@ from infra.services import LambdaService, LambdaServiceArgs
 
 if TYPE_CHECKING:
     from infra.artifacts import ArtifactStore
-    from infra.config import StackConfig
+    from infra.config.model import StackConfig
 
 
 @dataclass

@@ -24,13 +24,12 @@ the trust layer itself needs an administrator.
 
 from __future__ import annotations
 
-import fnmatch
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from infra.config import Grant
+from infra.config.model import Grant
 
 Document = dict[str, Any]
 Statement = dict[str, Any]
@@ -52,7 +51,8 @@ STATE_ROOT = ".pulumi"
 RELEASES_PREFIX = "releases"
 
 # Actions AWS authorizes only on Resource "*" (the Service Authorization Reference lists no
-# resource type for them). They are the only ones `violations` accepts on "*".
+# resource type for them). They are the only ones the program grants on "*" (tests/infra hold it to
+# that, judging breadth with `infra.iam`).
 STAR_ONLY_ACTIONS = frozenset(
     {
         "ecr:GetAuthorizationToken",
@@ -77,8 +77,6 @@ STAR_ONLY_ACTIONS = frozenset(
         "sns:SetSubscriptionAttributes",
     }
 )
-
-FORBIDDEN_MANAGED_POLICIES = ("AdministratorAccess", "PowerUserAccess", "IAMFullAccess")
 
 # Role changes that could widen what a role may do. All of them accept the
 # iam:PermissionsBoundary condition key except tagging.
@@ -480,13 +478,16 @@ class Scope:
     @property
     def source_repository(self) -> str:
         """The promotion source's repository, in any account and region: the source may live elsewhere."""
-        assert self.source_prefix is not None
-        return f"arn:{self.partition}:ecr:*:*:repository/{release_repository_name(self.source_prefix)}"
+        return f"arn:{self.partition}:ecr:*:*:repository/{release_repository_name(self._source())}"
 
     @property
     def source_frontend_buckets(self) -> str:
-        assert self.source_prefix is not None
-        return f"arn:{self.partition}:s3:::{frontend_bucket_prefix(self.source_prefix)}*"
+        return f"arn:{self.partition}:s3:::{frontend_bucket_prefix(self._source())}*"
+
+    def _source(self) -> str:
+        if self.source_prefix is None:
+            raise ValueError(f"{self.prefix} has no promotion source: it is the first stage")
+        return self.source_prefix
 
     @property
     def topics(self) -> str:
@@ -545,7 +546,8 @@ class Scope:
         return {"StringEquals": {f"aws:RequestTag/{ENVIRONMENT_TAG}": self.environment}}
 
     def state_object(self, key: str) -> str:
-        assert self.state_bucket is not None
+        if self.state_bucket is None:
+            raise ValueError(f"{self.prefix} names no state bucket (stageline:state.bucket)")
         return f"arn:{self.partition}:s3:::{self.state_bucket}/{STATE_ROOT}/{key}"
 
 
@@ -1027,64 +1029,6 @@ def release_reader_statement(
 # --- checks ---------------------------------------------------------------------------------
 
 
-def statements(document: Mapping[str, Any]) -> list[Statement]:
-    raw = document.get("Statement", [])
-    return [dict(raw)] if isinstance(raw, Mapping) else [dict(s) for s in raw]
-
-
-def as_list(value: Any) -> list[Any]:
-    if value is None:
-        return []
-    return list(value) if isinstance(value, list | tuple) else [value]
-
-
 def policy_size(document: Mapping[str, Any]) -> int:
     """Characters IAM counts against a policy's size limit (it ignores whitespace)."""
     return len(json.dumps(document, separators=(",", ":")))
-
-
-def _is_everything(resource: str) -> bool:
-    """`*`, or an ARN whose resource part is only `*` (every bucket, every function …)."""
-    if resource == "*":
-        return True
-    parts = resource.split(":", 5)
-    return len(parts) == 6 and parts[5] in ("*", "*/*")
-
-
-def violations(
-    document: Mapping[str, Any], *, star_only_actions: Iterable[str] = STAR_ONLY_ACTIONS
-) -> list[str]:
-    """What makes a permission document unacceptable, one line per problem; [] when none.
-
-    Only Allow statements can grant, so only they are judged: no `NotAction`/`NotResource`,
-    no `*` or `service:*` actions, no IAM action patterns, nothing on Resource "*" except the
-    actions AWS authorizes only there, and `iam:PassRole` only on named roles and only to a
-    named service.
-    """
-    star_ok = frozenset(star_only_actions)
-    found: list[str] = []
-    for i, st in enumerate(statements(document)):
-        if st.get("Effect") != "Allow":
-            continue
-        where = f"statement {st.get('Sid') or i}"
-        if "NotAction" in st or "NotResource" in st:
-            found.append(f"{where}: NotAction/NotResource in an Allow grants everything else")
-        actions = [str(a) for a in as_list(st.get("Action"))]
-        resources = [str(r) for r in as_list(st.get("Resource"))]
-        for action in actions:
-            service, _, name = action.partition(":")
-            if action == "*" or name == "*":
-                found.append(f"{where}: allows every action of {service if name else 'every service'}")
-            elif service == "iam" and any(c in name for c in "*?"):
-                found.append(f"{where}: IAM actions must be named, got {action}")
-            if action not in star_ok and any(_is_everything(r) for r in resources):
-                found.append(f"{where}: allows {action} on every resource")
-            if action == "iam:PassRole" or (service == "iam" and fnmatch.fnmatchcase("PassRole", name)):
-                condition = st.get("Condition") or {}
-                passed = any("iam:PassedToService" in (block or {}) for block in condition.values())
-                if not passed:
-                    found.append(f"{where}: iam:PassRole without an iam:PassedToService condition")
-                for resource in resources:
-                    if resource == "*" or resource.endswith(":role/*"):
-                        found.append(f"{where}: iam:PassRole on every role ({resource})")
-    return found

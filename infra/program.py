@@ -17,7 +17,8 @@ import pulumi_aws as aws
 
 from infra import outputs
 from infra.artifacts import ArtifactStore, ArtifactStoreArgs
-from infra.config import StackConfig, load, parse_stack_file, read_stack_file
+from infra.config.model import StackConfig
+from infra.config.stack_file import load, parse_stack_file, read_stack_file
 from infra.github_env import GitHubEnvironment, GitHubEnvironmentArgs, preview_role_variable
 from infra.oidc import GitHubTrust, GitHubTrustArgs
 from infra.platform import build_platform

@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Any
 import pulumi
 import pulumi_aws as aws
 
-from infra.config import DIGEST_RE, Grant
+from infra.config.model import DIGEST_RE, Grant
 
 if TYPE_CHECKING:
-    from infra.config import Service, StackConfig
+    from infra.config.model import Service, StackConfig
 
 ALIAS_NAME = "live"
 

@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from infra.config import ConfigError, Secret, StackFile, read_stack_file
+from infra.config.model import MASK, ConfigError, Secret
+from infra.config.stack_file import StackFile, read_stack_file
 
 ACCOUNT_ID = "123456789012"
-SECRET_MASK = "[secret]"  # noqa: S105 - the mask shown instead of a secret, not a secret
 # The wire format marks a secret value with this signature key and value (pulumi/sdk rpc).
 _SECRET_SIG = "4dabf18193072939515e22adb298388d"  # noqa: S105
 _SECRET_VALUE = "1b47061264138c4ac30d75fd1eb44270"  # noqa: S105
@@ -472,7 +472,7 @@ def _mask(value: Any) -> tuple[Any, bool]:
     """Replace secret-wrapped values in a decoded property struct by the mask."""
     if isinstance(value, dict):
         if value.get(_SECRET_SIG) == _SECRET_VALUE:
-            return SECRET_MASK, True
+            return MASK, True
         found = False
         masked = {}
         for k, v in value.items():

@@ -16,9 +16,9 @@ Two adapters run the same rules and nothing else:
   every resource's outputs).
 
 Properties are seen as the engine sees them: camelCase names, JSON documents as strings,
-numbers possibly as floats, secrets as "[secret]", and values not known yet (during a preview)
-as strings containing "[unknown]". A rule never reports what it cannot know: an unknown value is
-checked again when the engine knows it.
+numbers possibly as floats, secrets as `infra.config.MASK` ("[secret]"), and values not known
+yet (during a preview) as strings containing "[unknown]". A rule never reports what it cannot
+know: an unknown value is checked again when the engine knows it.
 
 This module imports no Pulumi SDK, so the driver and the pack can both load it cheaply.
 """
@@ -31,10 +31,10 @@ import json
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from infra import iam
 from infra.config import ConfigError, Waiver
 
 if TYPE_CHECKING:
@@ -47,7 +47,6 @@ LOW = "low"
 SEVERITIES = (CRITICAL, HIGH, MEDIUM, LOW)
 
 UNKNOWN = "[unknown]"
-SECRET = "[secret]"  # noqa: S105 - the mask, not a credential
 
 REQUIRED_TAGS = ("project", "environment", "managed-by")
 MANAGED_BY = "pulumi"
@@ -144,8 +143,6 @@ TAGGABLE_TYPES = frozenset(
     }
 )
 
-# AWS managed policies that hand over an account.
-FORBIDDEN_MANAGED_POLICIES = ("AdministratorAccess", "PowerUserAccess", "IAMFullAccess")
 SSE_ALGORITHMS = frozenset({"AES256", "aws:kms", "aws:kms:dsse"})
 
 
@@ -277,14 +274,6 @@ def is_unknown(value: Any) -> bool:
     return False
 
 
-def _as_list(value: Any) -> list[Any]:
-    if value is None:
-        return []
-    if isinstance(value, list | tuple):
-        return list(value)
-    return [value]
-
-
 def _document(value: Any) -> Mapping[str, Any] | None:
     """A JSON document property (IAM policy, tags on a provider), or None when missing or unknown."""
     if value is None or is_unknown(value):
@@ -300,118 +289,9 @@ def _document(value: Any) -> Mapping[str, Any] | None:
     return None
 
 
-def _statements(doc: Mapping[str, Any] | None) -> list[Mapping[str, Any]]:
-    if doc is None:
-        return []
-    return [s for s in _as_list(doc.get("Statement")) if isinstance(s, Mapping)]
-
-
 def _label(st: Mapping[str, Any], index: int) -> str:
     sid = st.get("Sid")
     return f'statement "{sid}"' if isinstance(sid, str) and sid else f"statement {index}"
-
-
-@cache
-def _glob(pattern: str) -> re.Pattern[str]:
-    """IAM's wildcard matching (`*`, `?`), case-insensitive as IAM actions are."""
-    body = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
-    return re.compile(f"^{body}$", re.IGNORECASE)
-
-
-def _action_allowed(st: Mapping[str, Any], action: str) -> bool:
-    """Whether the statement's Action (or NotAction) covers `action`."""
-    if "NotAction" in st:
-        return not any(_glob(str(p)).match(action) for p in _as_list(st["NotAction"]))
-    return any(_glob(str(p)).match(action) for p in _as_list(st.get("Action")))
-
-
-def _allows(st: Mapping[str, Any]) -> bool:
-    return str(st.get("Effect", "")).lower() == "allow"
-
-
-# Breadth is decided by matching a statement's patterns against probes (IAM's own glob
-# semantics, `*` spanning `:` and `/`), never by comparing strings: "arn:*" and "arn:aws:*:*:*:*"
-# are as wide as "*".
-_ACTION_PROBES = (
-    "iam:CreateUser",
-    "ec2:RunInstances",
-    "s3:GetObject",
-    "sts:AssumeRole",
-    "kms:Decrypt",
-    "organizations:LeaveOrganization",
-)
-FOREIGN_ACCOUNT = "999999999999"  # stands for "an account this stack does not name"
-_ACCOUNT_RE = re.compile(r"^arn:[^:]*:[^:]*:[^:]*:(\d{12}):")
-_PARTITION_RE = re.compile(r"^arn:(aws[a-z-]*):")
-
-
-def _every_action(st: Mapping[str, Any]) -> bool:
-    if "NotAction" in st:  # Allow NotAction X grants everything else
-        return True
-    return all(_action_allowed(st, action) for action in _ACTION_PROBES)
-
-
-def _resource_patterns(st: Mapping[str, Any]) -> list[str]:
-    return [str(r) for r in _as_list(st.get("Resource"))]
-
-
-def _scopes(patterns: Sequence[str]) -> list[tuple[str, str]]:
-    """(partition, account) pairs to probe: those the patterns name, and a foreign account."""
-    partitions = {m.group(1) for p in patterns if (m := _PARTITION_RE.match(p))} or {"aws"}
-    accounts = {m.group(1) for p in patterns if (m := _ACCOUNT_RE.match(p))} | {FOREIGN_ACCOUNT}
-    return sorted((p, a) for p in partitions for a in accounts)
-
-
-def _covers(patterns: Sequence[str], arn: str) -> str | None:
-    """The first pattern matching `arn`, if any."""
-    return next((p for p in patterns if _glob(p).match(arn)), None)
-
-
-def _account_probes(partition: str, account: str) -> tuple[str, ...]:
-    """One resource of several services in one account: a pattern covering all of them covers the account."""
-    return (
-        f"arn:{partition}:iam::{account}:role/OrganizationAccountAccessRole",
-        f"arn:{partition}:iam::{account}:user/admin",
-        f"arn:{partition}:ec2:us-east-1:{account}:instance/i-0123456789abcdef0",
-        f"arn:{partition}:dynamodb:ap-southeast-2:{account}:table/orders",
-        f"arn:{partition}:kms:eu-central-1:{account}:key/1234abcd-12ab-34cd-56ef-1234567890ab",
-        f"arn:{partition}:secretsmanager:us-west-2:{account}:secret:prod/db-AbCdEf",
-    )
-
-
-def _every_resource(st: Mapping[str, Any]) -> str | None:
-    """How the statement reaches every resource of an account ("*", a pattern, NotResource), or None."""
-    if "NotResource" in st:
-        return "NotResource"
-    patterns = _resource_patterns(st)
-    if "*" in patterns:
-        return "*"
-    for partition, account in _scopes(patterns):
-        probes = _account_probes(partition, account)
-        if all(_covers(patterns, arn) for arn in probes):
-            return _covers(patterns, probes[0])
-    return None
-
-
-def _outside_roles(ctx: StackContext, partition: str, account: str) -> tuple[str, ...]:
-    """Roles a stack's policies must not reach: the account's admin roles and other stages' roles."""
-    iam = f"arn:{partition}:iam::{account}"
-    return (
-        f"{iam}:role/OrganizationAccountAccessRole",
-        f"{iam}:role/aws-reserved/sso.amazonaws.com/AWSReservedSSO_AdministratorAccess_0123456789abcdef",
-        f"{iam}:role/{ctx.project}-not-{ctx.stack}-deploy",
-    )
-
-
-def _outside_identities(ctx: StackContext, kind: str, partition: str, account: str) -> tuple[str, ...]:
-    iam = f"arn:{partition}:iam::{account}"
-    if kind == "role":
-        return _outside_roles(ctx, partition, account)
-    if kind == "policy":
-        return (f"{iam}:policy/{ctx.project}-not-{ctx.stack}-policy", f"{iam}:policy/TeamAdmin")
-    if kind == "user":
-        return (f"{iam}:user/alice",)
-    return (f"{iam}:group/Admins",)
 
 
 def _identity_policies(type_: str, props: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
@@ -421,7 +301,7 @@ def _identity_policies(type_: str, props: Mapping[str, Any]) -> list[tuple[str, 
         return [("policy", doc)] if doc is not None else []
     if type_ == ROLE:
         found = []
-        for i, inline in enumerate(_as_list(props.get("inlinePolicies"))):
+        for i, inline in enumerate(iam.as_list(props.get("inlinePolicies"))):
             if isinstance(inline, Mapping):
                 doc = _document(inline.get("policy"))
                 if doc is not None:
@@ -441,20 +321,20 @@ def _condition_values(st: Mapping[str, Any], key: str) -> list[tuple[str, list[s
             continue
         for k, v in clauses.items():
             if str(k).lower() == key.lower():
-                found.append((str(operator), [str(x) for x in _as_list(v)]))
+                found.append((str(operator), [str(x) for x in iam.as_list(v)]))
     return found
 
 
 def _trust_statements(props: Mapping[str, Any]) -> list[tuple[int, Mapping[str, Any]]]:
     """Allow statements of a role's trust policy."""
     doc = _document(props.get("assumeRolePolicy"))
-    return [(i, st) for i, st in enumerate(_statements(doc)) if _allows(st)]
+    return [(i, st) for i, st in enumerate(iam.statements(doc)) if iam.allows(st)]
 
 
 def _is_github(st: Mapping[str, Any]) -> bool:
     principal = st.get("Principal")
     federated = principal.get("Federated") if isinstance(principal, Mapping) else None
-    return any(GITHUB_OIDC_HOST in str(f) for f in _as_list(federated))
+    return any(GITHUB_OIDC_HOST in str(f) for f in iam.as_list(federated))
 
 
 def _github_trust_statements(props: Mapping[str, Any]) -> list[tuple[int, Mapping[str, Any]]]:
@@ -474,9 +354,9 @@ def _anyone(st: Mapping[str, Any]) -> bool:
         return True
     principal = st.get("Principal")
     if isinstance(principal, Mapping):
-        values = [str(v) for v in principal.values() for v in _as_list(v)]
+        values = [str(v) for v in principal.values() for v in iam.as_list(v)]
     else:
-        values = [str(v) for v in _as_list(principal)]
+        values = [str(v) for v in iam.as_list(principal)]
     return any("*" in v for v in values if not is_unknown(v))
 
 
@@ -524,17 +404,17 @@ IAM_DOCUMENT_TYPES = frozenset({IAM_POLICY, ROLE_POLICY, USER_POLICY, GROUP_POLI
 def no_admin(type_: str, props: Mapping[str, Any], ctx: StackContext) -> list[str]:
     messages = []
     for label, doc in _identity_policies(type_, props):
-        for i, st in enumerate(_statements(doc)):
-            if not (_allows(st) and _every_action(st)):
+        for i, st in enumerate(iam.statements(doc)):
+            if not (iam.allows(st) and iam.every_action(st)):
                 continue
-            how = _every_resource(st)
+            how = iam.every_resource(st)
             if how is None:
                 continue
             detail = "" if how == "*" else f" ({how if how == 'NotResource' else json.dumps(how)})"
             messages.append(f"{label}: {_label(st, i)} allows every action on every resource{detail}")
-    arns = _as_list(props.get("managedPolicyArns")) if type_ == ROLE else [props.get("policyArn")]
+    arns = iam.as_list(props.get("managedPolicyArns")) if type_ == ROLE else [props.get("policyArn")]
     for arn in arns:
-        if isinstance(arn, str) and arn.rsplit("/", 1)[-1] in FORBIDDEN_MANAGED_POLICIES:
+        if isinstance(arn, str) and arn.rsplit("/", 1)[-1] in iam.FORBIDDEN_MANAGED_POLICIES:
             messages.append(f"attaches {arn.rsplit('/', 1)[-1]}")
     return messages
 
@@ -543,22 +423,16 @@ def no_passrole_star(type_: str, props: Mapping[str, Any], ctx: StackContext) ->
     """iam:PassRole that reaches any role outside `<project>-<stack>-` (an admin role, another stage's)."""
     messages = []
     for label, doc in _identity_policies(type_, props):
-        for i, st in enumerate(_statements(doc)):
-            if not (_allows(st) and _action_allowed(st, "iam:PassRole")):
+        for i, st in enumerate(iam.statements(doc)):
+            if not iam.allows(st):
                 continue
-            patterns = _resource_patterns(st)
-            if "NotResource" in st:
+            beyond = iam.passrole_beyond(st, ctx)
+            if beyond is None:
+                continue
+            pattern, role = beyond
+            if pattern == "NotResource":
                 what = "every resource but those in NotResource"
             else:
-                reached = [
-                    (pattern, arn.rsplit("/", 1)[-1])
-                    for partition, account in _scopes(patterns)
-                    for arn in _outside_roles(ctx, partition, account)
-                    if (pattern := _covers(patterns, arn)) is not None
-                ]
-                if not reached:
-                    continue
-                pattern, role = reached[0]
                 what = f'"{pattern}", which reaches roles outside {ctx.prefix}-* (e.g. {role})'
             messages.append(
                 f"{label}: {_label(st, i)} allows iam:PassRole on {what}; "
@@ -567,79 +441,23 @@ def no_passrole_star(type_: str, props: Mapping[str, Any], ctx: StackContext) ->
     return messages
 
 
-# Actions that give an identity more rights than it has (policy writes, credentials, trust).
-ESCALATION_ACTIONS: Mapping[str, str] = {
-    "iam:AttachRolePolicy": "role",
-    "iam:PutRolePolicy": "role",
-    "iam:UpdateAssumeRolePolicy": "role",
-    "iam:PutRolePermissionsBoundary": "role",
-    "iam:DeleteRolePermissionsBoundary": "role",
-    "iam:CreatePolicyVersion": "policy",
-    "iam:SetDefaultPolicyVersion": "policy",
-    "iam:AttachUserPolicy": "user",
-    "iam:PutUserPolicy": "user",
-    "iam:CreateAccessKey": "user",
-    "iam:CreateLoginProfile": "user",
-    "iam:UpdateLoginProfile": "user",
-    "iam:AttachGroupPolicy": "group",
-    "iam:PutGroupPolicy": "group",
-    "iam:AddUserToGroup": "group",
-}
-_IAM_PROBES = (
-    "iam:CreateUser",
-    "iam:AttachRolePolicy",
-    "iam:DeleteRole",
-    "iam:UpdateAccountPasswordPolicy",
-    "iam:CreateOpenIDConnectProvider",
-    "iam:PassRole",
-)
-
-
-_IAM_ARN_RE = re.compile(r"^arn:[^:]*:iam::[^:]*:(role|policy|user|group)/(.*)$")
-
-
-def _names_foreign(pattern: str, kind: str, ctx: StackContext) -> bool:
-    """Whether an IAM ARN pattern of `kind` names identities that are not the stack's own (`<prefix>-…`)."""
-    match = _IAM_ARN_RE.match(pattern)
-    return match is not None and match.group(1) == kind and not match.group(2).startswith(f"{ctx.prefix}-")
-
-
 def no_iam_wildcard(type_: str, props: Mapping[str, Any], ctx: StackContext) -> list[str]:
     """Every IAM action on IAM resources, or a privilege-escalation action outside the stack's own IAM.
 
     Decided by matching actions and resources (`iam:Attach*`, `iam:Put*`, NotAction, `arn:*` …), not
-    by looking for the string "iam:*". The stack's own roles and policies (`<project>-<stack>-*`) are
-    the deploy role's to manage; anything else — the account's admin roles, other stages' roles,
-    users, "*" — is not.
+    by looking for the string "iam:*" (see `infra.iam`). The stack's own roles and policies
+    (`<project>-<stack>-*`) are the deploy role's to manage; anything else — the account's admin roles,
+    other stages' roles, users, "*" — is not.
     """
     messages = []
     for label, doc in _identity_policies(type_, props):
-        for i, st in enumerate(_statements(doc)):
-            if not _allows(st):
+        for i, st in enumerate(iam.statements(doc)):
+            if not iam.allows(st):
                 continue
-            patterns = _resource_patterns(st)
-            scopes = _scopes(patterns)
-            every_iam = all(_action_allowed(st, a) for a in _IAM_PROBES)
-            own_role = [f"arn:{p}:iam::{a}:role/{ctx.prefix}-probe" for p, a in scopes]
-            on_iam = any(_IAM_ARN_RE.match(p) for p in patterns) or any(
-                _covers(patterns, r) for r in own_role
-            )
-            if every_iam and ("NotResource" in st or on_iam):
+            if iam.every_iam_action(st, ctx):
                 messages.append(f"{label}: {_label(st, i)} allows every IAM action (iam:*)")
                 continue
-            actions = [a for a in ESCALATION_ACTIONS if _action_allowed(st, a)]
-            reached: list[tuple[str, str]] = []
-            for action in actions:
-                kind = ESCALATION_ACTIONS[action]
-                targets = [arn for p, a in scopes for arn in _outside_identities(ctx, kind, p, a)]
-                pattern = (
-                    "NotResource"
-                    if "NotResource" in st
-                    else next((m for arn in targets if (m := _covers(patterns, arn)) is not None), None)
-                    or next((p for p in patterns if _names_foreign(p, kind, ctx)), None)
-                )
-                if pattern is not None:
-                    reached.append((action, pattern))
+            reached = iam.escalations(st, ctx)
             if reached:
                 names = ", ".join(dict.fromkeys(a for a, _ in reached))
                 where = reached[0][1]
@@ -758,9 +576,9 @@ def bucket_encrypted(ctx: StackContext) -> list[tuple[Resource, str]]:
         inline = bucket.outputs.get("serverSideEncryptionConfiguration")
         rules: list[Any] = []
         if isinstance(inline, Mapping):
-            rules += _as_list(inline.get("rule")) + _as_list(inline.get("rules"))
+            rules += iam.as_list(inline.get("rule")) + iam.as_list(inline.get("rules"))
         for part in _bucket_parts(ctx, bucket, BUCKET_ENCRYPTION_TYPES):
-            rules += _as_list(part.outputs.get("rules"))
+            rules += iam.as_list(part.outputs.get("rules"))
         algorithms = []
         for rule in rules:
             default = rule.get("applyServerSideEncryptionByDefault") if isinstance(rule, Mapping) else None
@@ -797,9 +615,11 @@ def _denies_insecure_transport(st: Mapping[str, Any], bucket_arn: str | None) ->
     if str(st.get("Effect", "")).lower() != "deny":
         return False
     principal = st.get("Principal")
-    if not (principal == "*" or (isinstance(principal, Mapping) and "*" in _as_list(principal.get("AWS")))):
+    anyone_aws = isinstance(principal, Mapping) and "*" in iam.as_list(principal.get("AWS"))
+    everyone = principal == "*" or anyone_aws
+    if not everyone:
         return False
-    if not (_action_allowed(st, "s3:GetObject") and _action_allowed(st, "s3:PutObject")):
+    if not (iam.action_allowed(st, "s3:GetObject") and iam.action_allowed(st, "s3:PutObject")):
         return False
     secure = [
         v.lower()
@@ -809,10 +629,10 @@ def _denies_insecure_transport(st: Mapping[str, Any], bucket_arn: str | None) ->
     ]
     if secure != ["false"]:
         return False
-    resources = [str(r) for r in _as_list(st.get("Resource"))]
+    resources = [str(r) for r in iam.as_list(st.get("Resource"))]
     if bucket_arn is None:
         return any(r.endswith("/*") or r == "*" for r in resources)
-    covers = [_glob(r) for r in resources]
+    covers = [iam.glob(r) for r in resources]
     return any(p.match(bucket_arn) for p in covers) and any(p.match(f"{bucket_arn}/object") for p in covers)
 
 
@@ -825,7 +645,7 @@ def bucket_tls_only(ctx: StackContext) -> list[tuple[Resource, str]]:
         documents = [p.outputs.get("policy") for p in policies]
         if any(is_unknown(d) for d in documents):
             continue
-        statements = [st for d in documents for st in _statements(_document(d))]
+        statements = [st for d in documents for st in iam.statements(_document(d))]
         if not any(_denies_insecure_transport(st, arn) for st in statements):
             found.append(
                 (
@@ -1058,11 +878,11 @@ def _is_production(props: Mapping[str, Any], ctx: StackContext) -> bool:
 def prod_reviewers(type_: str, props: Mapping[str, Any], ctx: StackContext) -> list[str]:
     if not _is_production(props, ctx):
         return []
-    reviewers = _as_list(props.get("reviewers"))
+    reviewers = iam.as_list(props.get("reviewers"))
     if is_unknown(reviewers):
         return []
     count = sum(
-        len(_as_list(r.get("users"))) + len(_as_list(r.get("teams")))
+        len(iam.as_list(r.get("users"))) + len(iam.as_list(r.get("teams")))
         for r in reviewers
         if isinstance(r, Mapping)
     )
@@ -1126,7 +946,7 @@ def _tag_rulesets(ctx: StackContext) -> set[str]:
         conditions = props.get("conditions")
         ref_name = conditions.get("refName") if isinstance(conditions, Mapping) else None
         if isinstance(ref_name, Mapping):
-            protected |= {str(p) for p in _as_list(ref_name.get("includes"))}
+            protected |= {str(p) for p in iam.as_list(ref_name.get("includes"))}
     return protected
 
 

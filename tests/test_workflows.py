@@ -71,7 +71,8 @@ def test_the_workflows_call_the_driver() -> None:
 @pytest.mark.parametrize(("workflow", "args"), INVOCATIONS, ids=[f"{w}:{a[0]}" for w, a in INVOCATIONS])
 def test_every_driver_invocation_parses(workflow: str, args: list[str]) -> None:
     name, rest = args[0], args[1:]
-    ctx = click.Context(cli, info_name="python -m automation")
+    # The group's own settings: click caches a command's help option from the first context it sees.
+    ctx = click.Context(cli, info_name="python -m automation", **cli.context_settings)
     command = cli.get_command(ctx, name)
     assert command is not None, f"{workflow}: unknown command {name!r}"
     with command.make_context(name, list(rest), parent=ctx):  # raises UsageError on a bad option

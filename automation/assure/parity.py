@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from automation.errors import ConfigurationError, StagelineError
 from automation.markdown import cell
-from automation.redact import MASK
+from infra.config.model import MASK
 
 if TYPE_CHECKING:
     from automation.assure.render import Program

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from automation.errors import ConfigurationError
-from automation.redact import MASK
+from infra.config.model import MASK
 
 if TYPE_CHECKING:
     from infra.config import StackConfig

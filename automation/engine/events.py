@@ -7,13 +7,14 @@ Nothing here runs the engine; the SDK's types appear only in annotations.
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from automation.redact import MASK, redact, redact_value
+from automation.redact import redact, redact_value
+from infra.config.model import MASK
+from infra.config.stack_file import decode_config_value
 
 if TYPE_CHECKING:
     from pulumi.automation import EngineEvent, UpdateSummary
@@ -304,16 +305,6 @@ def preview_summary_from_events(
 
 def aware(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-def decode_config_value(value: Any) -> Any:
-    """History and `pulumi config --json` carry objects as JSON text; decode them."""
-    if isinstance(value, str) and value[:1] in ("{", "["):
-        try:
-            return json.loads(value)
-        except json.JSONDecodeError:
-            return value
-    return value
 
 
 def update_record_from_summary(summary: UpdateSummary, secrets: Iterable[str] = ()) -> UpdateRecord:

@@ -68,7 +68,8 @@ from automation.engine.model import (
 )
 from automation.engine.project import stale_lock_message
 from automation.engine.protocol import Engine
-from automation.redact import MASK, redact
+from automation.redact import redact
+from infra.config.model import MASK
 
 # Operations that run the program or call providers: the ones `latency` slows down.
 HEAVY_OPS = frozenset({"preview", "up", "preview_refresh"})
@@ -193,7 +194,7 @@ class FakeEngine:
     @classmethod
     def from_repo(cls, root: Path, **kwargs: Any) -> FakeEngine:
         """A fake whose stacks and config come from the Pulumi.<stack>.yaml files under `root`."""
-        from infra.config import known_stacks, read_stack_file
+        from infra.config.stack_file import known_stacks, read_stack_file
 
         configs: dict[str, dict[str, Any]] = {}
         secrets: dict[str, set[str]] = {}
@@ -382,21 +383,22 @@ class FakeEngine:
 
     # --- internals ----------------------------------------------------------------------------------
 
-    def _enter(self, op: str, stack: str | None, **args: Any) -> FakeStack | None:
+    def _enter(self, op: str, stack: str, **args: Any) -> FakeStack:
+        """Log the call and return the stack it works on, raising what the real engine would first."""
         with self._lock:
             self.calls.append(Call(op=op, stack=stack, args=args, thread=threading.current_thread().name))
-            s = self.stack(stack) if stack is not None else None
-            if s is not None and not s.deployed and op not in _ANYTIME_OPS:
+            s = self.stack(stack)
+            if not s.deployed and op not in _ANYTIME_OPS:
                 if op not in _CREATING_OPS:
                     raise not_deployed(s.name)
                 s.deployed = True
-            if stack is not None and self._locks.get((stack, op), 0) > 0:
+            if self._locks.get((stack, op), 0) > 0:
                 self._locks[(stack, op)] -= 1
                 raise ConcurrentUpdateError(
                     f"the stack is locked by another update: the stack is currently locked by 1 lock(s) "
                     f"(stack {stack}); run `pulumi cancel` if that update is gone"
                 )
-            if s is not None and op in _LOCKING_OPS and op != "up":  # up takes the lock itself
+            if op in _LOCKING_OPS and op != "up":  # up takes the lock itself
                 self._check_lock(s)
             return s
 
@@ -475,7 +477,6 @@ class FakeEngine:
 
     def preview(self, stack: str, *, progress: ProgressFn | None = None) -> PreviewSummary:
         s = self._enter("preview", stack)
-        assert s is not None
         self._sleep("preview")
         failure = self._failure(stack, "preview")
         if failure is not None:
@@ -505,7 +506,6 @@ class FakeEngine:
         s = self._enter(
             "up", stack, message=message, work_dir=str(work_dir) if work_dir else None, refresh=refresh
         )
-        assert s is not None
         head = self._head(work_dir)
         with self._lock:
             self._check_lock(s)  # and take it, in the same breath: `_running` is the lock
@@ -581,7 +581,6 @@ class FakeEngine:
 
     def preview_refresh(self, stack: str, *, progress: ProgressFn | None = None) -> DriftReport:
         s = self._enter("preview_refresh", stack)
-        assert s is not None
         self._sleep("preview_refresh")
         failure = self._failure(stack, "preview_refresh")
         if failure is not None:
@@ -591,7 +590,6 @@ class FakeEngine:
 
     def history(self, stack: str, *, limit: int | None = None) -> list[UpdateRecord]:
         s = self._enter("history", stack, limit=limit)
-        assert s is not None
         self._sleep("history")
         failure = self._failure(stack, "history")
         if failure is not None:
@@ -609,7 +607,6 @@ class FakeEngine:
 
     def outputs(self, stack: str) -> StackOutputs:
         s = self._enter("outputs", stack)
-        assert s is not None
         self._sleep("outputs")
         with self._lock:
             return StackOutputs(
@@ -618,7 +615,6 @@ class FakeEngine:
 
     def get_release(self, stack: str, *, work_dir: Path | None = None) -> Release | None:
         s = self._enter("get_release", stack, work_dir=str(work_dir) if work_dir else None)
-        assert s is not None
         with self._lock:
             if work_dir is not None and str(work_dir) in s.worktree_releases:
                 return copy.deepcopy(s.worktree_releases[str(work_dir)])
@@ -632,7 +628,6 @@ class FakeEngine:
             release=copy.deepcopy(dict(release)),
             work_dir=str(work_dir) if work_dir else None,
         )
-        assert s is not None
         failure = self._failure(stack, "set_release")
         if failure is not None:
             raise EngineError(redact(failure, self._secrets(s)))
@@ -644,7 +639,6 @@ class FakeEngine:
 
     def pending_operations(self, stack: str) -> list[PendingOperation]:
         s = self._enter("pending_operations", stack)
-        assert s is not None
         with self._lock:
             # An update in flight has its operation pending in the state until the operation ends.
             in_flight = (
@@ -656,7 +650,6 @@ class FakeEngine:
 
     def clear_pending(self, stack: str) -> int:
         s = self._enter("clear_pending", stack)
-        assert s is not None
         with self._lock:
             n = len(s.pending)
             if not n:
@@ -696,7 +689,6 @@ class FakeEngine:
 
     def locks(self, stack: str) -> list[StackLock]:
         s = self._enter("locks", stack)
-        assert s is not None
         with self._lock:
             running = self._running.get(stack)
             ours = (
@@ -717,7 +709,6 @@ class FakeEngine:
 
     def remove_stale_locks(self, stack: str) -> list[StackLock]:
         s = self._enter("remove_stale_locks", stack)
-        assert s is not None
         with self._lock:
             removed = [lock for lock in s.locks if lock.stale]
             s.locks = [lock for lock in s.locks if not lock.stale]
@@ -725,7 +716,6 @@ class FakeEngine:
 
     def cancel(self, stack: str, *, progress: ProgressFn | None = None) -> None:
         s = self._enter("cancel", stack)
-        assert s is not None
         with self._lock:
             running = self._running.pop(stack, None)
             if running is not None and s.history and s.history[-1].version == running.version:

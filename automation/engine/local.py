@@ -21,12 +21,12 @@ from typing import TYPE_CHECKING, Any
 
 from automation.errors import ConfigurationError, StagelineError
 from automation.redact import redact
+from infra.config.stack_file import decode_config_value
 
 if TYPE_CHECKING:
     from pulumi.automation import EngineEvent, Stack
 from automation.engine.events import (
     clean_diagnostic,
-    decode_config_value,
     drift_report_from_events,
     engine_message,
     number_history,
@@ -91,6 +91,52 @@ from automation.engine.project import (
 from automation.engine.protocol import Engine
 
 # --- the real engine ----------------------------------------------------------------------------
+
+
+def may_hold_secrets(document: Any) -> bool:
+    """Whether a stack file's config can hold a secret value: a `secure:` value anywhere in `config`,
+    or an ESC `environment` (whose values the CLI adds to the config). An unreadable file may."""
+    if not isinstance(document, Mapping):
+        return True
+    if document.get("environment"):
+        return True
+
+    def secure(value: Any) -> bool:
+        if isinstance(value, Mapping):
+            return "secure" in value or any(secure(v) for v in value.values())
+        if isinstance(value, list):
+            return any(secure(v) for v in value)
+        return False
+
+    return secure(document.get("config") or {})
+
+
+_WORKSPACE_CLASS: Any = None
+
+
+def _workspace_class() -> Any:
+    """`LocalWorkspace` that skips `pulumi stack select` for a stack whose checkpoint it was shown.
+
+    Made on first use, because only this module may import the SDK's automation API and it does so
+    lazily (so `python -m automation --help` does not pay for it).
+    """
+    global _WORKSPACE_CLASS  # noqa: PLW0603 - one class, made once
+    if _WORKSPACE_CLASS is not None:
+        return _WORKSPACE_CLASS
+    import pulumi.automation as auto
+
+    class Workspace(auto.LocalWorkspace):
+        def __init__(self, deployed: Path | None, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self._deployed = deployed
+
+        def select_stack(self, stack_name: str) -> None:
+            if self._deployed is not None and self._deployed.is_file():
+                return
+            super().select_stack(stack_name)
+
+    _WORKSPACE_CLASS = Workspace
+    return Workspace
 
 
 class _EventLog:
@@ -162,6 +208,8 @@ class LocalEngine:
         self._project = project or project_name(root)
         self._lock = threading.Lock()
         self._stacks: dict[tuple[str, str], Stack] = {}
+        # Each workspace's own environment (the dict the SDK was given): `up` adds to it for one run.
+        self._workspace_env: dict[tuple[str, str], dict[str, str]] = {}
         self._secret_values: set[str] = set()
         self._secrets_read: set[str] = set()
         self._interrupted: dict[str, _InterruptedUpdate] = {}
@@ -170,7 +218,8 @@ class LocalEngine:
     @classmethod
     def open(cls, start: Path | None = None, environ: Mapping[str, str] | None = None) -> LocalEngine:
         """Locate the project, check the CLI and choose the backend; raise EngineUnavailable on failure."""
-        from infra.config import ConfigError, known_stacks, read_stack_file
+        from infra.config.model import ConfigError
+        from infra.config.stack_file import known_stacks, read_stack_file
 
         environ = os.environ if environ is None else environ
         root = find_project_root(start or Path.cwd())
@@ -242,7 +291,7 @@ class LocalEngine:
         return self._backend
 
     def stack_names(self) -> list[str]:
-        from infra.config import known_stacks
+        from infra.config.stack_file import known_stacks
 
         return known_stacks(self._root)
 
@@ -272,13 +321,16 @@ class LocalEngine:
             cached = self._stacks.get(key)
         if cached is not None:
             return cached
+        env = dict(self._env)
         try:
-            workspace = auto.LocalWorkspace(
+            workspace = _workspace_class()(
+                self._deployed_state_file(stack),
                 work_dir=key[1],
                 pulumi_command=self._command(),
-                env_vars=dict(self._env),  # each workspace its own: `up` adds to it for one run
+                env_vars=env,
                 secrets_provider=self._secrets_provider(stack, work_dir) if create else None,
             )
+            workspace.env_vars = env  # this very dict (the SDK swaps an empty one for its own)
             if create:
                 selected = auto.Stack.create_or_select(stack, workspace)
             else:
@@ -291,7 +343,25 @@ class LocalEngine:
             raise EngineUnavailable(f"cannot run the Pulumi CLI: {redact(str(exc))}") from None
         with self._lock:
             self._stacks[key] = selected
+            self._workspace_env[key] = env
         return selected
+
+    def _deployed_state_file(self, stack: str) -> Path | None:
+        """The checkpoint a self-managed backend keeps for a deployed stack, when it is there.
+
+        Its presence answers what `pulumi stack select` would be asked (does the stack exist?), so a
+        workspace that knows it need not start the CLI for that (the SDK passes `--stack` to every
+        command, so the CLI's notion of the selected stack is never used). Anything else — another
+        backend, the legacy layout, a missing file — is asked of the CLI as before.
+        """
+        root = file_backend_root(self._backend.url)
+        if root is None:
+            return None
+        stacks = root / ".pulumi" / "stacks" / self._project
+        for name in (f"{stack}.json", f"{stack}.json.gz"):
+            if (stacks / name).is_file():
+                return stacks / name
+        return None
 
     def _translate(
         self, exc: Exception, stack: str, *, unavailable: bool = False, diagnostics: Sequence[str] = ()
@@ -336,10 +406,13 @@ class LocalEngine:
             if stack.name in self._secrets_read:
                 return
             self._secrets_read.add(stack.name)
+        work_dir = getattr(getattr(stack, "workspace", None), "work_dir", None) or self._root
+        stack_file = Path(work_dir) / f"Pulumi.{stack.name}.yaml"
+        if not may_hold_secrets(load_yaml(stack_file)):
+            return  # the CLI's config is the stack file's: nothing there to decrypt, no call to make
         try:
             # Decrypting may make the CLI write a secrets salt into a stack file that lacks one.
-            work_dir = getattr(getattr(stack, "workspace", None), "work_dir", None) or self._root
-            with unchanged_secrets_keys(Path(work_dir) / f"Pulumi.{stack.name}.yaml"):
+            with unchanged_secrets_keys(stack_file):
                 config = stack.get_all_config()
         except Exception:  # redaction is best effort; the token patterns still apply
             return
@@ -492,8 +565,8 @@ class LocalEngine:
             finally:
                 done.set()
 
-        workspace_env = selected.workspace.env_vars
-        assert isinstance(workspace_env, dict)  # the copy _stack gave this workspace
+        with self._lock:
+            workspace_env = self._workspace_env[(stack, str(work_dir or self._root))]
         with self._driver_write_unseen(stack, work_dir) as git_env:
             workspace_env.update(git_env)
             try:
@@ -563,7 +636,8 @@ class LocalEngine:
         )
 
     def get_release(self, stack: str, *, work_dir: Path | None = None) -> Release | None:
-        from infra.config import ConfigError, read_stack_file
+        from infra.config.model import ConfigError
+        from infra.config.stack_file import read_stack_file
 
         self._check_known(stack, work_dir)
         try:

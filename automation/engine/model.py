@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from automation.errors import ConfigurationError, StagelineError
-from automation.redact import MASK
+from infra.config.model import MASK
 
 if TYPE_CHECKING:
     pass

@@ -180,8 +180,76 @@ def _version_text(version: tuple[int, ...]) -> str:
     return ".".join(str(n) for n in version)
 
 
+def _version_cache(environ: Mapping[str, str]) -> Path:
+    base = environ.get("XDG_CACHE_HOME") or str(Path(environ.get("HOME") or Path.home()) / ".cache")
+    return Path(base) / "stageline" / "cli-versions.json"
+
+
+def _binary_key(pulumi: str) -> str | None:
+    """What identifies one build of the CLI on disk: its real path, size, modification time and inode
+    (replacing or upgrading the binary changes at least one of them)."""
+    try:
+        real = os.path.realpath(pulumi)
+        info = os.stat(real)
+    except OSError:
+        return None
+    return f"{real}:{info.st_size}:{info.st_mtime_ns}:{info.st_ino}"
+
+
+def _cached_version(cache: Path, key: str) -> str | None:
+    import json
+
+    try:
+        known = json.loads(cache.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    value = known.get(key) if isinstance(known, dict) else None
+    return value if isinstance(value, str) and _VERSION.match(value) else None
+
+
+def _remember_version(cache: Path, key: str, printed: str) -> None:
+    """Best effort: an unwritable cache only costs the next run one `pulumi version`."""
+    import json
+    import tempfile
+
+    try:
+        known = json.loads(cache.read_text(encoding="utf-8"))
+        known = known if isinstance(known, dict) else {}
+    except (OSError, ValueError):
+        known = {}
+    # One entry per CLI path that still exists: an upgraded or removed build's entry goes.
+    path = key.rsplit(":", 3)[0]
+    known = {
+        k: v for k, v in known.items() if k.rsplit(":", 3)[0] != path and Path(k.rsplit(":", 3)[0]).exists()
+    }
+    known[key] = printed
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=cache.parent, delete=False, encoding="utf-8") as out:
+            json.dump(known, out)
+        os.replace(out.name, cache)
+    except OSError:
+        return
+
+
 def check_cli_version(pulumi: str, env: Mapping[str, str]) -> str:
-    """The version `pulumi version` prints; EngineUnavailable (one line) when older than MIN_CLI_VERSION."""
+    """The version `pulumi version` prints; EngineUnavailable (one line) when older than MIN_CLI_VERSION.
+
+    What a given binary printed is kept in the user's cache (keyed by the binary's path, size,
+    modification time and inode), so a command pays for `pulumi version` once per CLI build, not
+    once per run.
+    """
+    cache = _version_cache({**os.environ, **env})
+    key = _binary_key(pulumi)
+    printed = _cached_version(cache, key) if key else None
+    if printed is None:
+        printed = _run_version(pulumi, env)
+        if key:
+            _remember_version(cache, key, printed)
+    return _checked_version(pulumi, printed)
+
+
+def _run_version(pulumi: str, env: Mapping[str, str]) -> str:
     try:
         done = subprocess.run(
             [pulumi, "version"],
@@ -194,10 +262,18 @@ def check_cli_version(pulumi: str, env: Mapping[str, str]) -> str:
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise EngineUnavailable(f"cannot run the Pulumi CLI ({pulumi} version): {exc}") from None
     printed = done.stdout.strip()
-    match = _VERSION.match(printed)
-    if done.returncode != 0 or match is None:
+    if done.returncode != 0 or _VERSION.match(printed) is None:
         said = printed or done.stderr.strip() or f"exit {done.returncode}"
         raise EngineUnavailable(f"cannot tell the Pulumi CLI's version from `{pulumi} version`: {said[:200]}")
+    return printed
+
+
+def _checked_version(pulumi: str, printed: str) -> str:
+    match = _VERSION.match(printed)
+    if match is None:  # a cached value is matched before it is used
+        raise EngineUnavailable(
+            f"cannot tell the Pulumi CLI's version from `{pulumi} version`: {printed[:200]}"
+        )
     found = tuple(int(n) for n in match.groups())
     if found < MIN_CLI_VERSION:
         raise EngineUnavailable(

@@ -69,7 +69,15 @@ def invalidate_after_rollback(engine: Engine, stack: str, progress: Callable[[st
             f"warning: cannot read the outputs of {stack} to invalidate the frontend cache: {exc.message}"
         )
         return []
-    ids = invalidate_frontend(outputs.values, warn=progress)
+    return invalidate_stack(stack, outputs.values, progress)
+
+
+def invalidate_stack(stack: str, outputs: Mapping[str, Any], progress: Callable[[str], None]) -> list[str]:
+    """Invalidate the stack's distributions after its frontend switched, saying so on one line.
+
+    What promotion (after the release switch) and rollback (after the restore) both do.
+    """
+    ids = invalidate_frontend(outputs, warn=progress)
     if ids:
         progress(f"{stack}: invalidated the frontend cache ({', '.join(ids)})")
     return ids

@@ -205,6 +205,7 @@ def plan_rollback(
     current = dict(current_release) if current_release is not None else None
     newest_first = sorted(history, key=lambda r: r.version, reverse=True)
     target: UpdateRecord | None = None
+    release: Mapping[str, Any] | None = None  # the target's release, once one is chosen
     if to_version is not None:
         found = next((r for r in newest_first if r.version == to_version), None)
         good = [r.version for r in newest_first if _good(r) and not is_canary(r.release)][:5]
@@ -222,7 +223,7 @@ def plan_rollback(
                 f"v{to_version} of {stack} ran release {found.release_version} as a canary (part of the "
                 f"traffic only); pick the update that ran a release in full{hint}"
             )
-        target = found
+        target, release = found, found.release
     else:
         current_id = release_identity(current)
         for record in reversed(lineage(history)):
@@ -230,19 +231,18 @@ def plan_rollback(
                 continue
             if (
                 _good(record)
+                and record.release is not None
                 and not is_canary(record.release)
                 and release_identity(record.release) != current_id
             ):
-                target = record
+                target, release = record, record.release
                 break
-        if target is None:
+        if target is None or release is None:
             current_version = (current or {}).get("version", "(none)")
             raise RollbackRefused(
                 f"{stack} has no earlier succeeded update with a release other than the current one "
                 f"({current_version}) that was not itself rolled back; nothing to roll back to"
             )
-    release = target.release
-    assert release is not None
     commit = target.commit
     warnings: list[str] = []
     if code:

@@ -30,7 +30,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from automation import errors
 from automation.engine.model import StackOutputs, UpdateRecord
@@ -220,9 +220,15 @@ def _rollback_line(stage: StageRecord) -> str:
 
 
 def _gate(stage: StageRecord, gate: Gate) -> None:
-    stage.gates.append(gate)
     if not gate.ok:
-        raise _Refused(gate)
+        _refuse(stage, gate)
+    stage.gates.append(gate)
+
+
+def _refuse(stage: StageRecord, gate: Gate) -> NoReturn:
+    """Record a failed gate and stop the stage there."""
+    stage.gates.append(gate)
+    raise _Refused(gate)
 
 
 def _engine_call(what: str, call: Callable[[], Any]) -> Any:
@@ -258,7 +264,7 @@ def _incoming(
         history = _engine_call(f"reading the history of {source}", lambda: engine.history(source))
         latest, good = _last_good(history)
         if good is None:
-            _gate(
+            _refuse(
                 sr,
                 Gate(
                     "source",
@@ -266,7 +272,6 @@ def _incoming(
                     f"{source} has no succeeded update with a release: promote {source} first",
                 ),
             )
-        assert good is not None
         if latest is not None and not latest.succeeded:
             _gate(
                 sr,
@@ -679,16 +684,8 @@ def _up(
     sr.updates.append(run)
     sr.add_time("up", time.monotonic() - t)
     outputs = _outputs_after(rt, stack)
-    run.invalidations = _invalidate(rt, stack, outputs)
+    run.invalidations = frontend_cache.invalidate_stack(stack, outputs.values, rt.progress)
     return outputs
-
-
-def _invalidate(rt: Runtime, stack: str, outputs: StackOutputs) -> list[str]:
-    """The release switch changed the distributions' origin path: drop what the edges cached."""
-    ids = frontend_cache.invalidate_frontend(outputs.values, warn=rt.progress)
-    if ids:
-        rt.progress(f"{stack}: frontend caches invalidated ({', '.join(ids)})")
-    return ids
 
 
 def _outputs_after(rt: Runtime, stack: str) -> StackOutputs:
@@ -804,7 +801,7 @@ def _rollback(stage: Stage, sr: StageRecord, rt: Runtime) -> None:
     rt.progress(f"{stack}: verifying the rollback (health checks) …")
     try:
         outputs = rt.engine.outputs(stack)
-        run.invalidations = _invalidate(rt, stack, outputs)
+        run.invalidations = frontend_cache.invalidate_stack(stack, outputs.values, rt.progress)
         v = stage.verify
         check = verify_stage(
             outputs.values,

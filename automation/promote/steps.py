@@ -176,9 +176,13 @@ def run_step(
             phase, command, False, None, time.monotonic() - started, "", f"{problem}: {argv[0]}"
         )
 
+    output = process.stdout
+    if output is None:  # stdout=PIPE above always gives one
+        _stop(process)
+        raise RuntimeError(f"no output pipe from {argv[0]}")
+
     def pump() -> None:
-        assert process.stdout is not None
-        for raw in iter(process.stdout.readline, b""):
+        for raw in iter(output.readline, b""):
             line = redact(raw.decode("utf-8", "replace").rstrip("\r\n"), known)
             tail.append(line)
             if echo is not None:

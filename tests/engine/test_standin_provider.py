@@ -487,6 +487,43 @@ def test_the_cloud_edits_paths_keeps_secrets_and_counts_faults(tmp_path: Path) -
     assert cloud.operations() == [("create", FUNCTION, "fn")]
 
 
+def test_a_reader_sees_every_write_of_another_process_and_never_shares_what_it_returns(
+    tmp_path: Path,
+) -> None:
+    from tests.standin.cloud import Record
+
+    writer, reader = Cloud(tmp_path), Cloud(tmp_path)  # two plugin processes over one directory
+    urn = "urn:pulumi:dev::tiny::aws:lambda/function:Function::fn"
+    record = Record(
+        id="fn-1", urn=urn, type=FUNCTION, name="fn", physical="fn-1", outputs={"memorySize": 128}
+    )
+    writer.put(record, "create")
+    first = reader.lookup(urn, FUNCTION, "fn-1")
+    assert first is not None and first.outputs == {"memorySize": 128}
+    first.outputs["memorySize"] = 1  # what a caller does with its record stays its own
+    again = reader.lookup(urn, FUNCTION, "fn-1")
+    assert again is not None and again.outputs == {"memorySize": 128}
+
+    writer.set_property("fn", "memorySize", 512)  # drift made behind the reader's back
+    changed = reader.lookup(urn, FUNCTION, "fn-1")
+    assert changed is not None and changed.outputs == {"memorySize": 512}
+    writer.delete("fn-1")
+    assert reader.lookup(urn, FUNCTION, "fn-1") is None
+
+
+@pytest.mark.parametrize(("raw", "seconds"), [("", 0.0), ("0.1", 0.1), ("2", 2.0), ("-1", 0.0)])
+def test_the_round_trip_latency_comes_from_the_environment(
+    raw: str, seconds: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.standin.provider import LATENCY_ENV, round_trip_seconds
+
+    monkeypatch.setenv(LATENCY_ENV, raw)
+    assert round_trip_seconds() == seconds
+    monkeypatch.setenv(LATENCY_ENV, "fast")
+    with pytest.raises(SystemExit, match="STAGELINE_STANDIN_LATENCY must be a number of seconds"):
+        round_trip_seconds()
+
+
 # --- the real program ----------------------------------------------------------------------------
 
 

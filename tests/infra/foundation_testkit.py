@@ -1,4 +1,5 @@
-"""Helpers for the foundation tests: stack values, cached simulations, and a small IAM evaluator.
+"""Helpers for the foundation tests: stack values, cached simulations, a small IAM evaluator, and
+the standard the program's own permission documents are held to (`violations`).
 
 The evaluator answers "would these documents allow this request?" the way IAM does for one
 account: an explicit Deny wins, otherwise any matching Allow allows. It knows the condition
@@ -13,11 +14,14 @@ import fnmatch
 import functools
 import json
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from infra import iam
 from infra.config import read_stack_file
-from infra.policies import as_list, statements
+from infra.iam import as_list, statements
+from infra.policies import STAR_ONLY_ACTIONS
 from infra.simulate import SimResource, Simulation, simulate, simulate_stack_file
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -149,3 +153,66 @@ def is_read_only(action: str) -> bool:
     if service == "apigateway":
         return name == "GET"
     return name.startswith(READ_PREFIXES) or action == "kms:Decrypt"
+
+
+# --- the program's own standard for its permission documents ------------------------------------
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The stack whose documents are judged (an `infra.iam.Owner`)."""
+
+    stack: str
+    project: str = "stageline"
+
+    @property
+    def prefix(self) -> str:
+        return f"{self.project}-{self.stack}"
+
+
+def violations(
+    document: Mapping[str, Any], stack: str = "dev", *, star_only_actions: Iterable[str] = STAR_ONLY_ACTIONS
+) -> list[str]:
+    """What makes a document the program writes for `stack` unacceptable, one line per problem.
+
+    Stricter than the guardrail rules (which the program passes too: every allow judged here also
+    passes `iam-no-admin`, `iam-no-passrole-star` and `iam-no-iam-wildcard`), with the same judgement
+    of breadth, `infra.iam`. Only Allow statements grant, so only they are judged: no
+    `NotAction`/`NotResource`; no action pattern covering a whole service; IAM actions named one by
+    one; nothing on every resource of a service except the actions AWS authorizes only on "*";
+    `iam:PassRole` only on the stack's own roles and only to a named service; no privilege escalation
+    beyond the stack's own roles and policies.
+    """
+    owner = Owner(stack)
+    star_ok = frozenset(star_only_actions)
+    found: list[str] = []
+    for i, st in enumerate(statements(document)):
+        if not iam.allows(st):
+            continue
+        where = f"statement {st.get('Sid') or i}"
+        if "NotAction" in st or "NotResource" in st:
+            found.append(f"{where}: NotAction/NotResource in an Allow grants everything else")
+        if iam.every_action(st) and iam.every_resource(st) is not None:
+            found.append(f"{where}: allows every action on every resource")
+        resources = iam.resource_patterns(st)
+        for action in (str(a) for a in as_list(st.get("Action"))):
+            service = action.partition(":")[0]
+            wholly = iam.every_action_of(action)
+            if wholly is not None:
+                found.append(f"{where}: allows every action of {wholly}")
+            elif service == "iam" and iam.is_pattern(action):
+                found.append(f"{where}: IAM actions must be named, got {action}")
+            if action not in star_ok and any(iam.every_resource_of(r, service) for r in resources):
+                found.append(f"{where}: allows {action} on every resource")
+        if iam.action_allowed(st, "iam:PassRole"):
+            condition = st.get("Condition") or {}
+            if not any("iam:PassedToService" in (block or {}) for block in condition.values()):
+                found.append(f"{where}: iam:PassRole without an iam:PassedToService condition")
+            beyond = iam.passrole_beyond(st, owner)
+            if beyond is not None:
+                found.append(f"{where}: iam:PassRole on roles outside {owner.prefix}-* ({beyond[0]})")
+        if iam.every_iam_action(st, owner):
+            found.append(f"{where}: allows every IAM action (iam:*)")
+        for action, pattern in iam.escalations(st, owner):
+            found.append(f"{where}: allows {action} on {pattern}, beyond {owner.prefix}-*")
+    return found

@@ -9,11 +9,20 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 import pytest
-from foundation_testkit import ACCOUNT, REPOSITORY, doc, role_documents, run, stack_values, trust_subjects
+from foundation_testkit import (
+    ACCOUNT,
+    REPOSITORY,
+    doc,
+    role_documents,
+    run,
+    stack_values,
+    trust_subjects,
+    violations,
+)
 
 from infra.config import load, parse
 from infra.oidc import GitHubTrust, GitHubTrustArgs
-from infra.policies import OIDC_HOST, deploy_policies, preview_policies, violations
+from infra.policies import OIDC_HOST, deploy_policies, preview_policies
 from infra.simulate import Simulation
 
 TRUST = "stageline:infra:GitHubTrust"

@@ -24,11 +24,12 @@ from foundation_testkit import (
     shipped,
     stack_values,
     trust_subjects,
+    violations,
 )
 
 from infra import outputs
 from infra.config import parse_stack_file, read_stack_file
-from infra.policies import FORBIDDEN_MANAGED_POLICIES, as_list, statements, violations
+from infra.iam import FORBIDDEN_MANAGED_POLICIES, as_list, statements
 from infra.simulate import SimResource, Simulation
 
 VARIABLE = "github:index/actionsEnvironmentVariable:ActionsEnvironmentVariable"
@@ -109,7 +110,7 @@ def test_no_permission_document_contains_a_forbidden_statement(stack: str) -> No
     sim = shipped(stack)
     for role_name in ("trust-deploy", "trust-preview"):
         for document in role_documents(sim, sim.named(role_name)):
-            assert violations(document) == [], role_name
+            assert violations(document, stack) == [], role_name
     for attachment in sim.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment"):
         assert not attachment.inputs["policyArn"].endswith(FORBIDDEN_MANAGED_POLICIES)
         assert attachment.inputs["policyArn"].startswith(f"arn:aws:iam::{ACCOUNT}:policy/stageline-{stack}-")

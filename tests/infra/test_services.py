@@ -385,6 +385,33 @@ def test_a_service_may_not_be_granted_iam_or_sts_actions(action: str) -> None:
     assert str(err.value) == "stageline:services[0].grants[0] may not grant iam: or sts: actions to a service"
 
 
+@pytest.mark.parametrize(
+    ("actions", "resources"),
+    [
+        (["s3:*"], ["*"]),
+        (["dynamodb:GetItem", "s3:*"], ["arn:aws:dynamodb:eu-west-1:123456789012:table/orders", "*"]),
+        (["s3:*"], ["arn:aws:s3:::*"]),  # every bucket, however it is spelt
+        (["s3:*"], ["arn:*"]),
+    ],
+)
+def test_a_whole_service_on_every_resource_is_refused(actions: list[str], resources: list[str]) -> None:
+    values = stack_values()
+    values["services"][0]["grants"] = [{"actions": actions, "resources": resources}]
+    with pytest.raises(ConfigError) as err:
+        parse(values, stack="dev", region="eu-west-1")
+    assert str(err.value) == (
+        "stageline:services[0].grants[0] grants every action of a service on every resource; "
+        "name the actions or the resources"
+    )
+
+
+def test_a_whole_service_on_named_resources_is_a_grant() -> None:
+    values = stack_values()
+    values["services"][0]["grants"] = [{"actions": ["s3:*"], "resources": ["arn:aws:s3:::orders-bucket/*"]}]
+    cfg = parse(values, stack="dev", region="eu-west-1")
+    assert cfg.services[0].grants[0].actions == ("s3:*",)
+
+
 @pytest.mark.parametrize("var", ["STAGELINE_RELEASE", "STAGELINE_ENVIRONMENT"])
 def test_stageline_variables_cannot_be_overridden_by_a_service(var: str) -> None:
 

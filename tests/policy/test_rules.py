@@ -30,6 +30,7 @@ from policy_testkit import (
 
 from automation.assure.check import context_for
 from automation.assure.render import Rendered, load_config
+from infra import iam
 from infra.config import ConfigError, GitHubConfig, Waiver
 from infra.simulate import simulate
 from policy import rules
@@ -182,7 +183,7 @@ def test_subject_matched_with_string_like_is_a_violation_even_without_wildcards(
 
 def test_the_preview_role_may_trust_pull_requests_and_its_readonly_environment(dev: StackContext) -> None:
     subjects = {
-        r.name: rules._as_list(
+        r.name: iam.as_list(
             json.loads(r.inputs["assumeRolePolicy"])["Statement"][0]["Condition"]["StringEquals"][
                 "token.actions.githubusercontent.com:sub"
             ]

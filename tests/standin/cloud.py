@@ -22,6 +22,7 @@ what the plugins did, in order.
 from __future__ import annotations
 
 import contextlib
+import copy
 import fcntl
 import json
 import os
@@ -202,6 +203,8 @@ class Cloud:
         self.path.mkdir(parents=True, exist_ok=True)
         self._state = self.path / "state.json"
         self._lock = self.path / "state.lock"
+        self._read_cache: dict[str, Any] = {}
+        self._read_version: tuple[int, ...] | None = None
         self._faults = self.path / "faults.json"
         self._faults_lock = self.path / "faults.lock"
         self._operations = self.path / "operations.jsonl"
@@ -220,11 +223,25 @@ class Cloud:
 
     @contextlib.contextmanager
     def _locked(self, *, write: bool) -> Iterator[dict[str, Any]]:
+        """The resources under the lock. A reader gets the parsed file shared with earlier readers of
+        the same version of it (every write replaces the file, so its inode, size and time identify
+        it): a refresh reads each resource once, and parsing the whole file for each read made the
+        stand-in, not the engine, the cost. Readers copy what they return."""
         with _flocked(self._lock, write=write):
-            state = {"resources": _read_json(self._state, {})}
-            yield state
             if write:
+                state = {"resources": _read_json(self._state, {})}
+                yield state
                 _write_json(self._state, state["resources"])  # in insertion order: creation order
+                return
+            try:
+                info = self._state.stat()
+                version: tuple[int, ...] | None = (info.st_ino, info.st_size, info.st_mtime_ns)
+            except FileNotFoundError:
+                version = None
+            if version is None or version != self._read_version:
+                self._read_cache = _read_json(self._state, {})
+                self._read_version = version
+            yield {"resources": self._read_cache}
 
     @contextlib.contextmanager
     def _faults_locked(self, *, write: bool) -> Iterator[list[dict[str, Any]]]:
@@ -239,7 +256,7 @@ class Cloud:
     def resources(self, type_: str | None = None, *, stack: str | None = None) -> list[Record]:
         """Every resource (of a type token, in a stack), in the order they were created."""
         with self._locked(write=False) as state:
-            records = [Record.from_json(r) for r in state["resources"].values()]
+            records = [Record.from_json(copy.deepcopy(r)) for r in state["resources"].values()]
         return [
             r for r in records if (type_ is None or r.type == type_) and (stack is None or r.stack == stack)
         ]
@@ -354,7 +371,7 @@ class Cloud:
 
     def lookup(self, urn: str, type_: str, id_: str) -> Record | None:
         with self._locked(write=False) as state:
-            data = state["resources"].get(record_key(urn, type_, id_))
+            data = copy.deepcopy(state["resources"].get(record_key(urn, type_, id_)))
         return Record.from_json(data) if data else None
 
     def put(self, record: Record, op: str, *, exclusive: bool = False) -> None:

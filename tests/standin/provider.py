@@ -228,6 +228,21 @@ def local_endpoints(type_: str, ident: str, computed: dict[str, Any]) -> dict[st
     return computed
 
 
+# STAGELINE_STANDIN_LATENCY (seconds, e.g. 0.1) makes every call that reaches the cloud (Read, and
+# Create/Update/Delete outside a preview) wait that long first, as a cloud API's round trip does, so a
+# benchmark can measure what a refresh costs when it waits on the network (as against AWS) rather
+# than on the CPU. Unset: the stand-in cloud answers at once.
+LATENCY_ENV = "STAGELINE_STANDIN_LATENCY"
+
+
+def round_trip_seconds() -> float:
+    raw = os.environ.get(LATENCY_ENV, "")
+    try:
+        return max(0.0, float(raw)) if raw else 0.0
+    except ValueError:
+        raise SystemExit(f"error: {LATENCY_ENV} must be a number of seconds, got {raw!r}") from None
+
+
 def plugin_version(package: str) -> str:
     """The version of the installed SDK's plugin (`pulumi-plugin.json`), so the engine sees a match."""
     spec = find_spec(f"pulumi_{package}")
@@ -258,6 +273,11 @@ class StandinProvider(provider_pb2_grpc.ResourceProviderServicer):
         self.default_tags: dict[str, Any] = {}
         self.cancelled = threading.Event()
         self.stop = stop
+        self.latency = round_trip_seconds()
+
+    def _round_trip(self) -> None:
+        if self.latency and self.cancelled.wait(self.latency):
+            raise ProviderError("the operation was cancelled")
 
     # --- plugin lifecycle ------------------------------------------------------------------------
 
@@ -399,6 +419,7 @@ class StandinProvider(provider_pb2_grpc.ResourceProviderServicer):
                 computed=computed,
                 seed=seed,
             )
+            self._round_trip()
             self._faults("create", record)
             self.cloud.put(record, "create", exclusive=request.type in _UNIQUE_IDS)
         except (ProviderError, CloudError) as exc:
@@ -409,6 +430,7 @@ class StandinProvider(provider_pb2_grpc.ResourceProviderServicer):
     def Read(self, request: Any, context: Any) -> Any:
         record = self.cloud.lookup(request.urn, request.type, request.id)
         try:
+            self._round_trip()
             if record is not None:
                 self._faults("read", record)
         except ProviderError as exc:
@@ -450,6 +472,7 @@ class StandinProvider(provider_pb2_grpc.ResourceProviderServicer):
                 computed=computed,
                 seed=seed,
             )
+            self._round_trip()
             self._faults("update", updated)
             self.cloud.put(updated, "update")
         except (ProviderError, CloudError) as exc:
@@ -463,6 +486,7 @@ class StandinProvider(provider_pb2_grpc.ResourceProviderServicer):
             return empty_pb2.Empty()  # already gone: what the real providers do
         try:
             self._check_credentials()
+            self._round_trip()
             self._faults("delete", record)
             self.cloud.remove(record, "delete")
         except (ProviderError, CloudError) as exc:

@@ -145,8 +145,12 @@ def stub_cli(repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Pat
     pulumi.write_text(STUB.format(python=sys.executable, urn=API))
     pulumi.chmod(0o755)
     log = tmp_path / "calls.log"
-    (repo / "Pulumi.dev.yaml").write_text("config:\n  aws:region: eu-west-1\n")
+    # The secret the stub's `config` answers with is a `secure:` value here, as it is for the real CLI.
+    (repo / "Pulumi.dev.yaml").write_text(
+        "config:\n  aws:region: eu-west-1\n  stageline:dbPassword:\n    secure: v1:c3R1Yg==\n"
+    )
     monkeypatch.setenv("PATH", f"{bin_dir}:{'/usr/bin:/bin'}")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # the CLI-version cache, per test
     monkeypatch.setenv("STUB_LOG", str(log))
     monkeypatch.delenv("PULUMI_BACKEND_URL", raising=False)
     monkeypatch.delenv("PULUMI_CONFIG_PASSPHRASE", raising=False)
@@ -319,3 +323,84 @@ def test_a_cli_that_will_not_stop_is_stopped_at_once_then_cancelled_on_pulumi_cl
     # Our CLI is gone and our update had started: only now may the service be told to cancel it.
     assert calls[-1].startswith("cancel")
     assert calls.index("SIGINT received") < len(calls) - 1
+
+
+# --- the CLI calls a read-only command costs --------------------------------------------------------
+
+
+def cli_calls(log: Path, verb: str) -> int:
+    return sum(1 for line in log.read_text().splitlines() if line.startswith(verb))
+
+
+def test_the_cli_version_is_asked_once_per_cli_build(
+    stub_cli: Path, invoke: Callable[..., Result], tmp_path: Path
+) -> None:
+    assert invoke(["history", "dev"]).exit_code == 0
+    assert invoke(["history", "dev"]).exit_code == 0
+    assert cli_calls(stub_cli, "version") == 1
+    cache = json.loads((tmp_path / "cache" / "stageline" / "cli-versions.json").read_text())
+    assert list(cache.values()) == ["v3.202.0"]
+
+    pulumi = tmp_path / "bin" / "pulumi"
+    pulumi.write_text(pulumi.read_text().replace('print("v3.202.0")', 'print("v3.274.1")'))  # an upgrade
+    assert invoke(["history", "dev"]).exit_code == 0
+    assert cli_calls(stub_cli, "version") == 2
+    cache = json.loads((tmp_path / "cache" / "stageline" / "cli-versions.json").read_text())
+    assert list(cache.values()) == ["v3.274.1"]  # the replaced build's entry is gone with it
+
+
+def test_a_cached_old_cli_version_is_still_refused(
+    stub_cli: Path, invoke: Callable[..., Result], tmp_path: Path
+) -> None:
+    pulumi = tmp_path / "bin" / "pulumi"
+    pulumi.write_text(pulumi.read_text().replace('print("v3.202.0")', 'print("v3.200.0")'))
+    for _ in range(2):
+        result = invoke(["history", "dev"])
+        assert result.exit_code == 2
+        assert result.stderr.splitlines()[-1].startswith(
+            "error: the Pulumi CLI on PATH is v3.200.0, older than v3.202.0"
+        )
+    assert cli_calls(stub_cli, "version") == 1
+
+
+def test_a_deployed_stack_on_a_self_managed_backend_is_not_selected_through_the_cli(
+    stub_cli: Path, invoke: Callable[..., Result], repo: Path
+) -> None:
+    assert invoke(["history", "dev"]).exit_code == 0
+    assert cli_calls(stub_cli, "stack select") == 1  # no checkpoint: the CLI is asked
+
+    checkpoint = repo / ".stageline" / "state" / ".pulumi" / "stacks" / "stageline" / "dev.json"
+    checkpoint.parent.mkdir(parents=True)
+    checkpoint.write_text("{}")
+    assert invoke(["history", "dev"]).exit_code == 0
+    assert cli_calls(stub_cli, "stack select") == 1  # the checkpoint answers it
+    assert cli_calls(stub_cli, "stack history") == 2
+
+
+def test_the_config_is_decrypted_only_when_the_stack_file_can_hold_a_secret(
+    stub_cli: Path, invoke: Callable[..., Result], repo: Path
+) -> None:
+    assert invoke(["drift", "dev"]).exit_code == 3
+    assert cli_calls(stub_cli, "config") == 1
+
+    (repo / "Pulumi.dev.yaml").write_text("config:\n  aws:region: eu-west-1\n")
+    assert invoke(["drift", "dev"]).exit_code == 3
+    assert cli_calls(stub_cli, "config") == 1  # no secure value, no ESC environment: no call
+
+
+@pytest.mark.parametrize(
+    ("document", "expected"),
+    [
+        ({"config": {"aws:region": "eu-west-1", "stageline:x": {"a": [1, "b"]}}}, False),
+        ({"config": {"stageline:db": {"secure": "v1:abc"}}}, True),
+        ({"config": {"stageline:x": {"nested": [{"secure": "v1:abc"}]}}}, True),
+        ({"environment": ["team/prod"], "config": {}}, True),
+        ({}, False),
+        (None, True),  # unreadable: assume it may
+        ("not a mapping", True),
+    ],
+)
+def test_may_hold_secrets(document: object, expected: bool) -> None:
+    from automation.engine.local import may_hold_secrets
+
+    assert may_hold_secrets(document) is expected
