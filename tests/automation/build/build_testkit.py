@@ -37,7 +37,9 @@ def fresh_clone(where: Path) -> Path:
 
 def commit_all(root: Path, message: str) -> str:
     git(root, "-c", "user.name=t", "-c", "user.email=t@example.com", "add", "-A")
-    git(root, "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", message)
+    git(
+        root, "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "--allow-empty", "-qm", message
+    )
     return git(root, "rev-parse", "HEAD")
 
 
