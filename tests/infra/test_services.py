@@ -380,7 +380,7 @@ def test_the_program_fails_with_the_config_error_not_a_traceback() -> None:
     [
         ("iam:PassRole", "iam:PassRole"),
         ("sts:AssumeRole", "sts:AssumeRole"),
-        ("i*:*", "iam:CreateUser"),
+        ("i*:*", "identitystore:CreateUser"),
         ("organizations:LeaveOrganization", "organizations:LeaveOrganization"),
         ("organizations:*", "organizations:LeaveOrganization"),
         ("account:Put*", "account:PutAlternateContact"),
