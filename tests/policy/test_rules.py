@@ -412,11 +412,9 @@ def test_inline_role_policies_are_checked_too(dev: StackContext) -> None:
         ),  # other stages' functions
     ],
 )
-@pytest.mark.parametrize(
-    ("resource_name", "label"), [("trust-deploy-compute", "policy"), ("trust-boundary", "policy")]
-)
+@pytest.mark.parametrize("resource_name", ["trust-deploy-compute", "trust-boundary"])
 def test_a_pattern_in_any_arn_segment_beyond_the_stack_is_a_violation(
-    dev: StackContext, actions: list[str], resource: str, reach: str, resource_name: str, label: str
+    dev: StackContext, actions: list[str], resource: str, reach: str, resource_name: str
 ) -> None:
     ctx = edit_document(
         dev,
@@ -427,7 +425,7 @@ def test_a_pattern_in_any_arn_segment_beyond_the_stack_is_a_violation(
     [(name, message)] = found(ctx, "iam-resource-scope")
     assert name == resource_name
     assert message == (
-        f'{label}: statement "Wide" allows {", ".join(actions)} on "{resource}", which reaches {reach}, '
+        f'policy: statement "Wide" allows {", ".join(actions)} on "{resource}", which reaches {reach}, '
         "beyond this stack's own (stageline-dev-*)"
     )
 
@@ -444,8 +442,8 @@ def test_a_service_grant_reaching_beyond_the_stack_is_a_violation_in_its_role(de
     assert found(edit(dev, "service-api-exec", inlinePolicies=inline), "iam-resource-scope") == [
         (
             "service-api-exec",
-            'inline policy grants: statement 0 allows s3:GetObject on "arn:aws:s3:::*", which reaches every s3 '
-            "resource, beyond this stack's own (stageline-dev-*)",
+            'inline policy grants: statement 0 allows s3:GetObject on "arn:aws:s3:::*", which reaches '
+            "every s3 resource, beyond this stack's own (stageline-dev-*)",
         )
     ]
 
