@@ -32,7 +32,7 @@ def test_the_shipped_stacks_are_clean(repo: Path) -> None:
     lines = result.stdout.splitlines()
     assert [line.split()[0] for line in lines[:3]] == ["dev", "staging", "prod"]  # promotion order
     assert all(line.endswith("clean") for line in lines[:3])
-    assert lines[-1] == "3 stacks checked against 21 rules: 0 violations, 0 waived — clean."
+    assert lines[-1] == "3 stacks checked against 23 rules: 0 violations, 0 waived — clean."
 
 
 def test_violations_exit_3_and_name_stack_rule_and_resource(repo: Path) -> None:
@@ -47,7 +47,7 @@ def test_violations_exit_3_and_name_stack_rule_and_resource(repo: Path) -> None:
     assert "prod   prod-no-admin-bypass (high)  github-environment  " in out
     assert (
         out.splitlines()[-1]
-        == "1 stack checked against 21 rules: 3 violations (2 critical, 1 high), 0 waived."
+        == "1 stack checked against 23 rules: 3 violations (2 critical, 1 high), 0 waived."
     )
 
 
