@@ -268,7 +268,7 @@ def tag_problem(key: Any, value: Any) -> str | None:
     if not isinstance(key, str) or not key:
         return f"tag key {_fmt(key)} must be a non-empty string"
     if len(key) > TAG_KEY_MAX:
-        return f"tag key {_fmt(key[:20] + '…')} has {len(key)} characters; AWS allows {TAG_KEY_MAX}"
+        return f"tag key {_fmt(key[:20])}… has {len(key)} characters; AWS allows {TAG_KEY_MAX}"
     if key.lower().startswith("aws:"):
         return f"tag key {_fmt(key)} starts with aws:, which AWS reserves for its own tags"
     if isinstance(value, bool) or not isinstance(value, str | int | float):

@@ -119,7 +119,7 @@ def known_regions() -> frozenset[str]:
 def _region(region: Any, stack: str) -> str:
     if region is None or region == "":
         raise ConfigError(f"aws:region is required (set it in Pulumi.{stack}.yaml)")
-    if not isinstance(region, str) or not re.match(r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$", region):
+    if not isinstance(region, str) or not re.match(r"^[a-z]{2,}(-[a-z]+)+-\d{1,2}$", region):
         raise ConfigError(f'aws:region must be a region name like "eu-west-1", got {_fmt(region)}')
     if region not in known_regions():
         raise ConfigError(
