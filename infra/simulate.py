@@ -371,6 +371,10 @@ def computed_outputs(
         ident = f"{ins.get('repository')}:{ins.get('variableName')}"
     elif type_ == "github:index/repositoryEnvironmentDeploymentPolicy:RepositoryEnvironmentDeploymentPolicy":
         ident = f"{ins.get('repository')}:{ins.get('environment')}:{int(_digest(key)[:6], 16)}"
+    elif type_ == "github:index/repositoryRuleset:RepositoryRuleset":
+        ruleset_id = int(_digest(key)[:6], 16)
+        out.update(rulesetId=ruleset_id, nodeId=f"RRS_{ruleset_id}")
+        ident = str(ruleset_id)
     if "name" not in out and "name" in ins:
         out["name"] = ins["name"]
     return ident or generated, out
@@ -681,11 +685,15 @@ def simulate_stack_file(
     secrets = {k: secret_placeholder for k in sf.secret_keys}
     # Other namespaces' plain values (e.g. github:owner) pass through; their secrets stay out.
     extra = {k: v for k, v in sf.other.items() if k != "aws:region" and not isinstance(v, Secret)}
-    return simulate(
-        sf.values,
-        stack=stack,
-        region=region if isinstance(region, str) else None,
-        secret_values=secrets,
-        extra_config=extra,
-        program=program,
-    )
+    from infra.program import stack_files_at
+
+    # The stacks a stack protects (github.protects) are read from this checkout's stack files.
+    with stack_files_at(root):
+        return simulate(
+            sf.values,
+            stack=stack,
+            region=region if isinstance(region, str) else None,
+            secret_values=secrets,
+            extra_config=extra,
+            program=program,
+        )

@@ -232,6 +232,11 @@ class GitHubConfig:
     owner_id: int | None = None
     repository_id: int | None = None
     protection: EnvironmentProtection = field(default_factory=EnvironmentProtection)
+    # Pull-request jobs may assume this stack's preview role (and so decrypt its secrets).
+    pull_request_previews: bool = False
+    # The stacks (this one included, if listed) whose GitHub environments and protection rules this
+    # stack declares: only a stack deployed under review may hold the token that can change them.
+    protects: tuple[str, ...] = ()
 
     @property
     def owner(self) -> str:

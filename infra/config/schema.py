@@ -164,7 +164,11 @@ def _tags(value: Any) -> dict[str, str]:
 
 
 def _github(value: Any, stack: str) -> GitHubConfig:
-    o = _Obj("github", value, ("repository", "manage", "ownerId", "repositoryId", "environment"))
+    o = _Obj(
+        "github",
+        value,
+        ("repository", "manage", "ownerId", "repositoryId", "environment", "pullRequestPreviews", "protects"),
+    )
     repository = o.string("repository", required=True, pattern=REPOSITORY_RE, expect='"owner/name"')
     owner_id = o.integer("ownerId", None, 1, 2**53)
     repository_id = o.integer("repositoryId", None, 1, 2**53)
@@ -228,12 +232,18 @@ def _github(value: Any, stack: str) -> GitHubConfig:
             wait_timer_minutes=e.integer("waitTimerMinutes", protection.wait_timer_minutes, 0, 43200),
             deployment_branches=branches,
         )
+    manage = o.boolean("manage", github_default.manage)
+    protects = o.strings("protects", STACK_NAME_RE, "a stack name")
+    if protects and not manage:
+        raise ConfigError(f"{_key('github.protects')} needs {_key('github.manage')}: true")
     return GitHubConfig(
         repository=repository,
-        manage=o.boolean("manage", github_default.manage),
+        manage=manage,
         owner_id=owner_id,
         repository_id=repository_id,
         protection=protection,
+        pull_request_previews=o.boolean("pullRequestPreviews", github_default.pull_request_previews),
+        protects=protects,
     )
 
 

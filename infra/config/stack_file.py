@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -35,6 +36,18 @@ def decode_config_value(raw: Any) -> Any:
     return raw
 
 
+# Provider credentials that would be stored (encrypted, but decryptable) in every stack's state.
+PROVIDER_TOKEN_KEYS = ("github:token",)
+
+
+def refuse_provider_tokens(keys: Iterable[str]) -> None:
+    for key in sorted(set(keys) & set(PROVIDER_TOKEN_KEYS)):
+        raise ConfigError(
+            f"{key} must not be set: the provider's token would be stored in the state; "
+            "give the job GITHUB_TOKEN in its environment instead"
+        )
+
+
 def load() -> StackConfig:
     """Read the running stack's config from the Pulumi engine (inside `pulumi up` or mocks).
 
@@ -47,6 +60,7 @@ def load() -> StackConfig:
 
     merged: dict[str, Any] = dict(runtime_config.get_config_env())
     merged.update(runtime_config.CONFIG.get())
+    refuse_provider_tokens(merged)
     prefix = f"{NAMESPACE}:"
     values = {k[len(prefix) :]: decode_config_value(v) for k, v in merged.items() if k.startswith(prefix)}
     secret_keys = {k for k in values if runtime_config.is_config_secret(prefix + k)}
@@ -324,6 +338,7 @@ def read_stack_file(root: Path, stack: str) -> StackFile:
 
 
 def parse_stack_file(sf: StackFile, project: str = "stageline") -> StackConfig:
+    refuse_provider_tokens(sf.other)
     return parse(
         sf.values,
         stack=sf.stack,

@@ -22,6 +22,7 @@ depends on another having run.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import subprocess
@@ -151,7 +152,24 @@ def make_checkout(base: Path, pulumi_home: Path, **extra: str) -> Checkout:
     env.pop("GITHUB_STEP_SUMMARY", None)
     checkout = Checkout(root=copy_repo(base / "repo"), cloud=Cloud(cloud), env=env)
     checkout.state.mkdir(parents=True)  # docs/workflows.md, "Choose a state backend"
+    dev_manages_github(checkout.root)
     return checkout
+
+
+def dev_manages_github(root: Path) -> None:
+    """In the copy, dev publishes its GitHub variables and secrets as staging does (under review).
+
+    The shipped dev holds no GitHub token (its job is unreviewed); these tests exercise the GitHub
+    side through dev, so the copy gives dev a reviewer and turns management on.
+    """
+    path = root / "Pulumi.dev.yaml"
+    document = yaml.safe_load(path.read_text())
+    github = document["config"]["stageline:github"]
+    github["manage"] = True
+    github["environment"]["reviewers"] = {"teams": ["platform"]}
+    github["environment"]["preventSelfReview"] = True
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    git(root, "commit", "-q", "-m", "dev manages GitHub in the engine tests", "--", "Pulumi.dev.yaml")
 
 
 def json_documents(text: str) -> list[dict[str, Any]]:
@@ -301,6 +319,34 @@ def test_pulumi_up_deploys_the_real_program_and_a_second_up_changes_nothing(ship
     assert again["result"] == "succeeded"
     assert changes(again["resourceChanges"]) == {"same": len(state)}
     assert cloud.operations() == operations  # not one create, update or delete
+
+
+def _encodings(secret: str) -> set[str]:
+    raw = secret.encode()
+    return {
+        secret,
+        raw.hex(),
+        base64.b64encode(raw).decode(),
+        base64.b64encode(raw).decode().rstrip("="),
+        base64.urlsafe_b64encode(raw).decode().rstrip("="),
+        json.dumps(secret)[1:-1],
+    }
+
+
+def test_the_github_token_is_in_no_state_in_any_form(shipped: Deployed) -> None:
+    """The job's GITHUB_TOKEN reached the provider (it created GitHub resources) but not the state."""
+    checkout = shipped.checkout
+    assert checkout.cloud.find(ENV_VARIABLE, "github-var-AWS_ROLE_ARN")  # the token was used
+    shown = checkout.pulumi("stack", "export", "-s", "dev", "--show-secrets").stdout
+    plain = checkout.pulumi("stack", "export", "-s", "dev").stdout
+    for text in (shown, plain):
+        for form in _encodings(GITHUB_TOKEN):
+            assert form not in text
+    (provider,) = [
+        r for r in json.loads(shown)["deployment"]["resources"] if r["type"] == "pulumi:providers:github"
+    ]
+    # Not in a secret envelope either: the provider has no token property at all.
+    assert "token" not in provider.get("inputs", {}) and "token" not in provider.get("outputs", {})
 
 
 def test_the_mocks_give_every_resource_the_urn_the_engine_gives_it(shipped: Deployed) -> None:
@@ -479,8 +525,10 @@ def test_the_policy_pack_under_the_engine_reports_what_check_reports(
         ("ecr-immutable-tags", "artifacts-repository"),
         ("prod-reviewers", "github-environment"),
         ("prod-no-admin-bypass", "github-environment"),
+        # prod's job would hold the GitHub token with no reviewer to stop it
+        ("github-token-reviewed", "stageline-prod"),
     }
-    assert len(seen["prod"]) == 5  # prod-reviewers twice: no reviewers, and self-review allowed
+    assert len(seen["prod"]) == 6  # prod-reviewers twice: no reviewers, and self-review allowed
 
 
 # --- secret_dev: dev with a secret in its stack file, deployed with the driver ----------------

@@ -212,6 +212,9 @@ def test_during_a_canary_live_versions_are_what_live_serves_not_the_canary() -> 
 def test_workflow_variables_carry_the_platform_outputs(sims: dict[str, Simulation], stack: str) -> None:
     sim = sims[stack]
     variables = {v.inputs["variableName"]: v.inputs["value"] for v in sim.of_type(VARIABLE_TYPE)}
+    if stack == "dev":  # github.manage: false — an unreviewed job holds no GitHub token
+        assert variables == {}
+        return
     exported = sim.outputs
     assert variables["API_URL"] == exported[outputs.API_URL]
     assert variables["FRONTEND_BUCKET"] == exported[outputs.FRONTEND_BUCKET]
@@ -225,7 +228,13 @@ def test_workflow_variables_carry_the_platform_outputs(sims: dict[str, Simulatio
 
 
 def test_all_stacks_declare_the_same_resource_types(sims: dict[str, Simulation]) -> None:
-    types = {stack: sim.types() for stack, sim in sims.items()}
+    # The AWS side is the same everywhere; the GitHub side differs by design (dev's unreviewed
+    # job holds no GitHub token, only prod declares protection rules).
+    types = {
+        stack: {t for t in sim.types() if not t.startswith(("github:", "pulumi:providers:github"))}
+        - {"stageline:infra:GitHubEnvironment"}
+        for stack, sim in sims.items()
+    }
     assert types["dev"] == types["staging"] == types["prod"]
 
 
@@ -262,7 +271,7 @@ def test_no_component_branches_on_the_stack_name(sims: dict[str, Simulation]) ->
     def shape(sim: Simulation, stack: str) -> list[tuple[str, str, str]]:
         rows = []
         for r in sim.resources:
-            if r.type.startswith("github:"):
+            if r.type.startswith("github:") or r.type == "stageline:infra:GitHubEnvironment":
                 continue  # GitHub environments are named after the stack by design
             body = json.dumps(r.inputs, sort_keys=True).replace(f"stageline-{stack}", "stageline-STACK")
             body = body.replace(f'"environment": "{stack}"', '"environment": "STACK"')

@@ -273,7 +273,7 @@ def test_an_empty_route_list_is_refused_rather_than_becoming_the_default_routes(
 @pytest.mark.parametrize(
     ("key", "value", "word"),
     [
-        ("github:token", "ghp_0123456789abcdef", "token"),
+        ("gitlab:token", "glpat-0123456789abcdef", "token"),
         ("aws:secretKey", "wJalrXUtnFEMI/K7MDENG", "secret"),
         ("aws:accessKey", "AKIAIOSFODNN7EXAMPLE", "access key"),
         ("slack:webhookUrl", "https://hooks.slack.com/services/T/B/X", "webhook"),
@@ -288,15 +288,15 @@ def test_a_secret_in_plain_text_in_any_namespace_is_refused(key: str, value: Any
 
 
 def test_a_secret_in_any_namespace_is_read_as_such_from_the_file(tmp_path: Path) -> None:
-    plain = DEV + b"  github:token: ghp_0123456789abcdef\n"
-    assert file_error(tmp_path, plain).startswith("github:token is a secret (token) in plain text")
-    (tmp_path / "Pulumi.dev.yaml").write_bytes(DEV + b"  github:token:\n    secure: v1:abc\n")
+    plain = DEV + b"  aws:secretKey: wJalrXUtnFEMI\n"
+    assert file_error(tmp_path, plain).startswith("aws:secretKey is a secret (secret) in plain text")
+    (tmp_path / "Pulumi.dev.yaml").write_bytes(DEV + b"  aws:secretKey:\n    secure: v1:abc\n")
     assert parse_stack_file(read_stack_file(tmp_path, "dev")).stack == "dev"
 
 
 def test_a_plain_text_secret_is_refused_by_the_program_too() -> None:
-    with pytest.raises(ConfigError, match=r"^github:token is a secret \(token\) in plain text"):
-        run(stack_values(), extra_config={"github:token": "ghp_0123456789abcdef"})
+    with pytest.raises(ConfigError, match=r"^aws:secretKey is a secret \(secret\) in plain text"):
+        run(stack_values(), extra_config={"aws:secretKey": "wJalrXUtnFEMI"})
 
 
 @pytest.mark.parametrize(

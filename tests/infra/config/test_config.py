@@ -252,9 +252,40 @@ def test_a_stack_name_ending_in_readonly_is_a_config_error() -> None:
 def test_every_shipped_stack_file_parses_and_trusts_the_same_repository(stack: str) -> None:
     cfg = parse_stack_file(read_stack_file(ROOT, stack))
     assert cfg.github.repository == REPOSITORY
-    assert cfg.github.manage is True
+    # dev's job is unreviewed: it holds no GitHub token, so its stack cannot manage GitHub.
+    assert cfg.github.manage is (stack != "dev")
     assert cfg.prefix == f"stageline-{stack}"
     assert cfg.oidc.provider_arn is None
+
+
+def test_the_shipped_stacks_split_github_management_by_review() -> None:
+    github = {s: parse_stack_file(read_stack_file(ROOT, s)).github for s in STACKS}
+    assert {s: g.protects for s, g in github.items()} == {
+        "dev": (),
+        "staging": (),
+        "prod": ("dev", "staging", "prod"),
+    }
+    assert {s: g.pull_request_previews for s, g in github.items()} == {
+        "dev": True,
+        "staging": False,
+        "prod": False,
+    }
+
+
+def test_a_provider_token_in_a_stack_file_is_refused(tmp_path: Path) -> None:
+    text = (ROOT / "Pulumi.dev.yaml").read_text()
+    (tmp_path / "Pulumi.dev.yaml").write_text(
+        text.replace("config:\n", "config:\n  github:token:\n    secure: v1:abc\n", 1)
+    )
+    with pytest.raises(ConfigError, match=r"^github:token must not be set: .* GITHUB_TOKEN"):
+        parse_stack_file(read_stack_file(tmp_path, "dev"))
+
+
+def test_protects_needs_github_management() -> None:
+    values = stack_values("prod")
+    values["github"]["manage"] = False
+    with pytest.raises(ConfigError, match=r"github\.protects needs .*github\.manage.*: true"):
+        parse(values, stack="prod", region="eu-west-1")
 
 
 def test_only_prod_protects_its_stateful_resources_and_by_config() -> None:
