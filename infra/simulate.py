@@ -16,7 +16,8 @@ import hashlib
 import json
 import threading
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -579,8 +580,19 @@ def simulate(
             return invoke_result(args.token, dict(args.args), region_name), []
 
     class _Monitor(pmocks.MockMonitor):
+        # The SDK calls these on its worker threads, and the mock monitor gives each thread an event
+        # loop of its own that nothing closes; each call here runs in a loop it then closes.
+        def Invoke(self, request: Any) -> Any:
+            with _thread_loop():
+                return super().Invoke(request)
+
+        def ReadResource(self, request: Any) -> Any:
+            with _thread_loop():
+                return super().ReadResource(request)
+
         def RegisterResource(self, request: Any) -> Any:
-            response = super().RegisterResource(request)
+            with _thread_loop():
+                response = super().RegisterResource(request)
             if request.type != "pulumi:pulumi:Stack":
                 raw = _struct_to_python(request.object)
                 masked, _ = _mask(raw)
@@ -645,6 +657,27 @@ def simulate(
             loop.close()
             asyncio.set_event_loop(None)
     return sim
+
+
+@contextmanager
+def _thread_loop() -> Iterator[None]:
+    """An event loop for this thread for the duration of the block, closed after it (unless the thread
+    already had one, which its owner closes)."""
+    try:
+        asyncio.get_event_loop_policy().get_event_loop()
+        owned = False
+    except RuntimeError:
+        owned = True
+    if not owned:
+        yield
+        return
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        yield
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
 
 
 PLACEHOLDER_SECRET = "placeholder-secret-value"  # noqa: S105 - stands in for ciphertext we cannot decrypt

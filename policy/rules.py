@@ -183,6 +183,9 @@ class StackContext:
     production: bool = False
     # Why the stack's config could not be read (the pack only: `check` stops at a config error).
     config_error: str | None = None
+    # The stack this one receives releases from (stageline:promotion.source): its deploy role may
+    # read that stage's releases, so names under that stage's prefix are within reach.
+    source: str | None = None
 
     @classmethod
     def from_config(
@@ -196,12 +199,18 @@ class StackContext:
             waivers=cfg.waivers,
             resources=tuple(resources),
             production=production,
+            source=cfg.promotion.source,
         )
 
     @property
     def prefix(self) -> str:
         """`<project>-<stack>`: the name prefix of everything the stack owns (its IAM scope)."""
         return f"{self.project}-{self.stack}"
+
+    @property
+    def reachable_prefixes(self) -> tuple[str, ...]:
+        """Name prefixes besides the stack's own that its documents may reach: its promotion source's."""
+        return (f"{self.project}-{self.source}",) if self.source else ()
 
     def with_resources(self, resources: Iterable[Resource]) -> StackContext:
         return dataclasses.replace(self, resources=tuple(resources))
@@ -467,6 +476,49 @@ def no_iam_wildcard(type_: str, props: Mapping[str, Any], ctx: StackContext) -> 
                     f"roles and policies ({ctx.prefix}-*): privilege escalation"
                 )
     return messages
+
+
+def resource_scope(type_: str, props: Mapping[str, Any], ctx: StackContext) -> list[str]:
+    """Every Allow statement names only the stack's own resources (see `infra.iam.reach_beyond`).
+
+    Judged by what a pattern reaches, in every ARN segment: `arn:aws:kms:*`, `key/*`,
+    `arn:aws:s3:::*`, `function:*` and `arn:aws:lambda:*:*:function:x` all reach beyond the stack.
+    Statements fenced by the stack's environment tag, and "*" with only the actions AWS authorizes
+    nowhere else, do not.
+    """
+    messages = []
+    for label, doc in _identity_policies(type_, props):
+        for i, st in enumerate(iam.statements(doc)):
+            if is_unknown(st) or (iam.every_action(st) and iam.every_resource(st) is not None):
+                continue  # iam-no-admin reports that
+            for pattern, why in iam.unscoped(st, ctx, ctx.reachable_prefixes):
+                messages.append(
+                    f"{label}: {_label(st, i)} allows {_actions_text(st)} on {json.dumps(pattern)}, "
+                    f"which reaches {why}, beyond this stack's own ({ctx.prefix}-*)"
+                )
+    return messages
+
+
+def no_account_admin(type_: str, props: Mapping[str, Any], ctx: StackContext) -> list[str]:
+    """No statement allows an action that administers the account or the organization."""
+    messages = []
+    for label, doc in _identity_policies(type_, props):
+        for i, st in enumerate(iam.statements(doc)):
+            if is_unknown(st) or (iam.every_action(st) and iam.every_resource(st) is not None):
+                continue  # iam-no-admin reports that
+            probe = iam.administration(st)
+            if probe is not None:
+                messages.append(
+                    f"{label}: {_label(st, i)} allows {probe} (administers the account or the organization)"
+                )
+    return messages
+
+
+def _actions_text(st: Mapping[str, Any]) -> str:
+    if "NotAction" in st:
+        return "every action but " + ", ".join(str(a) for a in iam.as_list(st["NotAction"]))
+    actions = [str(a) for a in iam.as_list(st.get("Action"))]
+    return ", ".join(actions[:3]) + (f" (+{len(actions) - 3} more)" if len(actions) > 3 else "")
 
 
 # --- GitHub OIDC trust ----------------------------------------------------------------------------
@@ -1146,6 +1198,20 @@ RULES: tuple[Rule, ...] = (
         "iam:*, or writing policies onto IAM outside the stack, is privilege escalation in one call.",
         IAM_DOCUMENT_TYPES,
         check=no_iam_wildcard,
+    ),
+    Rule(
+        "iam-resource-scope",
+        CRITICAL,
+        "A pattern in any ARN segment (key/*, arn:aws:s3:::*, a region or account) reaches others' data.",
+        IAM_DOCUMENT_TYPES,
+        check=resource_scope,
+    ),
+    Rule(
+        "iam-no-account-admin",
+        CRITICAL,
+        "Organizations, account, SSO, billing or audit-trail actions hand over the account itself.",
+        IAM_DOCUMENT_TYPES,
+        check=no_account_admin,
     ),
     Rule(
         "s3-encrypted",

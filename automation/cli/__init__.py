@@ -16,6 +16,26 @@ from automation import errors
 
 
 class _Group(click.Group):
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        """click's own handling, but a usage error is one line like every other error (exit 2):
+        `error: <what is wrong> (see `<command> --help`)`, not click's usage block."""
+        kwargs["standalone_mode"] = False
+        try:
+            code = super().main(*args, **kwargs)
+        except click.UsageError as exc:
+            where = exc.ctx.command_path if exc.ctx is not None else "python -m automation"
+            message = " ".join(exc.format_message().split())
+            click.echo(f"error: {message} (see `{where} --help`)", err=True)
+            raise SystemExit(errors.USAGE) from None
+        except click.ClickException as exc:
+            exc.show()
+            raise SystemExit(exc.exit_code) from None
+        except click.Abort:
+            click.echo("Aborted!", err=True)
+            raise SystemExit(1) from None
+        # Without standalone mode click returns what ctx.exit() was given (--help, --version: 0).
+        raise SystemExit(code if isinstance(code, int) else errors.OK)
+
     def invoke(self, ctx: click.Context) -> Any:
         # click turns Ctrl-C into "Aborted!" and exit 1; the driver promises 130 (docs/design.md,
         # "Exit codes").

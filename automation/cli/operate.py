@@ -24,6 +24,9 @@ from automation.cli.options import (
     yes_option,
 )
 
+# The largest update version or count an argument may name (Pulumi numbers updates from 1).
+MAX_VERSION = 2**31 - 1
+
 if TYPE_CHECKING:
     from automation.engine.protocol import Engine
     from automation.operate.updates import RetryPolicy
@@ -33,10 +36,11 @@ def progress(message: str) -> None:
     output.progress(message)
 
 
-def open_engine() -> Engine:
+def open_engine(stacks: tuple[str, ...], all_stacks: bool = False) -> Engine:
+    """The engine, once the stacks named are known to exist and their files read (no CLI needed)."""
     from automation.engine.protocol import open_engine
 
-    engine = open_engine()
+    engine = open_engine(stacks, all_stacks)
     progress(engine.backend().describe())
     return engine
 
@@ -89,7 +93,7 @@ def preview(
     from automation.operate import preview as previews
     from automation.operate.drift import default_parallel
 
-    engine = open_engine()
+    engine = open_engine(stacks, all_stacks)
     names = resolve_stacks(engine, stacks, all_stacks)
     summaries = previews.run_previews(
         engine,
@@ -137,7 +141,7 @@ def up(
     from automation.operate.history import format_duration
     from automation.operate.preview import render_text
 
-    engine = open_engine()
+    engine = open_engine((stack,))
     resolve_stacks(engine, (stack,), False)
     engine.ensure_stack(stack)
     updates.check_pending(engine, stack, clear=clear_pending, progress=progress)
@@ -214,9 +218,11 @@ def drift(
     from automation.engine.protocol import resolve_stacks
     from automation.operate import drift as drifts
 
-    engine = open_engine()
+    # An ignore file named on the command line is read before anything else is needed.
+    given = drifts.load_ignore(Path(ignore_file), Path.cwd()) if ignore_file else None
+    engine = open_engine(stacks, all_stacks)
     names = resolve_stacks(engine, stacks, all_stacks)
-    rules = drifts.load_ignore(Path(ignore_file) if ignore_file else None, engine.project_dir)
+    rules = given if given is not None else drifts.load_ignore(None, engine.project_dir)
     retry = policy(lock_retries)
     reports = drifts.check_stacks(
         engine,
@@ -275,7 +281,10 @@ Examples:
 )
 @stack_argument
 @click.option(
-    "--to-version", type=click.IntRange(min=1), default=None, help="Roll back to this history version."
+    "--to-version",
+    type=click.IntRange(1, MAX_VERSION),
+    default=None,
+    help="Roll back to this history version.",
 )
 @click.option("--code", is_flag=True, help="Also run the program as it was at that update's git commit.")
 @click.option("--dry-run", is_flag=True, help="Print the plan; change nothing.")
@@ -303,7 +312,7 @@ def rollback(
     from automation.operate import rollback as rollbacks
     from automation.operate.frontend_cache import invalidate_after_rollback
 
-    engine = open_engine()
+    engine = open_engine((stack,))
     resolve_stacks(engine, (stack,), False)
     plan = rollbacks.prepare(engine, stack, to_version=to_version, code=code)
     for warning in plan.warnings:
@@ -348,7 +357,7 @@ Examples:
   python -m automation history staging --metrics --window 7 --json"""
 )
 @stack_argument
-@click.option("--limit", type=click.IntRange(min=1), default=None, help="Show the newest N entries.")
+@click.option("--limit", type=click.IntRange(1, MAX_VERSION), default=None, help="Show the newest N entries.")
 @click.option("--metrics", is_flag=True, help="Add delivery metrics (frequency, failure rate, durations).")
 @click.option(
     "--window", type=click.IntRange(1, 3650), default=30, show_default=True, help="Days the metrics cover."
@@ -366,7 +375,7 @@ def history(*, stack: str, limit: int | None, metrics: bool, window: int, fmt: s
     from automation.engine.protocol import resolve_stacks
     from automation.operate import history as histories
 
-    engine = open_engine()
+    engine = open_engine((stack,))
     resolve_stacks(engine, (stack,), False)
     entries = engine.history(stack)
     shown = entries[:limit] if limit is not None else entries

@@ -29,6 +29,23 @@ SCAN_SEVERITIES = ("INFORMATIONAL", "LOW", "MEDIUM", "HIGH", "CRITICAL")
 ROUTE_RE = re.compile(r"^(ANY|GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS) /[A-Za-z0-9_{}+/.-]*$")
 ENV_VAR_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 ARN_RE = re.compile(r"^arn:aws[a-z-]*:[a-z0-9-]+:[a-z0-9-]*:\d{0,12}:.+$")
+# An ARN a grant may name: partition, service, region, account (12 digits, "aws" for AWS-managed, or
+# none) and a resource; wildcards are judged by infra.iam.reach_beyond, not by this shape.
+GRANT_ARN_RE = re.compile(r"^arn:aws[a-z-]*:[a-z0-9-]+:[a-z0-9-]*:(?:\d{12}|aws)?:\S+$")
+# A KMS key (or alias) named exactly: the state's secrets key, nothing wider.
+KMS_KEY_ARN_RE = re.compile(
+    r"^arn:aws[a-z-]*:kms:[a-z]{2}(?:-[a-z]+)+-\d:\d{12}:(?:key/[A-Za-z0-9-]{1,128}|alias/[A-Za-z0-9/_-]{1,250})$"
+)
+# Tags (AWS's limits for every taggable resource): letters, numbers and spaces of any script, and
+# _ . : / = + - @; keys up to 128 characters, values up to 256; the aws: prefix is AWS's own.
+TAG_KEY_MAX = 128
+TAG_VALUE_MAX = 256
+TAG_PUNCTUATION = frozenset("_.:/=+-@")
+# AWS allows 50 tags on a resource; the program adds RESERVED_TAGS and some resources carry a few of
+# their own, so a stack file may set this many.
+TAGS_MAX = 40
+# Tags the program sets on every resource itself (as provider default tags).
+RESERVED_TAGS = ("project", "environment", "managed-by")
 BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 LAMBDA_VERSION_RE = re.compile(r"^[1-9][0-9]*$")
@@ -92,6 +109,77 @@ ENVIRONMENT_MAX_BYTES = 3900
 # Keys read as secrets. A plain-text value for any of them is an error, so a webhook URL
 # cannot end up readable in a committed stack file.
 SECRET_KEYS = frozenset({"slackWebhookUrl"})
+
+# Words that say a value is a secret, in a config key of any namespace (`github:token`,
+# `aws:secretKey`) or an environment variable's name (`DB_PASSWORD`, `STRIPE_API_KEY`).
+SECRET_WORDS = frozenset(
+    {
+        "password",
+        "passwd",
+        "passphrase",
+        "secret",
+        "token",
+        "apikey",
+        "privatekey",
+        "credential",
+        "credentials",
+        "webhook",
+        "signingkey",
+        "secretkey",
+        "accesskey",
+        "sessiontoken",
+        "clientsecret",
+    }
+)
+SECRET_WORD_PAIRS = frozenset(
+    {
+        ("api", "key"),
+        ("private", "key"),
+        ("signing", "key"),
+        ("secret", "key"),
+        ("access", "key"),
+        ("session", "token"),
+        ("client", "secret"),
+        ("auth", "key"),
+        ("encryption", "key"),
+    }
+)
+# A last word that makes the name a reference to a secret, or a setting about one, not its value:
+# DB_PASSWORD_SECRET_ARN, TOKEN_PARAMETER_NAME, TOKEN_TTL_SECONDS.
+SECRET_REFERENCE_WORDS = frozenset(
+    {
+        "arn",
+        "name",
+        "id",
+        "path",
+        "file",
+        "files",
+        "ref",
+        "param",
+        "parameter",
+        "url",
+        "uri",
+        "endpoint",
+        "host",
+        "header",
+        "ttl",
+        "seconds",
+        "minutes",
+        "timeout",
+        "type",
+        "enabled",
+        "validation",
+        "version",
+        "region",
+        "length",
+        "profile",
+        "env",
+        "var",
+        "variable",
+        "key_id",
+        "kid",
+    }
+)
 
 
 # What every secret value shows instead of itself: in the driver's output, offline renders, and the

@@ -704,3 +704,81 @@ def test_a_stack_is_created_with_the_secrets_provider_its_stack_file_names(
     ]
     for text in checkout.outputs:
         assert SLACK_SECRET not in text
+
+
+# --- Pulumi's parser and the stack-file reader agree (issue 11) ---------------------------------------
+
+_DEV = (Path(__file__).resolve().parents[2] / "Pulumi.dev.yaml").read_bytes()
+_PARSER_CASES: dict[str, bytes] = {
+    "shipped": _DEV,
+    "bom": b"\xef\xbb\xbf" + _DEV,
+    "merge keys": b"config:\n  x:a: &a {m: 1}\n  x:b:\n    <<: *a\n    n: 2\n",
+    "aliases": b"config:\n  x:a: &a [1, 2]\n  x:b: *a\n",
+    "no namespace": b"config:\n  logRetentionDays: 7\n",
+    "duplicate key": b"config:\n  x:a: 1\n  x:a: 2\n",
+    "duplicate nested key": b"config:\n  x:a:\n    memory: 256\n    memory: 512\n",
+    "duplicate flow key": b"config:\n  x:a: {m: 1, m: 2}\n",
+    "numeric config key": b"config:\n  5: x\n",
+    "latin-1": b"config:\n  x:a: caf\xe9\n",
+    "latin-1 comment": b"# caf\xe9\nconfig:\n  x:a: 1\n",
+    "list key": b"config:\n  x:a:\n    ? [1]\n    : x\n",
+    "recursive alias": b"config:\n  x:a: &a [*a]\n",
+    "config not a mapping": b"config: 5\n",
+}
+# Refused by both parsers: Pulumi's YAML library and the stack-file reader.
+_BOTH_REFUSE = {
+    "duplicate key",
+    "duplicate nested key",
+    "duplicate flow key",
+    "numeric config key",
+    "latin-1",
+    "latin-1 comment",
+    "list key",
+    "recursive alias",
+    "config not a mapping",
+}
+
+
+def test_the_stack_file_reader_accepts_nothing_pulumis_parser_refuses(tmp_path: Path) -> None:
+    """Every case the reader accepts, `pulumi config` reads too; duplicate keys and the other
+    structural errors are refused by both. (The reader is stricter on purpose elsewhere: limits,
+    UTF-16, language tags.)"""
+    from infra.config import ConfigError
+    from infra.config.stack_file import read_stack_file
+
+    pulumi = cli()
+    assert pulumi is not None
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "Pulumi.yaml").write_text("name: stageline\nruntime: python\n")
+    env = {
+        **environment(tmp_path / "home", tmp_path / "cloud"),
+        "PULUMI_BACKEND_URL": (tmp_path / "state").as_uri(),
+        "PULUMI_CONFIG_PASSPHRASE": "",
+    }
+    (tmp_path / "state").mkdir()
+    subprocess.run([pulumi, "stack", "init", "dev"], cwd=project, env=env, check=True, capture_output=True)
+    disagreements = []
+    for name, data in _PARSER_CASES.items():
+        (project / "Pulumi.dev.yaml").write_bytes(data)
+        try:
+            read_stack_file(project, "dev")
+            ours = True
+        except ConfigError:
+            ours = False
+        done = subprocess.run(
+            [pulumi, "config", "--json", "-s", "dev"],
+            cwd=project,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        theirs = done.returncode == 0
+        if ours and not theirs:
+            disagreements.append(f"{name}: accepted here, refused by Pulumi: {done.stderr.strip()}")
+        if name in _BOTH_REFUSE and (ours or theirs):
+            disagreements.append(f"{name}: expected both to refuse (ours {ours}, Pulumi {theirs})")
+        if name not in _BOTH_REFUSE and not ours:
+            disagreements.append(f"{name}: refused here")
+    assert disagreements == []

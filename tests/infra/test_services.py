@@ -389,34 +389,119 @@ def test_the_program_fails_with_the_config_error_not_a_traceback() -> None:
         run_services(values)
 
 
-@pytest.mark.parametrize("action", ["iam:PassRole", "sts:AssumeRole"])
-def test_a_service_may_not_be_granted_iam_or_sts_actions(action: str) -> None:
-
-    values = stack_values()
-    values["services"][0]["grants"] = [{"actions": [action], "resources": ["*"]}]
-    with pytest.raises(ConfigError) as err:
-        parse(values, stack="dev", region="eu-west-1")
-    assert str(err.value) == "stageline:services[0].grants[0] may not grant iam: or sts: actions to a service"
-
-
 @pytest.mark.parametrize(
-    ("actions", "resources"),
+    ("action", "probe"),
     [
-        (["s3:*"], ["*"]),
-        (["dynamodb:GetItem", "s3:*"], ["arn:aws:dynamodb:eu-west-1:123456789012:table/orders", "*"]),
-        (["s3:*"], ["arn:aws:s3:::*"]),  # every bucket, however it is spelt
-        (["s3:*"], ["arn:*"]),
+        ("iam:PassRole", "iam:PassRole"),
+        ("sts:AssumeRole", "sts:AssumeRole"),
+        ("i*:*", "identitystore:CreateUser"),
+        ("organizations:LeaveOrganization", "organizations:LeaveOrganization"),
+        ("organizations:*", "organizations:LeaveOrganization"),
+        ("account:Put*", "account:PutAlternateContact"),
+        ("cloudtrail:StopLogging", "cloudtrail:StopLogging"),
     ],
 )
-def test_a_whole_service_on_every_resource_is_refused(actions: list[str], resources: list[str]) -> None:
+def test_a_service_may_not_be_granted_actions_that_administer_iam_the_account_or_the_organization(
+    action: str, probe: str
+) -> None:
     values = stack_values()
-    values["services"][0]["grants"] = [{"actions": actions, "resources": resources}]
+    table = "arn:aws:dynamodb:eu-west-1:123456789012:table/orders"
+    values["services"][0]["grants"] = [{"actions": [action], "resources": [table]}]
     with pytest.raises(ConfigError) as err:
         parse(values, stack="dev", region="eu-west-1")
     assert str(err.value) == (
-        "stageline:services[0].grants[0] grants every action of a service on every resource; "
-        "name the actions or the resources"
+        f'stageline:services[0].grants[0].actions[0] "{action}" covers {probe}: a service may not be '
+        "granted actions that administer IAM, the account or the organization"
     )
+
+
+@pytest.mark.parametrize(
+    ("actions", "resource", "reach"),
+    [
+        (["s3:*"], "*", "every resource of the account"),
+        (["s3:Put*"], "*", "every resource of the account"),
+        (["s3:*"], "arn:aws:s3:::*", "every s3 resource"),  # every bucket, however it is spelt
+        (["s3:GetObject"], "arn:aws:s3:::*", "every s3 resource"),
+        (["s3:*"], "arn:*", "every resource of the account"),
+        (["kms:Decrypt"], "arn:aws:kms:eu-west-1:123456789012:key/*", "every kms key"),
+        (["kms:Decrypt"], "arn:aws:kms:*", "every resource"),
+        (
+            ["secretsmanager:GetSecretValue"],
+            "arn:aws:secretsmanager:eu-west-1:123456789012:secret:*",
+            "every secretsmanager secret",
+        ),
+        (
+            ["lambda:UpdateFunctionCode"],
+            "arn:aws:lambda:eu-west-1:123456789012:function:*",
+            "every lambda function",
+        ),
+        (
+            ["lambda:InvokeFunction"],
+            "arn:aws:lambda:eu-west-1:123456789012:function:stageline-*",
+            'every lambda function named "stageline-*"',
+        ),
+        (
+            ["dynamodb:GetItem"],
+            "arn:aws:dynamodb:*:123456789012:table/orders",
+            "a pattern in the region or account",
+        ),
+        (
+            ["dynamodb:GetItem"],
+            "arn:aws:dynamodb:eu-west-1:*:table/orders",
+            "a pattern in the region or account",
+        ),
+        (
+            ["dynamodb:GetItem"],
+            "arn:aws:*:eu-west-1:123456789012:table/orders",
+            "a pattern in the partition or service",
+        ),
+    ],
+)
+def test_a_grant_whose_resources_reach_beyond_named_ones_is_refused(
+    actions: list[str], resource: str, reach: str
+) -> None:
+    values = stack_values()
+    table = "arn:aws:dynamodb:eu-west-1:123456789012:table/orders"
+    values["services"][0]["grants"] = [{"actions": actions, "resources": [table, resource]}]
+    with pytest.raises(ConfigError) as err:
+        parse(values, stack="dev", region="eu-west-1")
+    assert str(err.value) == (
+        f'stageline:services[0].grants[0].resources[1] "{resource}" reaches {reach}; name the resources '
+        "(a pattern may follow a full name or stageline-dev-)"
+    )
+
+
+@pytest.mark.parametrize(
+    "resource", ["orders", "arn:aws:dynamodb", "table/orders", "arn:aws:s3:::bucket name"]
+)
+def test_a_grant_resource_that_is_not_an_arn_is_refused(resource: str) -> None:
+    values = stack_values()
+    values["services"][0]["grants"] = [{"actions": ["dynamodb:GetItem"], "resources": [resource]}]
+    with pytest.raises(ConfigError) as err:
+        parse(values, stack="dev", region="eu-west-1")
+    assert str(err.value) == (
+        "stageline:services[0].grants[0].resources[0] must be an ARN "
+        f'(arn:PARTITION:SERVICE:REGION:ACCOUNT:RESOURCE), got "{resource}"'
+    )
+
+
+@pytest.mark.parametrize(
+    "resource",
+    [
+        "arn:aws:dynamodb:eu-west-1:123456789012:table/orders",
+        "arn:aws:dynamodb:eu-west-1:123456789012:table/orders/index/*",
+        "arn:aws:s3:::acme-uploads/*",
+        "arn:aws:secretsmanager:eu-west-1:123456789012:secret:prod/db-??????",
+        "arn:aws:lambda:eu-west-1:123456789012:function:stageline-dev-*",
+        "arn:aws:logs:eu-west-1:123456789012:log-group:/aws/lambda/stageline-dev-api:*",
+        "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+    ],
+)
+def test_a_grant_on_named_resources_or_the_stacks_own_is_accepted(resource: str) -> None:
+    values = stack_values()
+    values["services"][0]["grants"] = [{"actions": ["dynamodb:GetItem"], "resources": [resource]}]
+    cfg = parse(values, stack="dev", region="eu-west-1")
+    assert cfg.services[0].grants[0].resources == (resource,)
 
 
 def test_a_whole_service_on_named_resources_is_a_grant() -> None:

@@ -396,6 +396,170 @@ def test_inline_role_policies_are_checked_too(dev: StackContext) -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    ("actions", "resource", "reach"),
+    [
+        (["kms:Decrypt"], "arn:aws:kms:*", "every resource"),
+        (["kms:Decrypt"], "arn:aws:kms:eu-west-1:123456789012:key/*", "every kms key"),
+        (["s3:Put*"], "*", "every resource of the account"),
+        (["s3:GetObject"], "arn:aws:s3:::*", "every s3 resource"),
+        (
+            ["lambda:UpdateFunctionCode"],
+            "arn:aws:lambda:eu-west-1:123456789012:function:*",
+            "every lambda function",
+        ),
+        (
+            ["secretsmanager:GetSecretValue"],
+            "arn:aws:secretsmanager:eu-west-1:123456789012:secret:*",
+            "every secretsmanager secret",
+        ),
+        (["dynamodb:GetItem"], "arn:aws:dynamodb:*:*:table/orders", "a pattern in the region or account"),
+        (
+            ["lambda:InvokeFunction"],
+            "arn:aws:lambda:eu-west-1:123456789012:function:stageline-*",
+            'every lambda function named "stageline-*"',
+        ),  # other stages' functions
+    ],
+)
+@pytest.mark.parametrize("resource_name", ["trust-deploy-compute", "trust-boundary"])
+def test_a_pattern_in_any_arn_segment_beyond_the_stack_is_a_violation(
+    dev: StackContext, actions: list[str], resource: str, reach: str, resource_name: str
+) -> None:
+    ctx = edit_document(
+        dev,
+        resource_name,
+        "policy",
+        add_statement({"Sid": "Wide", "Effect": "Allow", "Action": actions, "Resource": resource}),
+    )
+    [(name, message)] = found(ctx, "iam-resource-scope")
+    assert name == resource_name
+    assert message == (
+        f'policy: statement "Wide" allows {", ".join(actions)} on "{resource}", which reaches {reach}, '
+        "beyond this stack's own (stageline-dev-*)"
+    )
+
+
+def test_a_service_grant_reaching_beyond_the_stack_is_a_violation_in_its_role(dev: StackContext) -> None:
+    inline = [
+        {
+            "name": "grants",
+            "policy": json.dumps(
+                {"Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::*"}]}
+            ),
+        }
+    ]
+    assert found(edit(dev, "service-api-exec", inlinePolicies=inline), "iam-resource-scope") == [
+        (
+            "service-api-exec",
+            'inline policy grants: statement 0 allows s3:GetObject on "arn:aws:s3:::*", which reaches '
+            "every s3 resource, beyond this stack's own (stageline-dev-*)",
+        )
+    ]
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        # fenced by the stack's environment tag
+        {
+            "Effect": "Allow",
+            "Action": "kms:DescribeKey",
+            "Resource": "arn:aws:kms:eu-west-1:123456789012:key/*",
+            "Condition": {"StringEquals": {"aws:ResourceTag/environment": "dev"}},
+        },
+        # AWS authorizes these on "*" only
+        {"Effect": "Allow", "Action": ["ecr:GetAuthorizationToken"], "Resource": "*"},
+        # a complete name, then its objects; a secret's random suffix; the stack's own names
+        {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::acme-uploads/*"},
+        {
+            "Effect": "Allow",
+            "Action": "secretsmanager:GetSecretValue",
+            "Resource": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:prod/db-??????",
+        },
+        {
+            "Effect": "Allow",
+            "Action": "lambda:GetFunction",
+            "Resource": "arn:aws:lambda:eu-west-1:123456789012:function:stageline-dev-*",
+        },
+        {"Effect": "Deny", "Action": "*", "Resource": "*"},
+    ],
+)
+def test_scoped_statements_are_not_reach(dev: StackContext, statement: dict[str, Any]) -> None:
+    ctx = edit_document(dev, "trust-deploy-compute", "policy", add_statement(statement))
+    assert found(ctx, "iam-resource-scope") == []
+
+
+def test_a_tag_fence_for_another_environment_does_not_count(dev: StackContext) -> None:
+    statement = {
+        "Sid": "Keys",
+        "Effect": "Allow",
+        "Action": "kms:Decrypt",
+        "Resource": "arn:aws:kms:eu-west-1:123456789012:key/*",
+        "Condition": {"StringEquals": {"aws:ResourceTag/environment": "prod"}},
+    }
+    ctx = edit_document(dev, "trust-deploy-compute", "policy", add_statement(statement))
+    assert len(found(ctx, "iam-resource-scope")) == 1
+
+
+@pytest.mark.parametrize(
+    ("action", "probe"),
+    [
+        ("organizations:LeaveOrganization", "organizations:LeaveOrganization"),
+        ("organizations:*", "organizations:LeaveOrganization"),
+        ("org*:Leave*", "organizations:LeaveOrganization"),
+        ("account:*", "account:CloseAccount"),
+        ("cloudtrail:Stop*", "cloudtrail:StopLogging"),
+    ],
+)
+def test_administering_the_account_or_organization_is_a_violation_on_any_resource(
+    dev: StackContext, action: str, probe: str
+) -> None:
+    statement = {
+        "Sid": "Admin",
+        "Effect": "Allow",
+        "Action": action,
+        "Resource": "arn:aws:lambda:eu-west-1:123456789012:function:stageline-dev-api",
+    }
+    for name in ("trust-deploy-ops", "trust-boundary"):
+        ctx = edit_document(dev, name, "policy", add_statement(statement))
+        assert found(ctx, "iam-no-account-admin") == [
+            (name, f'policy: statement "Admin" allows {probe} (administers the account or the organization)')
+        ]
+
+
+def test_not_action_is_found_to_administer_the_account(dev: StackContext) -> None:
+    statement = {"Sid": "Most", "Effect": "Allow", "NotAction": "s3:*", "Resource": "arn:aws:s3:::x"}
+    ctx = edit_document(dev, "trust-deploy-ops", "policy", add_statement(statement))
+    assert len(found(ctx, "iam-no-account-admin")) == 1
+
+
+def test_the_state_key_wildcard_reaches_every_key_for_the_deploy_and_preview_roles() -> None:
+    from infra.policies import Scope, deploy_policies, preview_policies
+
+    scope = Scope(
+        partition="aws",
+        account_id="123456789012",
+        region="eu-west-1",
+        prefix="stageline-dev",
+        environment="dev",
+        project="stageline",
+        stack="dev",
+        oidc_provider_arn=OIDC_PROVIDER,
+        boundary_policy_arn="arn:aws:iam::123456789012:policy/stageline-dev-boundary",
+        state_bucket="acme-pulumi-state",
+        state_kms_key_arn="arn:aws:kms:eu-west-1:123456789012:key/*",
+    )
+    ctx = StackContext(stack="dev")
+    for documents in (deploy_policies(scope), preview_policies(scope)):
+        messages = rules.resource_scope(rules.IAM_POLICY, {"policy": json.dumps(documents["state"])}, ctx)
+        assert len(messages) == 1
+        assert messages[0].startswith('policy: statement "StateSecretsKey" allows kms:Decrypt')
+        assert messages[0].endswith(
+            'on "arn:aws:kms:eu-west-1:123456789012:key/*", which reaches every kms key, beyond this '
+            "stack's own (stageline-dev-*)"
+        )
+
+
 def test_passrole_on_every_role_is_a_violation(dev: StackContext) -> None:
     for resource in ("*", "arn:aws:iam::123456789012:role/*"):
         ctx = edit_document(

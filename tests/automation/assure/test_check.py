@@ -32,7 +32,7 @@ def test_the_shipped_stacks_are_clean(repo: Path) -> None:
     lines = result.stdout.splitlines()
     assert [line.split()[0] for line in lines[:3]] == ["dev", "staging", "prod"]  # promotion order
     assert all(line.endswith("clean") for line in lines[:3])
-    assert lines[-1] == "3 stacks checked against 24 rules: 0 violations, 0 waived — clean."
+    assert lines[-1] == "3 stacks checked against 26 rules: 0 violations, 0 waived — clean."
 
 
 def test_violations_exit_3_and_name_stack_rule_and_resource(repo: Path) -> None:
@@ -49,7 +49,7 @@ def test_violations_exit_3_and_name_stack_rule_and_resource(repo: Path) -> None:
     assert "prod   github-token-reviewed (critical)  stageline-prod  " in out
     assert (
         out.splitlines()[-1]
-        == "1 stack checked against 24 rules: 4 violations (3 critical, 1 high), 0 waived."
+        == "1 stack checked against 26 rules: 4 violations (3 critical, 1 high), 0 waived."
     )
 
 

@@ -167,7 +167,8 @@ def test_a_plain_text_webhook_url_is_refused_where_a_secret_is_required(tmp_path
         ),
         (
             {"state": {"kmsKeyArn": "alias/pulumi"}},
-            'stageline:state.kmsKeyArn must look like a KMS key ARN, got "alias/pulumi"',
+            "stageline:state.kmsKeyArn must look like one KMS key's ARN, arn:aws:kms:REGION:ACCOUNT:key/ID "
+            '(or alias/NAME), no wildcard, got "alias/pulumi"',
         ),
         (
             {"artifacts": {"keepImages": 0}},
@@ -207,7 +208,7 @@ def test_a_plain_text_webhook_url_is_refused_where_a_secret_is_required(tmp_path
         ),
         (
             {"tags": {"cost center": ["storefront"]}},
-            "stageline:tags.cost center must be a string, got ['storefront']",
+            "stageline:tags: tag \"cost center\" must have a string value, got ['storefront']",
         ),
         (  # was an assert, gone under python -O
             {"waivers": [{"rule": "log-retention", "resource": "a", "reason": "  "}]},
@@ -324,6 +325,7 @@ def test_the_driver_never_sees_a_secrets_plaintext(tmp_path: Path) -> None:
     text = (ROOT / "Pulumi.prod.yaml").read_text(encoding="utf-8")
     text += "  stageline:slackWebhookUrl:\n    secure: v1:c2VjcmV0:Y2lwaGVydGV4dA==\n"
     (tmp_path / "Pulumi.prod.yaml").write_text(text, encoding="utf-8")
+    (tmp_path / "Pulumi.staging.yaml").write_bytes((ROOT / "Pulumi.staging.yaml").read_bytes())
     sf = read_stack_file(tmp_path, "prod")
     assert sf.secret_keys == frozenset({"slackWebhookUrl"})
     cfg = parse_stack_file(sf)
