@@ -49,6 +49,7 @@ STATE_ROOT = ".pulumi"
 
 # Frontend builds live under `releases/<version>/` of a stack's frontend bucket.
 RELEASES_PREFIX = "releases"
+PACKAGES_PREFIX = "packages"  # zip packages in the artifact bucket: packages/<service>/<sha256 hex>.zip
 
 # Actions AWS authorizes only on Resource "*" (the Service Authorization Reference lists no
 # resource type for them). They are the only ones the program grants on "*" (tests/infra hold it to
@@ -316,6 +317,26 @@ def preview_role_name(prefix: str) -> str:
 def release_repository_name(prefix: str) -> str:
     """The stack's ECR repository (infra.artifacts.repository_name uses this)."""
     return f"{prefix}-app"
+
+
+# Every image a release names carries a tag starting with this (`release-<service>-<version>`): `build
+# --image` adds it in the first stage's registry, promotion when it copies the image to the next one.
+# The registry's lifecycle policy never expires them (infra.artifacts.ecr_lifecycle_policy).
+RELEASE_TAG_PREFIX = "release-"
+
+
+def release_image_tag(service: str, version: str) -> str:
+    return f"{RELEASE_TAG_PREFIX}{service}-{version}"
+
+
+def package_key(service: str, digest: str) -> str:
+    """Where a zip package lives in the artifact bucket: named by its content, so never overwritten."""
+    return f"{PACKAGES_PREFIX}/{service}/{digest.removeprefix('sha256:')}.zip"
+
+
+def artifact_bucket_prefix(prefix: str) -> str:
+    """S3 appends a unique suffix to this (infra.artifacts.bucket_prefix uses this)."""
+    return f"{prefix}-artifacts-"
 
 
 def frontend_bucket_prefix(prefix: str) -> str:
@@ -743,7 +764,8 @@ def _deploy_edge(s: Scope) -> list[Statement]:
 
 
 def _read_source_releases(s: Scope) -> list[Statement]:
-    """Promotion copies `releases/<version>/` from the source stage's frontend bucket: read that only."""
+    """Promotion copies `releases/<release>/` from the source stage's frontend bucket and the release's
+    packages from its artifact bucket: read those only."""
     if s.source_prefix is None:
         return []
     return [
@@ -754,6 +776,12 @@ def _read_source_releases(s: Scope) -> list[Statement]:
             {"StringLike": {"s3:prefix": f"{RELEASES_PREFIX}/*"}},
         ),
         _allow("ReadSourceReleases", ("s3:GetObject",), f"{s.source_frontend_buckets}/{RELEASES_PREFIX}/*"),
+        # Zip packages are copied by key (packages/<service>/<sha256>.zip): no listing needed.
+        _allow(
+            "ReadSourcePackages",
+            ("s3:GetObject",),
+            f"arn:{s.partition}:s3:::{artifact_bucket_prefix(s.source_prefix)}*/{PACKAGES_PREFIX}/*",
+        ),
     ]
 
 

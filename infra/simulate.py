@@ -257,7 +257,15 @@ def computed_outputs(
         out["registryId"] = ACCOUNT_ID
     elif type_ == "aws:lambda/function:Function":
         arn = _arn("lambda", region, f"function:{physical}")
-        computed = {"name", "arn", "version", "invokeArn", "qualifiedArn", "qualifiedInvokeArn"} - set(ins)
+        computed = {
+            "name",
+            "arn",
+            "version",
+            "invokeArn",
+            "qualifiedArn",
+            "qualifiedInvokeArn",
+            "codeSha256",
+        } - set(ins)
         version = _published_version(ins, previous, computed)
         out.update(
             name=physical,
@@ -268,6 +276,9 @@ def computed_outputs(
             qualifiedInvokeArn=f"arn:aws:apigateway:{region}:lambda:path/2015-03-31/functions/"
             f"{arn}:{version}/invocations",
         )
+        if ins.get("packageType") == "Zip" and ins.get("sourceCodeHash"):
+            # Lambda computes CodeSha256 from the bytes it fetched; a build names the same hash.
+            out["codeSha256"] = ins["sourceCodeHash"]
         ident = physical
     elif type_ == "aws:lambda/alias:Alias":
         fn = ins.get("functionName", "fn")

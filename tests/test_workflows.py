@@ -65,7 +65,7 @@ INVOCATIONS = _all_invocations()
 
 def test_the_workflows_call_the_driver() -> None:
     commands = {args[0] for _, args in INVOCATIONS}
-    assert {"check", "parity", "preview", "promote", "drift", "rollback"} <= commands
+    assert {"build", "check", "parity", "preview", "promote", "drift", "rollback"} <= commands
 
 
 @pytest.mark.parametrize(("workflow", "args"), INVOCATIONS, ids=[f"{w}:{a[0]}" for w, a in INVOCATIONS])

@@ -1,6 +1,6 @@
 """`python -m automation`: the click group, and the commands of each family registered on it.
 
-One module per family, glue only: `operate` (preview, up, drift, rollback, history), `promote`,
+One module per family, glue only: `build`, `operate` (preview, up, drift, rollback, history), `promote`,
 `assure` (render, check, parity); every shared option is declared once in `options`. Commands get
 their engine from `automation.engine.protocol.open_engine()`; tests replace
 `automation.engine.protocol.engine_factory`. `--help` loads nothing but click and these modules.
@@ -53,10 +53,11 @@ def cli() -> None:
 
 def _register() -> None:
     from automation.cli.assure import check, parity, render
+    from automation.cli.build import build
     from automation.cli.operate import drift, history, preview, rollback, up
     from automation.cli.promote import promote
 
-    for command in (preview, up, drift, rollback, history, promote, render, check, parity):
+    for command in (build, preview, up, drift, rollback, history, promote, render, check, parity):
         cli.add_command(command)
 
 

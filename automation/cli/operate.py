@@ -328,6 +328,7 @@ def rollback(
         dry_run=dry_run,
         clear_pending=clear_pending,
         progress=progress,
+        check_artifacts=True,
     )
     invalidations: list[str] = []
     if result.record is None:

@@ -18,6 +18,14 @@ REPOSITORY_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1
 SERVICE_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,29}$")
 VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+FRONTEND_RELEASE_RE = re.compile(r"^[0-9a-f]{64}$")  # the sha256 of a frontend release's manifest
+RUNTIME_RE = re.compile(r"^python3\.[0-9]{1,2}$")
+HANDLER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)+$")
+SOURCE_RE = re.compile(
+    r"^(?!/)(?!.*(?:^|/)\.\.(?:/|$))[A-Za-z0-9_./-]+$"
+)  # a relative path inside the repository
+# ECR's scan severities, lowest first; a build refuses an image with a finding at or above the threshold.
+SCAN_SEVERITIES = ("INFORMATIONAL", "LOW", "MEDIUM", "HIGH", "CRITICAL")
 ROUTE_RE = re.compile(r"^(ANY|GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS) /[A-Za-z0-9_{}+/.-]*$")
 ENV_VAR_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 ARN_RE = re.compile(r"^arn:aws[a-z-]*:[a-z0-9-]+:[a-z0-9-]*:\d{0,12}:.+$")
@@ -94,7 +102,7 @@ RESERVED_ENV_VARS = frozenset(
 )
 
 # Variables the platform sets on every function (release and environment, for health endpoints).
-STAGELINE_ENV_VARS = frozenset({"STAGELINE_RELEASE", "STAGELINE_ENVIRONMENT"})
+STAGELINE_ENV_VARS = frozenset({"STAGELINE_RELEASE", "STAGELINE_ENVIRONMENT", "STAGELINE_PACKAGE"})
 # Lambda's limit is 4 KB for all variables; leave room for the two Stageline adds.
 ENVIRONMENT_MAX_BYTES = 3900
 
@@ -280,6 +288,8 @@ class ArtifactsConfig:
     # AWS accounts whose `<project>-*-deploy` roles may read this stack's releases (images and
     # frontend files): the accounts of the stages that promote from this one.
     reader_accounts: tuple[str, ...] = ()
+    # `build --image` refuses an image whose scan found a vulnerability at or above this severity.
+    scan_severity: str = "HIGH"
 
 
 @dataclass(frozen=True)
@@ -291,13 +301,20 @@ class Canary:
 @dataclass(frozen=True)
 class Release:
     version: str
-    images: Mapping[str, str]  # service -> "sha256:…"
+    images: Mapping[str, str]  # service -> "sha256:…" (an image in the stack's registry)
     canary: Canary | None = None
-    candidate: str | None = None  # frontend release the TEST distribution serves; default: version
+    candidate: str | None = None  # frontend release the TEST distribution serves; default: the APP's
+    packages: Mapping[str, str] = field(default_factory=dict)  # service -> "sha256:…" of its zip package
+    frontend: str | None = None  # the frontend release (its manifest's sha256); default: version
+
+    @property
+    def frontend_version(self) -> str:
+        """The frontend release the APP distribution serves: `releases/<this>/` in the frontend bucket."""
+        return self.frontend or self.version
 
     @property
     def candidate_version(self) -> str:
-        return self.candidate or self.version
+        return self.candidate or self.frontend_version
 
 
 @dataclass(frozen=True)
@@ -316,10 +333,17 @@ class Service:
     health_path: str = ""  # empty: "/<name>/health"
     routes: tuple[str, ...] = ()
     grants: tuple[Grant, ...] = ()
+    # For a service deployed from a zip package (release.packages): the Lambda runtime and handler,
+    # and the folder `build` packages (relative to the repository root).
+    runtime: str = "python3.12"
+    handler: str = "handler.handler"
+    source: str = ""  # empty: "app/services/<name>"
 
     def __post_init__(self) -> None:
         if not self.health_path:
             object.__setattr__(self, "health_path", f"/{self.name}/health")
+        if not self.source:
+            object.__setattr__(self, "source", f"app/services/{self.name}")
 
 
 @dataclass(frozen=True)
@@ -331,6 +355,7 @@ class ApiConfig:
 @dataclass(frozen=True)
 class FrontendConfig:
     price_class: str = "PriceClass_100"
+    source: str = "app/frontend"  # the folder `build` uploads as a frontend release
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,9 @@ from infra.config.model import (
     EMAIL_RE,
     ENV_VAR_RE,
     ENVIRONMENT_MAX_BYTES,
+    FRONTEND_RELEASE_RE,
     GRANT_ARN_RE,
+    HANDLER_RE,
     KMS_KEY_ARN_RE,
     LAMBDA_VERSION_RE,
     LOG_RETENTION_DAYS,
@@ -40,8 +42,11 @@ from infra.config.model import (
     RESERVED_ENV_VARS,
     RESERVED_TAGS,
     ROUTE_RE,
+    RUNTIME_RE,
+    SCAN_SEVERITIES,
     SECRET_KEYS,
     SERVICE_NAME_RE,
+    SOURCE_RE,
     STACK_NAME_RE,
     STAGELINE_ENV_VARS,
     TAGS_MAX,
@@ -247,8 +252,14 @@ def _github(value: Any, stack: str) -> GitHubConfig:
     )
 
 
+def _choice(path: str, value: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ConfigError(f"{_key(path)} must be one of {', '.join(choices)}, got {_fmt(value)}")
+    return value
+
+
 def _release(value: Any, service_names: tuple[str, ...]) -> Release:
-    o = _Obj("release", value, ("version", "images", "canary", "candidate"))
+    o = _Obj("release", value, ("version", "images", "packages", "frontend", "canary", "candidate"))
     version = o.string(
         "version",
         required=True,
@@ -258,24 +269,38 @@ def _release(value: Any, service_names: tuple[str, ...]) -> Release:
     candidate = o.string(
         "candidate", pattern=VERSION_RE, expect="a version or git SHA (letters, digits, . _ -; up to 64)"
     )
-    if not o.has("images"):
-        raise ConfigError(f"{_key('release.images')} is required")
-    images = _string_map("release.images", o.raw("images"), SERVICE_NAME_RE, "a service name")
-    for name, digest in images.items():
-        if not DIGEST_RE.match(digest):
-            raise ConfigError(
-                f'{_key("release.images." + name)} must look like "sha256:" and 64 hex digits, '
-                f"got {_fmt(digest)}"
-            )
-        if name not in service_names:
-            raise ConfigError(
-                f"{_key('release.images.' + name)} names an unknown service{_suggest(name, service_names)}"
-            )
+    if not o.has("images") and not o.has("packages"):
+        raise ConfigError(f"{_key('release.images')} or {_key('release.packages')} is required")
+    artifacts: dict[str, dict[str, str]] = {}
+    for kind in ("images", "packages"):
+        found = {}
+        if o.has(kind):
+            found = _string_map(f"release.{kind}", o.raw(kind), SERVICE_NAME_RE, "a service name")
+        for name, digest in found.items():
+            if not DIGEST_RE.match(digest):
+                raise ConfigError(
+                    f'{_key(f"release.{kind}.{name}")} must look like "sha256:" and 64 hex digits, '
+                    f"got {_fmt(digest)}"
+                )
+            if name not in service_names:
+                hint = _suggest(name, service_names)
+                raise ConfigError(f"{_key(f'release.{kind}.{name}')} names an unknown service{hint}")
+        artifacts[kind] = found
+    images, packages = artifacts["images"], artifacts["packages"]
     for name in service_names:
-        if name not in images:
+        if name in images and name in packages:
             raise ConfigError(
-                f"{_key('release.images.' + name)} is required: service {_fmt(name)} has no image"
+                f"{_key('release.packages.' + name)}: service {_fmt(name)} has an image too; "
+                "a service runs either an image or a package"
             )
+        if name not in images and name not in packages:
+            raise ConfigError(
+                f"{_key('release.images.' + name)} (or release.packages.{name}) is required: "
+                f"service {_fmt(name)} has no image and no package"
+            )
+    frontend = o.string(
+        "frontend", pattern=FRONTEND_RELEASE_RE, expect="the 64 hex digits of a frontend release"
+    )
     canary = None
     if o.has("canary"):
         c = _Obj("release.canary", o.raw("canary"), ("weight", "stableVersions"))
@@ -305,7 +330,14 @@ def _release(value: Any, service_names: tuple[str, ...]) -> Release:
             if name not in stable:
                 raise ConfigError(f"{_key('release.canary.stableVersions.' + name)} is required")
         canary = Canary(weight=weight, stable_versions=stable)
-    return Release(version=version, images=images, canary=canary, candidate=candidate)
+    return Release(
+        version=version,
+        images=images,
+        canary=canary,
+        candidate=candidate,
+        packages=packages,
+        frontend=frontend,
+    )
 
 
 def _service(index: int, value: Any, project: str, stack: str) -> Service:
@@ -313,7 +345,19 @@ def _service(index: int, value: Any, project: str, stack: str) -> Service:
     o = _Obj(
         path,
         value,
-        ("name", "memory", "timeout", "reservedConcurrency", "environment", "healthPath", "routes", "grants"),
+        (
+            "name",
+            "memory",
+            "timeout",
+            "reservedConcurrency",
+            "environment",
+            "healthPath",
+            "routes",
+            "grants",
+            "runtime",
+            "handler",
+            "source",
+        ),
     )
     name = o.string(
         "name",
@@ -410,6 +454,11 @@ def _service(index: int, value: Any, project: str, stack: str) -> Service:
         health_path=health_path,
         routes=routes,
         grants=tuple(grants),
+        runtime=o.string("runtime", default=d.runtime, pattern=RUNTIME_RE, expect='"python3.N"'),
+        handler=o.string("handler", default=d.handler, pattern=HANDLER_RE, expect='"module.function"'),
+        source=o.string(
+            "source", default=d.source, pattern=SOURCE_RE, expect="a folder relative to the repository root"
+        ),
     )
 
 
@@ -655,12 +704,19 @@ def parse(
     state = obj("state", ("bucket", "kmsKeyArn"))
     artifacts = obj(
         "artifacts",
-        ("noncurrentVersionDays", "abortMultipartDays", "keepImages", "protect", "readerAccounts"),
+        (
+            "noncurrentVersionDays",
+            "abortMultipartDays",
+            "keepImages",
+            "protect",
+            "readerAccounts",
+            "scanSeverity",
+        ),
     )
     artifacts_default = ArtifactsConfig()
     api = obj("api", ("burstLimit", "rateLimit"))
     api_default = ApiConfig()
-    frontend = obj("frontend", ("priceClass",))
+    frontend = obj("frontend", ("priceClass", "source"))
     retention = values.get("logRetentionDays")
     log_retention = (
         field_default(StackConfig, "log_retention_days")
@@ -710,13 +766,26 @@ def parse(
             keep_images=artifacts.integer("keepImages", artifacts_default.keep_images, 1, 10000),
             protect=artifacts.boolean("protect", artifacts_default.protect),
             reader_accounts=_account_ids("artifacts.readerAccounts", artifacts.raw("readerAccounts")),
+            scan_severity=_choice(
+                "artifacts.scanSeverity",
+                artifacts.string("scanSeverity", default=artifacts_default.scan_severity),
+                SCAN_SEVERITIES,
+            ),
         ),
         log_retention_days=log_retention,
         api=ApiConfig(
             burst_limit=api.integer("burstLimit", api_default.burst_limit, 0, 100_000),
             rate_limit=api.number("rateLimit", api_default.rate_limit, 0.0, 100_000.0),
         ),
-        frontend=FrontendConfig(price_class=price_class),
+        frontend=FrontendConfig(
+            price_class=price_class,
+            source=frontend.string(
+                "source",
+                default=FrontendConfig().source,
+                pattern=SOURCE_RE,
+                expect="a folder relative to the repository root",
+            ),
+        ),
         alarms=_alarms(values.get("alarms") or {}),
         promotion=_promotion(values.get("promotion") or {}, stack, stacks),
         tags=tags,

@@ -313,6 +313,15 @@ def test_pulumi_up_deploys_the_real_program_and_a_second_up_changes_nothing(ship
     variable = cloud.find(ENV_VARIABLE, "github-var-AWS_ROLE_ARN")
     assert variable is not None and variable.output("value") == outputs["deployRoleArn"]
     assert outputs["publishedVersions"] == outputs["liveVersions"] == {"api": "1", "worker": "1"}
+    # The shipped release runs the example app's zip packages from the artifact bucket, named by hash.
+    release = yaml.safe_load((checkout.root / "Pulumi.dev.yaml").read_text())["config"]["stageline:release"]
+    for service, digest in release["packages"].items():
+        fn = cloud.find(FUNCTION, f"stageline-dev-{service}")
+        assert fn is not None
+        assert (fn.output("packageType"), fn.output("s3Bucket")) == ("Zip", outputs["artifactBucket"])
+        assert fn.output("s3Key") == f"packages/{service}/{digest.removeprefix('sha256:')}.zip"
+        assert base64.b64decode(fn.output("codeSha256")).hex() == digest.removeprefix("sha256:")
+        assert fn.output("environment.variables.STAGELINE_PACKAGE") == digest
 
     operations = cloud.operations()
     again = summary_event(checkout.pulumi("up", "-s", "dev", "--yes", "--skip-preview", "--json").stdout)

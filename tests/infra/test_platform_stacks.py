@@ -63,19 +63,20 @@ def distributions(sim: Simulation) -> dict[str, SimResource]:
 # --- per stack ------------------------------------------------------------------------------------
 
 
-def test_every_function_runs_the_stacks_release_image_pinned_by_digest(
+def test_every_function_runs_the_stacks_release_package_named_by_its_hash(
     sims: dict[str, Simulation], stack: str
 ) -> None:
     cfg = config(stack)
-    (repository,) = sims[stack].of_type("aws:ecr/repository:Repository")
+    (bucket,) = [b for b in sims[stack].of_type("aws:s3/bucket:Bucket") if b.name == "artifacts-bucket"]
     fns = functions(sims[stack])
     assert set(fns) == {f"stageline-{stack}-{s.name}" for s in cfg.services}
     for svc in cfg.services:
         fn = fns[f"stageline-{stack}-{svc.name}"]
-        repo_url, _, digest = fn.inputs["imageUri"].partition("@")
-        assert repo_url == repository.outputs["repositoryUrl"]
-        assert digest == cfg.release.images[svc.name]
+        digest = cfg.release.packages[svc.name]  # the shipped stacks run the example app's packages
         assert DIGEST_RE.match(digest)
+        assert fn.inputs["packageType"] == "Zip"
+        assert fn.inputs["s3Bucket"] == bucket.outputs["bucket"]
+        assert fn.inputs["s3Key"] == f"packages/{svc.name}/{digest.removeprefix('sha256:')}.zip"
         assert fn.inputs["publish"] is True
         assert fn.inputs["memorySize"] == svc.memory_mb
 
@@ -140,7 +141,8 @@ def test_both_distributions_use_oac_and_https(sims: dict[str, Simulation], stack
 def test_origin_paths_follow_the_release(sims: dict[str, Simulation], stack: str) -> None:
     release = config(stack).release
     paths = {role: d.inputs["origins"][0]["originPath"] for role, d in distributions(sims[stack]).items()}
-    assert paths == {"app": f"/releases/{release.version}", "test": f"/releases/{release.candidate_version}"}
+    assert release.frontend is not None  # the shipped stacks serve the example app's frontend release
+    assert paths == {"app": f"/releases/{release.frontend}", "test": f"/releases/{release.candidate_version}"}
 
 
 def test_every_function_has_an_error_alarm_and_all_alarms_are_exported(

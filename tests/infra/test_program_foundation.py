@@ -173,7 +173,7 @@ def test_the_registry_is_immutable_scanned_and_trimmed_as_configured(stack: str)
             for p in sim.of_type("aws:ecr/lifecyclePolicy:LifecyclePolicy")
             if p.inputs["repository"] == repository.outputs["name"]
         ]
-        assert json.loads(lifecycle.inputs["policy"])["rules"][0]["selection"]["countNumber"] == keep
+        assert json.loads(lifecycle.inputs["policy"])["rules"][-1]["selection"]["countNumber"] == keep
 
 
 @pytest.mark.parametrize(("stack", "protected"), [("dev", False), ("staging", False), ("prod", True)])

@@ -27,8 +27,21 @@ DIGEST = "sha256:" + "ab" * 32
 MOCK_PUBLISHED_VERSION = "2"  # what infra.simulate returns as a function's published version
 
 
+# The release the image-based tests were written for: the shipped stack files now run the example
+# app's zip packages, and images keep working the same.
+IMAGE_RELEASE = {
+    "version": "4f9c2d1",
+    "images": {
+        "api": "sha256:b3fe26efe42b5022a03a801d1f17d84b6bf4a2efa0442a5ad177f59ab403c48a",
+        "worker": "sha256:3256822ca844d9280bfa16718ca6a8b203da9ada525fd1ff80b5ce3dbb4ab67d",
+    },
+}
+
+
 def stack_values(stack: str = "dev") -> dict[str, Any]:
-    return copy.deepcopy(read_stack_file(ROOT, stack).values)
+    values = copy.deepcopy(read_stack_file(ROOT, stack).values)
+    values["release"] = copy.deepcopy(IMAGE_RELEASE)
+    return values
 
 
 def run_services(values: dict[str, Any], stack: str = "dev") -> Simulation:
@@ -330,8 +343,9 @@ def test_an_image_given_by_tag_is_a_config_error() -> None:
 def test_a_service_without_an_image_is_a_config_error() -> None:
     values = stack_values()
     del values["release"]["images"]["worker"]
-    assert (
-        config_error(values) == 'stageline:release.images.worker is required: service "worker" has no image'
+    assert config_error(values) == (
+        "stageline:release.images.worker (or release.packages.worker) is required: "
+        'service "worker" has no image and no package'
     )
 
 
@@ -514,3 +528,68 @@ def test_environment_variables_beyond_lambdas_4kb_are_a_config_error() -> None:
     with pytest.raises(ConfigError) as err:
         parse(values, stack="dev", region="eu-west-1")
     assert "stageline:services[0].environment takes 4003 bytes; Lambda allows 3900" in str(err.value)
+
+
+# --- zip packages ---------------------------------------------------------------------------------
+
+PACKAGES = {"api": "sha256:" + "1f" * 32, "worker": "sha256:" + "2e" * 32}
+
+
+def _packaged(values: dict[str, Any], version: str = "4f9c2d1") -> dict[str, Any]:
+    values = copy.deepcopy(values)
+    values["release"] = {"version": version, "packages": dict(PACKAGES), "frontend": "3d" * 32}
+    values["services"][0]["runtime"] = "python3.13"
+    values["services"][0]["handler"] = "app.main"
+    return values
+
+
+def test_a_packaged_service_runs_its_zip_from_the_artifact_bucket() -> None:
+    import base64
+
+    sim = simulate(_packaged(stack_values("dev")), stack="dev")
+    bucket = sim.named("artifacts-bucket").outputs["bucket"]
+    for service, digest in PACKAGES.items():
+        fn = sim.named(f"service-{service}-function")
+        hexdigest = digest.removeprefix("sha256:")
+        assert fn.inputs["packageType"] == "Zip"
+        assert "imageUri" not in fn.inputs
+        assert fn.inputs["s3Bucket"] == bucket
+        assert fn.inputs["s3Key"] == f"packages/{service}/{hexdigest}.zip"
+        assert base64.b64decode(fn.inputs["sourceCodeHash"]).hex() == hexdigest
+        assert fn.outputs["codeSha256"] == fn.inputs["sourceCodeHash"]
+        # The function carries its package, not the release version: a new version alone changes nothing.
+        variables = fn.inputs["environment"]["variables"]
+        assert variables["STAGELINE_PACKAGE"] == digest and "STAGELINE_RELEASE" not in variables
+        assert sim.named("artifacts-bucket").urn in fn.dependencies
+    api, worker = sim.named("service-api-function"), sim.named("service-worker-function")
+    assert (api.inputs["runtime"], api.inputs["handler"]) == ("python3.13", "app.main")
+    assert (worker.inputs["runtime"], worker.inputs["handler"]) == ("python3.12", "handler.handler")
+    # Both distributions serve the frontend release by its name.
+    origins = {
+        d.name: d.inputs["origins"][0]["originPath"]
+        for d in sim.of_type("aws:cloudfront/distribution:Distribution")
+    }
+    assert set(origins.values()) == {"/releases/" + "3d" * 32}
+
+
+def test_a_new_version_with_the_same_packages_leaves_every_function_as_it_was() -> None:
+    before = simulate(_packaged(stack_values("dev")), stack="dev")
+    after = simulate(_packaged(stack_values("dev"), version="9a8b7c6"), stack="dev")
+    for service in PACKAGES:
+        name = f"service-{service}-function"
+        assert before.named(name).inputs == after.named(name).inputs
+
+
+def test_a_service_runs_an_image_or_a_package_never_both() -> None:
+    values = _packaged(stack_values("dev"))
+    values["release"]["images"] = {"api": DIGEST}
+    assert config_error(values) == (
+        'stageline:release.packages.api: service "api" has an image too; a service runs either an image '
+        "or a package"
+    )
+    values = _packaged(stack_values("dev"))
+    values["release"]["frontend"] = "v1"
+    assert "stageline:release.frontend must look like the 64 hex digits" in config_error(values)
+    values = _packaged(stack_values("dev"))
+    values["services"][0]["runtime"] = "nodejs20.x"
+    assert 'stageline:services[0].runtime must look like "python3.N"' in config_error(values)

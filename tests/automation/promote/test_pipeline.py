@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from automation.cli import cli
 from automation.errors import ConfigurationError
 from automation.promote.pipeline import render_plan, resolve
+from infra.config import read_stack_file
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -183,10 +184,11 @@ def test_plan_compares_the_release_too(
 ) -> None:
     root = _copy_repo(tmp_path)
     monkeypatch.chdir(root)
+    shipped = read_stack_file(root, holder).values["release"]["version"]
     refused = CliRunner().invoke(cli, ["promote", "--plan", "--release", "bogus", *args])
     assert refused.exit_code == 3
     assert refused.stderr.strip().splitlines() == [
-        f"error: --release bogus was asked for, but Pulumi.{holder}.yaml holds release 4f9c2d1, "
+        f"error: --release bogus was asked for, but Pulumi.{holder}.yaml holds release {shipped}, "
         f"which {stage} would receive"
     ]
-    assert CliRunner().invoke(cli, ["promote", "--plan", "--release", "4f9c2d1", *args]).exit_code == 0
+    assert CliRunner().invoke(cli, ["promote", "--plan", "--release", shipped, *args]).exit_code == 0
