@@ -71,9 +71,12 @@ def load() -> StackConfig:
         if not k.startswith(prefix)
     }
     stack = pulumi.get_stack()
-    root = Path(pulumi.get_root_directory())
+    # The project's root, as the engine tells it: none for an inline program (the Automation API's
+    # `program=`), which has no stack file of its own to read again.
+    root_directory = pulumi.get_root_directory()
+    root = Path(root_directory) if root_directory else None
     stacks = None
-    if stack_file_path(root, stack).is_file():
+    if root is not None and stack_file_path(root, stack).is_file():
         read_stack_file(root, stack)
         stacks = [s for s in known_stacks(root) if STACK_NAME_RE.match(s)]
     cfg = pulumi.Config(NAMESPACE)

@@ -332,7 +332,9 @@ def test_slow_delays_the_matching_operation(rig: Rig) -> None:
     stack.up()
     assert time.monotonic() - start >= 3
     created = [name for op, _, name in rig.cloud.operations() if op == "create"]
-    assert created[-1] == "artifacts"  # the others did not wait for it
+    # The role, which depends on nothing either, did not wait for it (its function and alias may,
+    # on a loaded machine, still be on their way when the bucket's three seconds are up).
+    assert created.index("exec") < created.index("artifacts")
 
 
 def test_destroy_empties_the_cloud(rig: Rig) -> None:
@@ -435,23 +437,23 @@ def test_the_plugin_refuses_to_start_without_a_cloud() -> None:
 def test_the_plugin_prints_its_port_and_stops_when_the_engine_is_gone(tmp_path: Path) -> None:
     env = {**os.environ, "STAGELINE_STANDIN_CLOUD": str(tmp_path), "STAGELINE_STANDIN_PYTHON": sys.executable}
     # Nothing listens on the engine address: the first health check fails and the plugin stops.
-    gone = subprocess.Popen(
+    with subprocess.Popen(
         [str(BIN / "pulumi-resource-github"), "--logtostderr", "-v=9", "127.0.0.1:9"],
         env=env,
         stdout=subprocess.PIPE,
         text=True,
-    )
-    assert gone.stdout is not None and gone.stdout.readline().strip().isdigit()
-    assert gone.wait(timeout=60) == 0
+    ) as gone:
+        assert gone.stdout is not None and gone.stdout.readline().strip().isdigit()
+        assert gone.wait(timeout=60) == 0
     # Without an engine to watch it serves until it is told to stop (SIGINT, as the engine does).
-    attached = subprocess.Popen(
+    with subprocess.Popen(
         [str(BIN / "pulumi-resource-aws")], env=env, stdout=subprocess.PIPE, text=True
-    )
-    assert attached.stdout is not None and attached.stdout.readline().strip().isdigit()
-    time.sleep(0.5)
-    assert attached.poll() is None
-    attached.send_signal(signal.SIGINT)
-    assert attached.wait(timeout=30) == 0
+    ) as attached:
+        assert attached.stdout is not None and attached.stdout.readline().strip().isdigit()
+        time.sleep(0.5)
+        assert attached.poll() is None
+        attached.send_signal(signal.SIGINT)
+        assert attached.wait(timeout=30) == 0
 
 
 def test_the_cloud_edits_paths_keeps_secrets_and_counts_faults(tmp_path: Path) -> None:
