@@ -7,8 +7,14 @@ Errors become one line through `aws_error`, never request details.
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
+
+_REGISTRY_RE = re.compile(
+    r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/(?P<repository>[a-z0-9._/-]+)$"
+)
 
 
 @cache
@@ -25,6 +31,35 @@ def aws_client(service: str, region: str | None) -> Any:
 
     config = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=10, read_timeout=60)
     return _session().client(service, region_name=region, config=config)
+
+
+@dataclass(frozen=True)
+class Registry:
+    """An ECR repository, from a stack's `ecrRepositoryUrl` output."""
+
+    account: str
+    region: str
+    repository: str
+
+    @property
+    def url(self) -> str:
+        return f"{self.account}.dkr.ecr.{self.region}.amazonaws.com/{self.repository}"
+
+
+def parse_registry(url: str, what: str = "ecrRepositoryUrl") -> Registry:
+    from automation.errors import StagelineError
+
+    m = _REGISTRY_RE.match(url.strip())
+    if not m:
+        raise StagelineError(f"output {what} is not an ECR repository URL: {url!r}")
+    return Registry(account=m["account"], region=m["region"], repository=m["repository"])
+
+
+def error_code(exc: BaseException) -> str:
+    """The error code of a boto3 ClientError ("" for anything else)."""
+    from botocore.exceptions import ClientError
+
+    return str(exc.response.get("Error", {}).get("Code", "")) if isinstance(exc, ClientError) else ""
 
 
 def aws_error(exc: BaseException) -> str:

@@ -19,7 +19,10 @@ import pulumi_aws as aws
 from infra.buckets import PrivateBucketArgs, private_bucket
 from infra.config.model import BUCKET_PREFIX_MAX
 from infra.policies import (
+    PACKAGES_PREFIX,
     RELEASE_IMAGE_READ_ACTIONS,
+    RELEASE_TAG_PREFIX,
+    artifact_bucket_prefix,
     release_reader_statement,
     release_repository_name,
     tls_only_bucket_policy,
@@ -30,7 +33,7 @@ if TYPE_CHECKING:
 
 
 def bucket_prefix(prefix: str) -> str:
-    return f"{prefix}-artifacts-"
+    return artifact_bucket_prefix(prefix)
 
 
 def repository_name(prefix: str) -> str:
@@ -38,11 +41,18 @@ def repository_name(prefix: str) -> str:
     return release_repository_name(prefix)
 
 
-def ecr_lifecycle_policy(keep_images: int) -> dict[str, Any]:
-    """Expire all but the newest `keep_images` images, tagged or not.
+# ECR has no "keep" action: a rule that matches an image's tags shields it from every lower-priority
+# rule, so the first rule matches the release tags and expires only beyond this many of them.
+RELEASE_IMAGES_KEPT = 10_000
 
-    Releases pin images by digest, so a rollback needs the old image to still exist: size
-    `keep_images` to cover the releases you may want to go back to.
+
+def ecr_lifecycle_policy(keep_images: int) -> dict[str, Any]:
+    """Never expire an image a release named; of the others, keep the newest `keep_images`.
+
+    Releases pin images by digest, so a rollback needs the old image to still exist: the images a
+    release recorded (tagged `release-…`) fall under the first rule, which shields them from the
+    second. Images pushed and never recorded in a release (a failed build's, a scan that refused)
+    are what `keep_images` bounds.
     """
     if keep_images < 1:
         raise ValueError("keep_images must be at least 1")
@@ -50,14 +60,25 @@ def ecr_lifecycle_policy(keep_images: int) -> dict[str, Any]:
         "rules": [
             {
                 "rulePriority": 1,
-                "description": f"Keep the newest {keep_images} images",
+                "description": "Keep every image a release named",
+                "selection": {
+                    "tagStatus": "tagged",
+                    "tagPrefixList": [RELEASE_TAG_PREFIX],
+                    "countType": "imageCountMoreThan",
+                    "countNumber": RELEASE_IMAGES_KEPT,
+                },
+                "action": {"type": "expire"},
+            },
+            {
+                "rulePriority": 2,
+                "description": f"Keep the newest {keep_images} other images",
                 "selection": {
                     "tagStatus": "any",
                     "countType": "imageCountMoreThan",
                     "countNumber": keep_images,
                 },
                 "action": {"type": "expire"},
-            }
+            },
         ],
     }
 
@@ -100,6 +121,27 @@ def lambda_pull_policy(
             )
         )
     return {"Version": "2012-10-17", "Statement": statements}
+
+
+def artifact_bucket_policy(
+    bucket_arn: str, *, reader_accounts: Sequence[str] = (), project: str = "stageline"
+) -> dict[str, Any]:
+    """TLS only; with `reader_accounts`, their deploy roles may also read the zip packages (promotion
+    to a stage in another account copies them from here by key)."""
+    policy = tls_only_bucket_policy(bucket_arn)
+    if reader_accounts:
+        partition = bucket_arn.split(":", 2)[1]
+        policy["Statement"].append(
+            release_reader_statement(
+                "PromotionReadPackages",
+                ("s3:GetObject",),
+                partition=partition,
+                accounts=reader_accounts,
+                project=project,
+                resources=f"{bucket_arn}/{PACKAGES_PREFIX}/*",
+            )
+        )
+    return policy
 
 
 @dataclass(frozen=True)
@@ -165,7 +207,11 @@ class ArtifactStore(pulumi.ComponentResource):
         aws.s3.BucketPolicy(
             f"{name}-policy",
             bucket=bucket.id,
-            policy=bucket.arn.apply(lambda arn: json.dumps(tls_only_bucket_policy(arn))),
+            policy=bucket.arn.apply(
+                lambda arn: json.dumps(
+                    artifact_bucket_policy(arn, reader_accounts=args.reader_accounts, project=args.project)
+                )
+            ),
             # S3 rejects a policy PUT while a public-access-block change is still settling.
             opts=pulumi.ResourceOptions(parent=self, depends_on=[store.public_access, store.ownership]),
         )

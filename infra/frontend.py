@@ -1,9 +1,12 @@
 """The frontend: a private bucket of immutable release uploads behind two CloudFront distributions.
 
-Every frontend build is uploaded once to `releases/<version>/` and never changed afterwards.
-Two distributions read from the same bucket:
+Every frontend build is uploaded once to `releases/<frontend release>/` and never changed
+afterwards; `python -m automation build` names the release by the sha256 of its manifest
+(`release.frontend`), so an unchanged frontend keeps its prefix. Two distributions read from the
+same bucket:
 
-- **APP** serves users; its origin path is the live release (`release.version`).
+- **APP** serves users; its origin path is the live release (`release.frontend`, else
+  `release.version`).
 - **TEST** serves pre-promotion checks; its origin path is the candidate
   (`release.candidate`, or the live release when there is none).
 
@@ -186,7 +189,7 @@ class FrontendArgs:
     def from_config(cls, cfg: StackConfig, *, api_endpoint: pulumi.Input[str] | None = None) -> FrontendArgs:
         return cls(
             name_prefix=cfg.prefix,
-            app_version=cfg.release.version,
+            app_version=cfg.release.frontend_version,
             test_version=cfg.release.candidate_version,
             price_class=cfg.frontend.price_class,
             api_endpoint=api_endpoint,

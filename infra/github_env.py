@@ -5,6 +5,11 @@ The GitHub environment is named after the stack. A workflow job that says
 policy), then receives its variables and secrets, and gets the OIDC subject the deploy role
 trusts. The variables are resource outputs passed in by the program, never typed by hand, so
 what a workflow uses cannot drift from what exists.
+
+The two halves are declared by different stacks (`manage_protection`): an environment's protection
+rules — the environment itself, its reviewers, its branch and tag policies and the ruleset that
+protects those tags — only by a stack listed for it in `github.protects` (one deployed under
+review, whose token may administer the repository); its variables and secrets by the stack itself.
 """
 
 from __future__ import annotations
@@ -44,6 +49,14 @@ def preview_role_variable(stack: str) -> str:
     return f"PREVIEW_ROLE_ARN_{stack.upper().replace('-', '_')}"
 
 
+# GitHub's built-in repository role IDs (rulesets name bypass actors by these).
+REPOSITORY_ADMIN_ROLE_ID = 5
+
+
+def tag_ruleset_name(environment: str) -> str:
+    return f"stageline {environment} deployment tags"
+
+
 def branch_policy(
     branches: DeploymentBranches | None,
 ) -> github.RepositoryEnvironmentDeploymentBranchPolicyArgsDict | None:
@@ -68,6 +81,9 @@ class GitHubEnvironmentArgs:
     variables: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
     secrets: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
     repository_variables: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
+    # Declare the environment and its protection rules (needs a token that administers the
+    # repository); False: only publish variables and secrets into an environment declared elsewhere.
+    manage_protection: bool = True
 
     def __post_init__(self) -> None:
         if "/" in self.repository:
@@ -84,6 +100,7 @@ class GitHubEnvironmentArgs:
         variables: Mapping[str, pulumi.Input[str]],
         secrets: Mapping[str, pulumi.Input[str]],
         repository_variables: Mapping[str, pulumi.Input[str]] | None = None,
+        manage_protection: bool = True,
     ) -> GitHubEnvironmentArgs:
         protection = cfg.github.protection
         return cls(
@@ -97,11 +114,16 @@ class GitHubEnvironmentArgs:
             variables=dict(variables),
             secrets=dict(secrets),
             repository_variables=dict(repository_variables or {}),
+            manage_protection=manage_protection,
         )
 
     @classmethod
     def read_only_from_config(
-        cls, cfg: StackConfig, *, variables: Mapping[str, pulumi.Input[str]]
+        cls,
+        cfg: StackConfig,
+        *,
+        variables: Mapping[str, pulumi.Input[str]],
+        manage_protection: bool = True,
     ) -> GitHubEnvironmentArgs:
         """The `<stack>-readonly` environment: no reviewers, protected branches only, no secrets.
 
@@ -114,6 +136,7 @@ class GitHubEnvironmentArgs:
             can_admins_bypass=False,
             deployment_branches=DeploymentBranches(protected_branches=True),
             variables=dict(variables),
+            manage_protection=manage_protection,
         )
 
 
@@ -126,6 +149,47 @@ class GitHubEnvironment(pulumi.ComponentResource):
         super().__init__("stageline:infra:GitHubEnvironment", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
 
+        env_name: pulumi.Output[str] = pulumi.Output.from_input(args.environment)
+        if args.manage_protection:
+            env_name = self._protection(name, args, child)
+
+        for key, value in sorted(args.variables.items()):
+            github.ActionsEnvironmentVariable(
+                f"{name}-var-{key}",
+                repository=args.repository,
+                environment=env_name,
+                variable_name=key,
+                value=value,
+                opts=child,
+            )
+        for key, value in sorted(args.secrets.items()):
+            # `value` is encrypted for GitHub by the provider and stored as a secret in state;
+            # wrapping it again keeps it secret even if a caller passed a plain string.
+            github.ActionsEnvironmentSecret(
+                f"{name}-secret-{key}",
+                repository=args.repository,
+                environment=env_name,
+                secret_name=key,
+                value=pulumi.Output.secret(value),
+                opts=child,
+            )
+
+        for key, value in sorted(args.repository_variables.items()):
+            github.ActionsVariable(
+                f"{name}-repo-var-{key}",
+                repository=args.repository,
+                variable_name=key,
+                value=value,
+                opts=child,
+            )
+
+        self.environment_name = env_name
+        self.register_outputs({"environment_name": self.environment_name})
+
+    def _protection(
+        self, name: str, args: GitHubEnvironmentArgs, child: pulumi.ResourceOptions
+    ) -> pulumi.Output[str]:
+        """The environment, its reviewers and branch/tag policies, and a ruleset protecting its tags."""
         # GitHub's API takes reviewer IDs; the stack file names people and teams. The lookups run
         # through this component's GitHub provider, so they resolve in the configured owner.
         invoke = pulumi.InvokeOutputOptions(parent=self)
@@ -171,36 +235,29 @@ class GitHubEnvironment(pulumi.ComponentResource):
                     tag_pattern=pattern,
                     opts=child,
                 )
-
-        for key, value in sorted(args.variables.items()):
-            github.ActionsEnvironmentVariable(
-                f"{name}-var-{key}",
-                repository=args.repository,
-                environment=env_name,
-                variable_name=key,
-                value=value,
-                opts=child,
-            )
-        for key, value in sorted(args.secrets.items()):
-            # `value` is encrypted for GitHub by the provider and stored as a secret in state;
-            # wrapping it again keeps it secret even if a caller passed a plain string.
-            github.ActionsEnvironmentSecret(
-                f"{name}-secret-{key}",
-                repository=args.repository,
-                environment=env_name,
-                secret_name=key,
-                value=pulumi.Output.secret(value),
-                opts=child,
-            )
-
-        for key, value in sorted(args.repository_variables.items()):
-            github.ActionsVariable(
-                f"{name}-repo-var-{key}",
-                repository=args.repository,
-                variable_name=key,
-                value=value,
-                opts=child,
-            )
-
-        self.environment_name = env_name
-        self.register_outputs({"environment_name": self.environment_name})
+            if branches.tag_patterns:
+                # A tag pattern admits whoever can push a matching tag: only repository admins may
+                # create, move or delete these tags, so a deployment from a tag is one they made.
+                github.RepositoryRuleset(
+                    f"{name}-tags",
+                    repository=args.repository,
+                    name=tag_ruleset_name(args.environment),
+                    target="tag",
+                    enforcement="active",
+                    conditions={
+                        "ref_name": {
+                            "includes": [f"refs/tags/{p}" for p in branches.tag_patterns],
+                            "excludes": [],
+                        }
+                    },
+                    rules={"creation": True, "update": True, "deletion": True},
+                    bypass_actors=[
+                        {
+                            "actor_type": "RepositoryRole",
+                            "actor_id": REPOSITORY_ADMIN_ROLE_ID,
+                            "bypass_mode": "always",
+                        }
+                    ],
+                    opts=child,
+                )
+        return env_name

@@ -281,3 +281,164 @@ def escalations(st: Statement, owner: Owner) -> list[tuple[str, str]]:
         if pattern is not None:
             found.append((action, pattern))
     return found
+
+
+# --- reach: how far a resource pattern goes beyond the stack's own -----------------------------
+
+# Services whose actions administer the account or the organization itself: a service's grant may
+# never name one (nor may any document the program writes, except the deploy role's IAM on its own
+# roles, which the IAM rules judge). Judged by probes, so `organizations:*`, `org*:Leave*`, `*:*`
+# and `account:Put*` are all found.
+ADMINISTRATION_PROBES = (
+    "organizations:LeaveOrganization",
+    "organizations:CreateAccount",
+    "organizations:AttachPolicy",
+    "account:CloseAccount",
+    "account:PutAlternateContact",
+    "account:EnableRegion",
+    "sso:CreatePermissionSet",
+    "identitystore:CreateUser",
+    "controltower:DisableControl",
+    "billing:UpdateBillingPreferences",
+    "aws-portal:ModifyAccount",
+    "cloudtrail:StopLogging",
+    "cloudtrail:DeleteTrail",
+    "config:DeleteConfigurationRecorder",
+    "guardduty:DeleteDetector",
+    "securityhub:DisableSecurityHub",
+)
+# IAM and STS: what a service's grant may never name (it would rewrite permissions or become another
+# role, and the permissions boundary copies grants). The program's own documents are judged by the
+# IAM rules instead, which allow the deploy role IAM on the stack's own roles.
+IDENTITY_PROBES = (*IAM_PROBES, "sts:AssumeRole", "sts:GetFederationToken", "sts:AssumeRoleWithWebIdentity")
+
+# Resource shapes with generated IDs that hold configuration, no data, and cannot be named or
+# tagged per stack (the program's scoping rule 3 in infra/policies.py): reaching them is not reach.
+CONFIGURATION_ID_SHAPES = (
+    "arn:*:cloudfront::*:origin-access-control/*",
+    "arn:*:cloudfront::*:response-headers-policy/*",
+    "arn:*:cloudfront::*:cache-policy/*",
+    "arn:*:apigateway:*::/apis",
+    "arn:*:apigateway:*::/apis/*",
+)
+ENVIRONMENT_TAG_KEYS = ("aws:ResourceTag/environment", "aws:RequestTag/environment")
+# Services whose names end at "/" (a bucket's objects, a table's indexes and streams) or ":" (a log
+# group's streams, a function's qualifiers); every other service's names may hold "/" (secrets,
+# parameters, roles with paths), so only ":" ends them.
+_NAME_ENDS = {"s3": "/:", "dynamodb": "/:", "kinesis": "/:"}
+_ARN_PARTS_RE = re.compile(r"^arn:([^:]*):([^:]*):([^:]*):([^:]*):(.*)$", re.DOTALL)
+_RANDOM_SUFFIX = "-??????"  # Secrets Manager appends six random characters to a secret's ARN
+
+
+def _wild(text: str) -> bool:
+    return "*" in text or "?" in text
+
+
+def administers(action: str, *, identity: bool = False) -> str | None:
+    """The action administering the account or organization (a probe) that an action pattern covers,
+    if any; `identity`: IAM and STS count too."""
+    probes = (*ADMINISTRATION_PROBES, *IDENTITY_PROBES) if identity else ADMINISTRATION_PROBES
+    return next((probe for probe in probes if glob(action).match(probe)), None)
+
+
+def administration(st: Statement) -> str | None:
+    """The account or organization administration action an Allow statement covers (NotAction too)."""
+    if not allows(st):
+        return None
+    return next((probe for probe in ADMINISTRATION_PROBES if action_allowed(st, probe)), None)
+
+
+def tag_fenced(st: Statement, owner: Owner) -> bool:
+    """Whether every resource the statement reaches must carry this stack's environment tag."""
+    condition = st.get("Condition")
+    clauses = condition.get("StringEquals") if isinstance(condition, Mapping) else None
+    if not isinstance(clauses, Mapping):
+        return False
+    return any(
+        str(key).lower() == tag.lower() and as_list(value) == [owner.stack]
+        for key, value in clauses.items()
+        for tag in ENVIRONMENT_TAG_KEYS
+    )
+
+
+def _owned(name: str, prefixes: Sequence[str]) -> bool:
+    """Whether a name (or its last path segment: `/aws/lambda/<prefix>-…`) starts with an owned prefix."""
+    last = name.rsplit("/", 1)[-1]
+    return any(part.startswith(f"{prefix}-") for part in (name, last) for prefix in prefixes)
+
+
+def reach_beyond(pattern: str, owner: Owner, also: Sequence[str] = ()) -> str | None:
+    """Why a resource pattern reaches resources that are not the stack's own, or None when it does not.
+
+    A pattern stays within the stack when its wildcards come only after a name the stack owns
+    (`<prefix>-…`, or one of the `also` prefixes: the stage it receives releases from), or after a
+    complete resource name (a bucket's objects, a table's indexes, a log group's streams, a secret's
+    random suffix). A wildcard in the partition, service, region or account, or before the name is
+    fixed (`key/*`, `function:*`, `arn:aws:s3:::*`), reaches every such resource of the account.
+    """
+    if _wild(pattern) and every_resource({"Resource": pattern}) is not None:
+        return "every resource of the account"
+    match = _ARN_PARTS_RE.match(pattern)
+    if match is None:
+        return "every resource" if _wild(pattern) else None
+    partition, service, region, account, resource = match.groups()
+    if not _wild(pattern):
+        return None
+    if any(glob(shape).match(pattern) for shape in CONFIGURATION_ID_SHAPES):
+        return None
+    if _wild(partition) or _wild(service):
+        return "a pattern in the partition or service"
+    if (
+        resource.endswith(_RANDOM_SUFFIX)
+        and not _wild(resource[: -len(_RANDOM_SUFFIX)])
+        and service == ("secretsmanager")
+    ):
+        resource = resource[: -len(_RANDOM_SUFFIX)]
+    cut = min((i for i, c in enumerate(resource) if c in "*?"), default=len(resource))
+    literal = resource[:cut]
+    typed = re.match(r"^[A-Za-z0-9-]+[/:]", literal) if service not in ("s3", "sns", "sqs") else None
+    name = literal[typed.end() :] if typed else literal
+    if _owned(name, (owner.prefix, *also)):
+        return None
+    ends = _NAME_ENDS.get(service, ":")
+    named = cut == len(resource) or (any(c in name[1:] for c in ends) and name[:1] not in ends)
+    if not named:
+        kind = typed.group(0)[:-1] if typed else "resource"
+        return f"every {service} {kind} named {json_text(name + '*')}" if name else f"every {service} {kind}"
+    if _wild(region) or _wild(account):
+        return "a pattern in the region or account"
+    return None
+
+
+def json_text(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def star_only(actions: Sequence[str]) -> bool:
+    """Whether every action is one AWS authorizes only on Resource "*" (named, not a pattern)."""
+    from infra.policies import STAR_ONLY_ACTIONS
+
+    return bool(actions) and all(a in STAR_ONLY_ACTIONS for a in actions)
+
+
+def unscoped(st: Statement, owner: Owner, also: Sequence[str] = ()) -> list[tuple[str, str]]:
+    """(pattern, why) for each resource of an Allow statement that reaches beyond the stack's own.
+
+    A statement fenced by the stack's environment tag reaches only what carries it; "*" with only
+    the actions AWS authorizes nowhere else reaches nothing more.
+    """
+    if not allows(st):
+        return []
+    if "NotResource" in st:
+        return [("NotResource", "every resource but those listed")]
+    if tag_fenced(st, owner):
+        return []
+    actions = [str(a) for a in as_list(st.get("Action"))]
+    found = []
+    for pattern in resource_patterns(st):
+        if pattern == "*" and "NotAction" not in st and star_only(actions):
+            continue
+        why = reach_beyond(pattern, owner, also)
+        if why is not None:
+            found.append((pattern, why))
+    return found

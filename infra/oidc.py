@@ -6,9 +6,10 @@ credentials of a role whose trust policy names the token's exact `sub`:
 - the **deploy role** trusts `repo:OWNER/REPO:environment:<stack>` — a job gets that subject
   only when it references the GitHub environment, so the environment's protection rules
   (reviewers, wait timer, branch policy) stand in front of every deployment;
-- the **preview role** trusts `repo:OWNER/REPO:pull_request` (pull-request previews) and
-  `repo:OWNER/REPO:environment:<stack>-readonly` (scheduled drift checks), and can read, never
-  change.
+- the **preview role** trusts `repo:OWNER/REPO:environment:<stack>-readonly` (scheduled drift
+  checks, and the previews a promotion run shows before its approval) and, only for a stack with
+  `github.pullRequestPreviews` (dev), `repo:OWNER/REPO:pull_request`; it can read, never change —
+  not even the state's lock.
 
 The deploy role's rights are scoped to the environment's resources and fenced by a permissions
 boundary (see `infra.policies`); a stage with `promotion.source` may also read that stage's
@@ -66,13 +67,14 @@ class GitHubTrustArgs:
     stack: str
     region: str
     deploy_subject: str  # "repo:OWNER/REPO:environment:ENV" (or the immutable form)
-    preview_subject: str  # "repo:OWNER/REPO:pull_request"
-    read_only_subject: str  # "repo:OWNER/REPO:environment:ENV-readonly": scheduled drift checks
+    preview_subject: str | None  # "repo:OWNER/REPO:pull_request"; None: pull requests get no role
+    read_only_subject: str  # "repo:OWNER/REPO:environment:ENV-readonly": drift checks, gated previews
     existing_provider_arn: str | None = None  # the account's provider, when another stack owns it
     state_bucket: str | None = None
     state_kms_key_arn: str | None = None
     grants: tuple[Grant, ...] = ()  # what services may do; the boundary must allow it
     source_prefix: str | None = None  # "<project>-<promotion.source>": promotion reads its releases
+    source_stack: str | None = None  # promotion.source: promotion reads its outputs and history
 
     def __post_init__(self) -> None:
         for subject in (self.deploy_subject, *self.preview_subjects):
@@ -89,13 +91,14 @@ class GitHubTrustArgs:
             stack=cfg.stack,
             region=cfg.region,
             deploy_subject=cfg.github.subject(f"environment:{cfg.environment}"),
-            preview_subject=cfg.github.subject("pull_request"),
+            preview_subject=cfg.github.subject("pull_request") if cfg.github.pull_request_previews else None,
             read_only_subject=cfg.github.subject(f"environment:{read_only_environment(cfg.environment)}"),
             existing_provider_arn=cfg.oidc.provider_arn,
             state_bucket=cfg.state.bucket,
             state_kms_key_arn=cfg.state.kms_key_arn,
             grants=tuple(grant for service in cfg.services for grant in service.grants),
             source_prefix=f"{cfg.project}-{cfg.promotion.source}" if cfg.promotion.source else None,
+            source_stack=cfg.promotion.source,
         )
         # Fail at config time, not halfway through an update, when the grants outgrow IAM's limit.
         size = policy_size(args.boundary_document("aws-us-gov", "000000000000"))
@@ -131,10 +134,13 @@ class GitHubTrustArgs:
             state_bucket=self.state_bucket,
             state_kms_key_arn=self.state_kms_key_arn,
             source_prefix=self.source_prefix,
+            source_stack=self.source_stack,
         )
 
     @property
-    def preview_subjects(self) -> tuple[str, str]:
+    def preview_subjects(self) -> tuple[str, ...]:
+        if self.preview_subject is None:
+            return (self.read_only_subject,)
         return (self.preview_subject, self.read_only_subject)
 
     @property
@@ -151,7 +157,7 @@ class GitHubTrust(pulumi.ComponentResource):
     deploy_role_arn: pulumi.Output[str]
     """What a job in the GitHub environment `<stack>` assumes (`AWS_ROLE_ARN`)."""
     preview_role_arn: pulumi.Output[str]
-    """What pull-request previews and drift checks assume: read-only."""
+    """What drift checks, gated previews (and, where admitted, pull-request previews) assume: read-only."""
     permissions_boundary_arn: pulumi.Output[str]
     """Every role the deploy role creates must carry this boundary."""
 

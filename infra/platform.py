@@ -42,6 +42,7 @@ def build_platform(
             svc,
             repository_url=artifacts.repository_url,
             permissions_boundary_arn=permissions_boundary_arn,
+            artifact_bucket=artifacts.bucket_name,
         )
         service_args[svc.name] = args
         services[svc.name] = LambdaService(f"service-{svc.name}", args, aws_opts)

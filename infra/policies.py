@@ -49,6 +49,7 @@ STATE_ROOT = ".pulumi"
 
 # Frontend builds live under `releases/<version>/` of a stack's frontend bucket.
 RELEASES_PREFIX = "releases"
+PACKAGES_PREFIX = "packages"  # zip packages in the artifact bucket: packages/<service>/<sha256 hex>.zip
 
 # Actions AWS authorizes only on Resource "*" (the Service Authorization Reference lists no
 # resource type for them). They are the only ones the program grants on "*" (tests/infra hold it to
@@ -280,6 +281,24 @@ RELEASE_IMAGE_READ_ACTIONS = (
     "ecr:DescribeImages",
 )
 _ALIAS_ACTIONS = ("kms:CreateAlias", "kms:UpdateAlias", "kms:DeleteAlias")
+# The state's secrets key (see `state_key_policy`).
+STATE_KEY_USE_ACTIONS = ("kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey")
+STATE_KEY_ADMIN_ACTIONS = (
+    "kms:DescribeKey",
+    "kms:GetKeyPolicy",
+    "kms:GetKeyRotationStatus",
+    "kms:ListResourceTags",
+    "kms:ListAliases",
+    "kms:PutKeyPolicy",
+    "kms:EnableKeyRotation",
+    "kms:DisableKey",
+    "kms:EnableKey",
+    "kms:ScheduleKeyDeletion",
+    "kms:CancelKeyDeletion",
+    "kms:TagResource",
+    "kms:UntagResource",
+    "kms:UpdateKeyDescription",
+)
 _BUDGET_READ_ACTIONS = ("budgets:ViewBudget", "budgets:ListTagsForResource")
 _BUDGET_WRITE_ACTIONS = ("budgets:ModifyBudget", "budgets:TagResource", "budgets:UntagResource")
 
@@ -298,6 +317,26 @@ def preview_role_name(prefix: str) -> str:
 def release_repository_name(prefix: str) -> str:
     """The stack's ECR repository (infra.artifacts.repository_name uses this)."""
     return f"{prefix}-app"
+
+
+# Every image a release names carries a tag starting with this (`release-<service>-<version>`): `build
+# --image` adds it in the first stage's registry, promotion when it copies the image to the next one.
+# The registry's lifecycle policy never expires them (infra.artifacts.ecr_lifecycle_policy).
+RELEASE_TAG_PREFIX = "release-"
+
+
+def release_image_tag(service: str, version: str) -> str:
+    return f"{RELEASE_TAG_PREFIX}{service}-{version}"
+
+
+def package_key(service: str, digest: str) -> str:
+    """Where a zip package lives in the artifact bucket: named by its content, so never overwritten."""
+    return f"{PACKAGES_PREFIX}/{service}/{digest.removeprefix('sha256:')}.zip"
+
+
+def artifact_bucket_prefix(prefix: str) -> str:
+    """S3 appends a unique suffix to this (infra.artifacts.bucket_prefix uses this)."""
+    return f"{prefix}-artifacts-"
 
 
 def frontend_bucket_prefix(prefix: str) -> str:
@@ -399,6 +438,8 @@ class Scope:
     # "<project>-<promotion.source>": the stage this one receives releases from. Promotion runs
     # with this stage's deploy role and copies the release's images and frontend files from there.
     source_prefix: str | None = None
+    # The promotion source's stack name: promotion reads its outputs and history (never its key).
+    source_stack: str | None = None
 
     @property
     def has_state(self) -> bool:
@@ -515,6 +556,11 @@ class Scope:
     @property
     def env_tag_is_ours(self) -> dict[str, dict[str, str]]:
         return {"StringEquals": {f"aws:ResourceTag/{ENVIRONMENT_TAG}": self.environment}}
+
+    @property
+    def env_tag_not_ours(self) -> dict[str, dict[str, str]]:
+        """True for another environment's resource and for an untagged one (the key is then absent)."""
+        return {"StringNotEquals": {f"aws:ResourceTag/{ENVIRONMENT_TAG}": self.environment}}
 
     @property
     def request_tags_ours(self) -> dict[str, dict[str, str]]:
@@ -679,26 +725,23 @@ def _deploy_compute(s: Scope) -> list[Statement]:
 
 
 def _deploy_edge(s: Scope) -> list[Statement]:
-    other_env = {
-        "StringNotEquals": {f"aws:ResourceTag/{ENVIRONMENT_TAG}": s.environment},
-        "Null": {f"aws:ResourceTag/{ENVIRONMENT_TAG}": "false"},
-    }
     return [
+        # Tags are set by the create call itself (authorized with aws:RequestTag); no statement
+        # lets this role tag a distribution that is not already this environment's.
         _allow("CreateTaggedDistributions", ("cloudfront:CreateDistribution",), "*", s.request_tags_ours),
-        _allow("TagNewDistributions", ("cloudfront:TagResource",), s.distributions, s.request_tags_ours),
         _allow(
             "ManageTaggedDistributions",
             (*_DISTRIBUTION_READ_ACTIONS, *_DISTRIBUTION_WRITE_ACTIONS),
             s.distributions,
             s.env_tag_is_ours,
         ),
-        # Without this, TagNewDistributions would let this environment re-tag another
-        # environment's distribution as its own and then manage it.
+        # Explicit, so that no allow added later can hand over a distribution by tagging it: every
+        # change to a distribution that is untagged or another environment's is refused.
         _deny(
-            "NeverTouchOtherEnvironmentsDistributions",
+            "NeverTouchDistributionsNotOurs",
             _DISTRIBUTION_WRITE_ACTIONS,
             s.distributions,
-            other_env,
+            s.env_tag_not_ours,
         ),
         _allow(
             "CreateCloudFrontConfigs",
@@ -721,7 +764,8 @@ def _deploy_edge(s: Scope) -> list[Statement]:
 
 
 def _read_source_releases(s: Scope) -> list[Statement]:
-    """Promotion copies `releases/<version>/` from the source stage's frontend bucket: read that only."""
+    """Promotion copies `releases/<release>/` from the source stage's frontend bucket and the release's
+    packages from its artifact bucket: read those only."""
     if s.source_prefix is None:
         return []
     return [
@@ -732,6 +776,12 @@ def _read_source_releases(s: Scope) -> list[Statement]:
             {"StringLike": {"s3:prefix": f"{RELEASES_PREFIX}/*"}},
         ),
         _allow("ReadSourceReleases", ("s3:GetObject",), f"{s.source_frontend_buckets}/{RELEASES_PREFIX}/*"),
+        # Zip packages are copied by key (packages/<service>/<sha256>.zip): no listing needed.
+        _allow(
+            "ReadSourcePackages",
+            ("s3:GetObject",),
+            f"arn:{s.partition}:s3:::{artifact_bucket_prefix(s.source_prefix)}*/{PACKAGES_PREFIX}/*",
+        ),
     ]
 
 
@@ -761,6 +811,14 @@ def _deploy_ops(s: Scope) -> list[Statement]:
             {**s.request_tags_ours, "BoolIfExists": {"kms:BypassPolicyLockoutSafetyCheck": "false"}},
         ),
         _allow("ManageTaggedKeys", (*_KEY_READ_ACTIONS, *_KEY_WRITE_ACTIONS), s.keys, s.env_tag_is_ours),
+        # No key that is untagged or another environment's (the state's secrets key among them)
+        # can be changed, tagged, or have its policy replaced, whatever allow comes later.
+        _deny(
+            "NeverTouchKeysNotOurs",
+            (*_KEY_WRITE_ACTIONS, "kms:PutKeyPolicy"),
+            s.keys,
+            s.env_tag_not_ours,
+        ),
         _allow(
             "SetTaggedKeyPolicies",
             ("kms:PutKeyPolicy",),
@@ -782,17 +840,21 @@ def _deploy_ops(s: Scope) -> list[Statement]:
 def _state(s: Scope, *, write: bool) -> list[Statement]:
     """The DIY backend's objects for this stack, and its secrets key.
 
-    Both roles read `meta.yaml` and their own checkpoint, and take the stack's lock (the DIY
-    backend locks even for a preview). The deploy role also writes its checkpoint, history and
-    backups, and reads the other stacks of the project, whose outputs and history promotion
-    compares; it can delete only its lock and checkpoint files, never history or backups.
+    Only this stack's objects: `meta.yaml`, its checkpoint, history and backups. The deploy role
+    writes its checkpoint, history, backups and lock, and deletes only its lock and checkpoint
+    files, never history or backups. The preview role reads and writes nothing else: a preview or
+    a preview-only refresh on a DIY backend takes no lock, so it needs none. A stage with a
+    promotion source also reads that source's checkpoint and history (its outputs and last good
+    release) — never its lock or its secrets key, so the source's secrets stay ciphertext.
     """
     statements: list[Statement] = []
     project, stack = s.project, s.stack
     if s.state_bucket is not None:
         checkpoint = s.state_object(f"stacks/{project}/{stack}.json*")
+        history = s.state_object(f"history/{project}/{stack}/*")
+        backups = s.state_object(f"backups/{project}/{stack}/*")
         # The DIY backend keys locks by the stack's fully qualified name, which for
-        # project-scoped stacks is "organization/<project>/<stack>" (pkg/backend/diy/lock.go).
+        # project-scoped stacks is "organization/<project>/<stack>".
         lock = s.state_object(f"locks/organization/{project}/{stack}/*")
         statements.append(
             _allow(
@@ -801,34 +863,26 @@ def _state(s: Scope, *, write: bool) -> list[Statement]:
                 f"arn:{s.partition}:s3:::{s.state_bucket}",
             )
         )
+        meta = s.state_object("meta.yaml")
         if write:
             statements += [
-                _allow(
-                    "ReadProjectState",
-                    ("s3:GetObject",),
-                    [
-                        s.state_object("meta.yaml"),
-                        s.state_object(f"stacks/{project}/*"),
-                        s.state_object(f"history/{project}/*"),
-                        s.state_object(f"backups/{project}/{stack}/*"),
-                        lock,
-                    ],
-                ),
+                _allow("ReadOwnState", ("s3:GetObject",), [meta, checkpoint, history, backups, lock]),
                 _allow("WriteOwnState", ("s3:PutObject", "s3:DeleteObject"), [checkpoint, lock]),
-                _allow(
-                    "AppendOwnHistory",
-                    ("s3:PutObject",),
-                    [
-                        s.state_object(f"history/{project}/{stack}/*"),
-                        s.state_object(f"backups/{project}/{stack}/*"),
-                    ],
-                ),
+                _allow("AppendOwnHistory", ("s3:PutObject",), [history, backups]),
             ]
+            if s.source_stack is not None:
+                statements.append(
+                    _allow(
+                        "ReadSourceState",
+                        ("s3:GetObject",),
+                        [
+                            s.state_object(f"stacks/{project}/{s.source_stack}.json*"),
+                            s.state_object(f"history/{project}/{s.source_stack}/*"),
+                        ],
+                    )
+                )
         else:
-            statements += [
-                _allow("ReadOwnState", ("s3:GetObject",), [s.state_object("meta.yaml"), checkpoint, lock]),
-                _allow("LockOwnState", ("s3:PutObject", "s3:DeleteObject"), lock),
-            ]
+            statements.append(_allow("ReadOwnState", ("s3:GetObject",), [meta, checkpoint, history]))
     if s.state_kms_key_arn is not None:
         actions = (
             ("kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey")
@@ -837,6 +891,59 @@ def _state(s: Scope, *, write: bool) -> list[Statement]:
         )
         statements.append(_allow("StateSecretsKey", actions, s.state_kms_key_arn))
     return statements
+
+
+def state_key_policy(
+    *, partition: str, account_id: str, prefix: str, administrators: Sequence[str]
+) -> Document:
+    """The key policy of one environment's `awskms://` secrets key (created by the bootstrap).
+
+    Administrators (the people who run the bootstrap and the trust layer's `pulumi up`) manage the
+    key and may use it; of the roles GitHub jobs assume, only this environment's deploy role may
+    encrypt and decrypt, and its preview role decrypt. The account itself is named as principal
+    only together with an exact role ARN, so no other identity in the account — another
+    environment's roles included — gets the key through an IAM policy.
+    """
+    if not administrators:
+        raise ValueError("a state key policy needs at least one administrator")
+    root = f"arn:{partition}:iam::{account_id}:root"
+
+    def role(name: str) -> str:
+        return f"arn:{partition}:iam::{account_id}:role/{name}"
+
+    def for_role(sid: str, actions: Iterable[str], role_arn: str) -> Statement:
+        return {
+            "Sid": sid,
+            "Effect": "Allow",
+            "Principal": {"AWS": root},
+            "Action": list(actions),
+            "Resource": "*",
+            "Condition": {"ArnEquals": {"aws:PrincipalArn": role_arn}},
+        }
+
+    admins = {"AWS": list(administrators)}
+    return _document(
+        [
+            {
+                "Sid": "KeyAdministrators",
+                "Effect": "Allow",
+                "Principal": admins,
+                "Action": list(STATE_KEY_ADMIN_ACTIONS),
+                "Resource": "*",
+            },
+            {
+                "Sid": "AdministratorsUseTheKey",
+                "Effect": "Allow",
+                "Principal": admins,
+                "Action": list(STATE_KEY_USE_ACTIONS),
+                "Resource": "*",
+            },
+            for_role("DeployRoleUsesTheKey", STATE_KEY_USE_ACTIONS, role(deploy_role_name(prefix))),
+            for_role(
+                "PreviewRoleDecrypts", ("kms:Decrypt", "kms:DescribeKey"), role(preview_role_name(prefix))
+            ),
+        ]
+    )
 
 
 def deploy_policies(scope: Scope) -> dict[str, Document]:

@@ -1,4 +1,8 @@
-"""One application service: a Lambda function from a digest-pinned image behind a `live` alias.
+"""One application service: a Lambda function from a digest-pinned image or a content-named zip
+package, behind a `live` alias.
+
+A zip package lives in the stack's artifact bucket at `packages/<service>/<sha256>.zip`; the function
+names that object and its `source_code_hash`, so it changes exactly when the package's bytes change.
 
 Per service: a log group (created first, so the function never writes to an auto-created group
 with unlimited retention), an execution role that may write only to that log group plus what
@@ -10,6 +14,7 @@ and sends a configured share of traffic to the new one.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from collections.abc import Mapping
@@ -20,6 +25,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.config.model import DIGEST_RE, Grant
+from infra.policies import package_key
 
 if TYPE_CHECKING:
     from infra.config.model import Service, StackConfig
@@ -30,6 +36,9 @@ ALIAS_NAME = "live"
 # environment it serves; the driver's verification compares them with the stack config.
 RELEASE_ENV_VAR = "STAGELINE_RELEASE"
 ENVIRONMENT_ENV_VAR = "STAGELINE_ENVIRONMENT"
+# A function deployed from a zip package carries the package's digest instead of the release version:
+# a release that leaves a service's package as it was then leaves its function as it was too.
+PACKAGE_ENV_VAR = "STAGELINE_PACKAGE"
 
 _LAMBDA_VERSION_RE = re.compile(r"^[1-9][0-9]*$")
 
@@ -50,6 +59,23 @@ def image_uri(repository_url: str, digest: str) -> str:
     if "@" in repository_url or ":" in repository_url.rsplit("/", 1)[-1]:
         raise ValueError(f"repository URL must not carry a tag or digest, got {repository_url!r}")
     return f"{repository_url}@{digest}"
+
+
+def source_code_hash(digest: str) -> str:
+    """Lambda's CodeSha256 of a package: its sha256 in base64 ("sha256:<hex>" in a release)."""
+    if not DIGEST_RE.match(digest):
+        raise ValueError(f'package digest must look like "sha256:" and 64 hex digits, got {digest!r}')
+    return base64.b64encode(bytes.fromhex(digest.removeprefix("sha256:"))).decode()
+
+
+@dataclass(frozen=True)
+class Package:
+    """A zip package in the artifact bucket, and how Lambda runs it."""
+
+    bucket: pulumi.Input[str]
+    digest: str  # "sha256:…"
+    runtime: str = "python3.12"
+    handler: str = "handler.handler"
 
 
 @dataclass(frozen=True)
@@ -138,7 +164,7 @@ class LambdaServiceArgs:
     service: str
     function_name: str
     repository_url: pulumi.Input[str]  # the environment's ECR repository, without tag or digest
-    image_digest: str  # "sha256:…" from the release
+    image_digest: str | None  # "sha256:…" from the release; None for a service deployed from a package
     permissions_boundary_arn: pulumi.Input[str]
     log_retention_days: int
     memory_mb: int = 256
@@ -148,6 +174,11 @@ class LambdaServiceArgs:
     grants: tuple[Grant, ...] = ()
     canary_weight: float | None = None
     stable_version: str | None = None  # with a canary: the version `live` keeps
+    package: Package | None = None  # instead of an image: a zip package from the artifact bucket
+
+    def __post_init__(self) -> None:
+        if (self.package is None) == (self.image_digest is None):
+            raise ValueError(f"service {self.service!r} needs exactly one of an image digest and a package")
 
     @classmethod
     def from_config(
@@ -157,23 +188,31 @@ class LambdaServiceArgs:
         *,
         repository_url: pulumi.Input[str],
         permissions_boundary_arn: pulumi.Input[str],
+        artifact_bucket: pulumi.Input[str] | None = None,
     ) -> LambdaServiceArgs:
         canary = cfg.release.canary
+        digest = cfg.release.packages.get(service.name)
+        package = None
+        identity = {RELEASE_ENV_VAR: cfg.release.version}
+        if digest is not None:
+            if artifact_bucket is None:
+                raise ValueError(f"service {service.name!r} runs a package: pass the artifact bucket")
+            package = Package(
+                bucket=artifact_bucket, digest=digest, runtime=service.runtime, handler=service.handler
+            )
+            identity = {PACKAGE_ENV_VAR: digest}
         return cls(
             service=service.name,
             function_name=function_name(cfg.prefix, service.name),
             repository_url=repository_url,
-            image_digest=cfg.release.images[service.name],
+            image_digest=cfg.release.images.get(service.name) if package is None else None,
+            package=package,
             permissions_boundary_arn=permissions_boundary_arn,
             log_retention_days=cfg.log_retention_days,
             memory_mb=service.memory_mb,
             timeout_seconds=service.timeout_seconds,
             reserved_concurrency=service.reserved_concurrency,
-            environment={
-                **service.environment,
-                RELEASE_ENV_VAR: cfg.release.version,
-                ENVIRONMENT_ENV_VAR: cfg.environment,
-            },
+            environment={**service.environment, **identity, ENVIRONMENT_ENV_VAR: cfg.environment},
             grants=service.grants,
             canary_weight=canary.weight if canary else None,
             stable_version=canary.stable_versions[service.name] if canary else None,
@@ -224,12 +263,29 @@ class LambdaService(pulumi.ComponentResource):
             policy=log_group.arn.apply(lambda arn: json.dumps(execution_policy(arn, grants))),
             opts=child,
         )
-        digest = args.image_digest
+        code: dict[str, Any]
+        if args.package is not None:
+            package = args.package
+            code = {
+                "package_type": "Zip",
+                "s3_bucket": package.bucket,
+                "s3_key": package_key(args.service, package.digest),
+                "source_code_hash": source_code_hash(package.digest),
+                "runtime": package.runtime,
+                "handler": package.handler,
+            }
+        else:
+            digest = args.image_digest or ""
+            code = {
+                "package_type": "Image",
+                "image_uri": pulumi.Output.from_input(args.repository_url).apply(
+                    lambda url: image_uri(url, digest)
+                ),
+            }
         function = aws.lambda_.Function(
             f"{name}-function",
             name=args.function_name,
-            package_type="Image",
-            image_uri=pulumi.Output.from_input(args.repository_url).apply(lambda url: image_uri(url, digest)),
+            **code,
             role=role.arn,
             publish=True,
             memory_size=args.memory_mb,

@@ -16,7 +16,8 @@ import hashlib
 import json
 import threading
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -256,7 +257,15 @@ def computed_outputs(
         out["registryId"] = ACCOUNT_ID
     elif type_ == "aws:lambda/function:Function":
         arn = _arn("lambda", region, f"function:{physical}")
-        computed = {"name", "arn", "version", "invokeArn", "qualifiedArn", "qualifiedInvokeArn"} - set(ins)
+        computed = {
+            "name",
+            "arn",
+            "version",
+            "invokeArn",
+            "qualifiedArn",
+            "qualifiedInvokeArn",
+            "codeSha256",
+        } - set(ins)
         version = _published_version(ins, previous, computed)
         out.update(
             name=physical,
@@ -267,6 +276,9 @@ def computed_outputs(
             qualifiedInvokeArn=f"arn:aws:apigateway:{region}:lambda:path/2015-03-31/functions/"
             f"{arn}:{version}/invocations",
         )
+        if ins.get("packageType") == "Zip" and ins.get("sourceCodeHash"):
+            # Lambda computes CodeSha256 from the bytes it fetched; a build names the same hash.
+            out["codeSha256"] = ins["sourceCodeHash"]
         ident = physical
     elif type_ == "aws:lambda/alias:Alias":
         fn = ins.get("functionName", "fn")
@@ -370,6 +382,10 @@ def computed_outputs(
         ident = f"{ins.get('repository')}:{ins.get('variableName')}"
     elif type_ == "github:index/repositoryEnvironmentDeploymentPolicy:RepositoryEnvironmentDeploymentPolicy":
         ident = f"{ins.get('repository')}:{ins.get('environment')}:{int(_digest(key)[:6], 16)}"
+    elif type_ == "github:index/repositoryRuleset:RepositoryRuleset":
+        ruleset_id = int(_digest(key)[:6], 16)
+        out.update(rulesetId=ruleset_id, nodeId=f"RRS_{ruleset_id}")
+        ident = str(ruleset_id)
     if "name" not in out and "name" in ins:
         out["name"] = ins["name"]
     return ident or generated, out
@@ -564,8 +580,19 @@ def simulate(
             return invoke_result(args.token, dict(args.args), region_name), []
 
     class _Monitor(pmocks.MockMonitor):
+        # The SDK calls these on its worker threads, and the mock monitor gives each thread an event
+        # loop of its own that nothing closes; each call here runs in a loop it then closes.
+        def Invoke(self, request: Any) -> Any:
+            with _thread_loop():
+                return super().Invoke(request)
+
+        def ReadResource(self, request: Any) -> Any:
+            with _thread_loop():
+                return super().ReadResource(request)
+
         def RegisterResource(self, request: Any) -> Any:
-            response = super().RegisterResource(request)
+            with _thread_loop():
+                response = super().RegisterResource(request)
             if request.type != "pulumi:pulumi:Stack":
                 raw = _struct_to_python(request.object)
                 masked, _ = _mask(raw)
@@ -632,6 +659,27 @@ def simulate(
     return sim
 
 
+@contextmanager
+def _thread_loop() -> Iterator[None]:
+    """An event loop for this thread for the duration of the block, closed after it (unless the thread
+    already had one, which its owner closes)."""
+    try:
+        asyncio.get_event_loop_policy().get_event_loop()
+        owned = False
+    except RuntimeError:
+        owned = True
+    if not owned:
+        yield
+        return
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        yield
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
+
+
 PLACEHOLDER_SECRET = "placeholder-secret-value"  # noqa: S105 - stands in for ciphertext we cannot decrypt
 
 
@@ -648,11 +696,15 @@ def simulate_stack_file(
     secrets = {k: secret_placeholder for k in sf.secret_keys}
     # Other namespaces' plain values (e.g. github:owner) pass through; their secrets stay out.
     extra = {k: v for k, v in sf.other.items() if k != "aws:region" and not isinstance(v, Secret)}
-    return simulate(
-        sf.values,
-        stack=stack,
-        region=region if isinstance(region, str) else None,
-        secret_values=secrets,
-        extra_config=extra,
-        program=program,
-    )
+    from infra.program import stack_files_at
+
+    # The stacks a stack protects (github.protects) are read from this checkout's stack files.
+    with stack_files_at(root):
+        return simulate(
+            sf.values,
+            stack=stack,
+            region=region if isinstance(region, str) else None,
+            secret_values=secrets,
+            extra_config=extra,
+            program=program,
+        )

@@ -98,6 +98,10 @@ EVENT_TARGET = "aws:cloudwatch/eventTarget:EventTarget"
 TOPIC_SUBSCRIPTION = "aws:sns/topicSubscription:TopicSubscription"
 LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
 GITHUB_ENVIRONMENT = "github:index/repositoryEnvironment:RepositoryEnvironment"
+GITHUB_DEPLOYMENT_POLICY = (
+    "github:index/repositoryEnvironmentDeploymentPolicy:RepositoryEnvironmentDeploymentPolicy"
+)
+GITHUB_RULESET = "github:index/repositoryRuleset:RepositoryRuleset"
 AWS_PROVIDER = "pulumi:providers:aws"
 
 # Resources the `stateful-protected` rule requires the program to protect: they hold data a redeploy
@@ -179,6 +183,9 @@ class StackContext:
     production: bool = False
     # Why the stack's config could not be read (the pack only: `check` stops at a config error).
     config_error: str | None = None
+    # The stack this one receives releases from (stageline:promotion.source): its deploy role may
+    # read that stage's releases, so names under that stage's prefix are within reach.
+    source: str | None = None
 
     @classmethod
     def from_config(
@@ -192,12 +199,18 @@ class StackContext:
             waivers=cfg.waivers,
             resources=tuple(resources),
             production=production,
+            source=cfg.promotion.source,
         )
 
     @property
     def prefix(self) -> str:
         """`<project>-<stack>`: the name prefix of everything the stack owns (its IAM scope)."""
         return f"{self.project}-{self.stack}"
+
+    @property
+    def reachable_prefixes(self) -> tuple[str, ...]:
+        """Name prefixes besides the stack's own that its documents may reach: its promotion source's."""
+        return (f"{self.project}-{self.source}",) if self.source else ()
 
     def with_resources(self, resources: Iterable[Resource]) -> StackContext:
         return dataclasses.replace(self, resources=tuple(resources))
@@ -209,13 +222,18 @@ class StackContext:
         return self.github.subject(f"environment:{self.stack}") if self.github else None
 
     def read_only_subjects(self) -> tuple[str, ...]:
-        """Pull-request previews and `<stack>-readonly` jobs (scheduled drift checks): the preview role."""
+        """`<stack>-readonly` jobs (drift checks, gated previews) and, where the stack admits them,
+        pull-request previews: the preview role."""
         if self.github is None:
             return ()
-        return (
-            self.github.subject("pull_request"),
-            self.github.subject(f"environment:{self.stack}-readonly"),
-        )
+        read_only = self.github.subject(f"environment:{self.stack}-readonly")
+        if not self.github.pull_request_previews:
+            return (read_only,)
+        return (self.github.subject("pull_request"), read_only)
+
+    @property
+    def is_production(self) -> bool:
+        return bool(PRODUCTION_RE.match(self.stack)) or self.production
 
 
 @dataclass(frozen=True)
@@ -458,6 +476,49 @@ def no_iam_wildcard(type_: str, props: Mapping[str, Any], ctx: StackContext) -> 
                     f"roles and policies ({ctx.prefix}-*): privilege escalation"
                 )
     return messages
+
+
+def resource_scope(type_: str, props: Mapping[str, Any], ctx: StackContext) -> list[str]:
+    """Every Allow statement names only the stack's own resources (see `infra.iam.reach_beyond`).
+
+    Judged by what a pattern reaches, in every ARN segment: `arn:aws:kms:*`, `key/*`,
+    `arn:aws:s3:::*`, `function:*` and `arn:aws:lambda:*:*:function:x` all reach beyond the stack.
+    Statements fenced by the stack's environment tag, and "*" with only the actions AWS authorizes
+    nowhere else, do not.
+    """
+    messages = []
+    for label, doc in _identity_policies(type_, props):
+        for i, st in enumerate(iam.statements(doc)):
+            if is_unknown(st) or (iam.every_action(st) and iam.every_resource(st) is not None):
+                continue  # iam-no-admin reports that
+            for pattern, why in iam.unscoped(st, ctx, ctx.reachable_prefixes):
+                messages.append(
+                    f"{label}: {_label(st, i)} allows {_actions_text(st)} on {json.dumps(pattern)}, "
+                    f"which reaches {why}, beyond this stack's own ({ctx.prefix}-*)"
+                )
+    return messages
+
+
+def no_account_admin(type_: str, props: Mapping[str, Any], ctx: StackContext) -> list[str]:
+    """No statement allows an action that administers the account or the organization."""
+    messages = []
+    for label, doc in _identity_policies(type_, props):
+        for i, st in enumerate(iam.statements(doc)):
+            if is_unknown(st) or (iam.every_action(st) and iam.every_resource(st) is not None):
+                continue  # iam-no-admin reports that
+            probe = iam.administration(st)
+            if probe is not None:
+                messages.append(
+                    f"{label}: {_label(st, i)} allows {probe} (administers the account or the organization)"
+                )
+    return messages
+
+
+def _actions_text(st: Mapping[str, Any]) -> str:
+    if "NotAction" in st:
+        return "every action but " + ", ".join(str(a) for a in iam.as_list(st["NotAction"]))
+    actions = [str(a) for a in iam.as_list(st.get("Action"))]
+    return ", ".join(actions[:3]) + (f" (+{len(actions) - 3} more)" if len(actions) > 3 else "")
 
 
 # --- GitHub OIDC trust ----------------------------------------------------------------------------
@@ -894,6 +955,117 @@ def prod_no_admin_bypass(type_: str, props: Mapping[str, Any], ctx: StackContext
     return ["canAdminsBypass is not false (GitHub's default is true): admins skip the reviewers"]
 
 
+def _stack_resource(ctx: StackContext) -> Resource:
+    """The stack itself, for what a rule finds in its config (the URN the engine gives it)."""
+    name = f"{ctx.project}-{ctx.stack}"
+    urn = f"urn:pulumi:{ctx.stack}::{ctx.project}::{STACK_TYPE}::{name}"
+    return Resource(type=STACK_TYPE, name=name, inputs={}, outputs={}, urn=urn)
+
+
+def github_token_reviewed(ctx: StackContext) -> list[tuple[Resource, str]]:
+    """A stack managing GitHub runs with a token that can change every environment: only under review."""
+    github = ctx.github
+    if github is None or not github.manage:
+        return []
+    protection = github.protection
+    if protection.reviewers and protection.prevent_self_review:
+        return []
+    return [
+        (
+            _stack_resource(ctx),
+            "stageline:github.manage is true but the stack's environment has no required reviewer "
+            "other than the starter (reviewers with preventSelfReview): its unreviewed job would hold "
+            "a token that can change every environment's protection rules and secrets",
+        )
+    ]
+
+
+def _is_catch_all(pattern: str) -> bool:
+    return pattern.strip("*/") == ""
+
+
+def _tag_rulesets(ctx: StackContext) -> set[str]:
+    """Tag ref patterns protected by an active tag ruleset forbidding creation, update and deletion."""
+    protected: set[str] = set()
+    for res in ctx.of_type(GITHUB_RULESET):
+        props = res.inputs
+        raw_rules = props.get("rules")
+        rules_: Mapping[str, Any] = raw_rules if isinstance(raw_rules, Mapping) else {}
+        if props.get("target") != "tag" or props.get("enforcement") != "active":
+            continue
+        if not all(rules_.get(k) is True for k in ("creation", "update", "deletion")):
+            continue
+        conditions = props.get("conditions")
+        ref_name = conditions.get("refName") if isinstance(conditions, Mapping) else None
+        if isinstance(ref_name, Mapping):
+            protected |= {str(p) for p in iam.as_list(ref_name.get("includes"))}
+    return protected
+
+
+def prod_deployment_refs(ctx: StackContext) -> list[tuple[Resource, str]]:
+    """Production deploys only from named refs, declared by its own (reviewed) stack, tags protected."""
+    if not ctx.is_production or ctx.github is None:
+        return []
+    found: list[tuple[Resource, str]] = []
+    stack = _stack_resource(ctx)
+    if not ctx.github.manage:
+        return [
+            (
+                stack,
+                "stageline:github.manage is false: production's environment, reviewers and branch policy "
+                "are declared by no reviewed stack, so nothing keeps them as the stack file says",
+            )
+        ]
+    if ctx.stack not in ctx.github.protects:
+        found.append(
+            (
+                stack,
+                f"stageline:github.protects does not list {ctx.stack}: production's own protection rules "
+                "must be declared by its own stack, where only a reviewed job runs",
+            )
+        )
+    environments = [e for e in ctx.of_type(GITHUB_ENVIRONMENT) if e.inputs.get("environment") == ctx.stack]
+    for env in environments:
+        policy = env.inputs.get("deploymentBranchPolicy")
+        if not isinstance(policy, Mapping) and not is_unknown(policy):
+            found.append(
+                (env, f"environment {ctx.stack} has no deployment-branch policy: any branch may deploy")
+            )
+    protected = _tag_rulesets(ctx)
+    for res in ctx.of_type(GITHUB_DEPLOYMENT_POLICY):
+        if res.inputs.get("environment") != ctx.stack:
+            continue
+        for kind, key in (("branch", "branchPattern"), ("tag", "tagPattern")):
+            pattern = res.inputs.get(key)
+            if not isinstance(pattern, str):
+                continue
+            if _is_catch_all(pattern):
+                found.append(
+                    (res, f'{kind} pattern "{pattern}" admits every {kind}: name the ones that deploy')
+                )
+            elif kind == "tag" and f"refs/tags/{pattern}" not in protected:
+                found.append(
+                    (
+                        res,
+                        f'tag pattern "{pattern}" has no tag ruleset declared by the program: whoever can '
+                        "push a matching tag could deploy it",
+                    )
+                )
+    return found
+
+
+def prod_no_pull_request_previews(ctx: StackContext) -> list[tuple[Resource, str]]:
+    if not ctx.is_production or ctx.github is None or not ctx.github.pull_request_previews:
+        return []
+    return [
+        (
+            _stack_resource(ctx),
+            "stageline:github.pullRequestPreviews is true: any pull request could assume production's "
+            "preview role and decrypt its secrets; preview it in the promotion run instead",
+        )
+    ]
+
+
 # --- tags and protection --------------------------------------------------------------------------
 
 
@@ -1028,6 +1200,20 @@ RULES: tuple[Rule, ...] = (
         check=no_iam_wildcard,
     ),
     Rule(
+        "iam-resource-scope",
+        CRITICAL,
+        "A pattern in any ARN segment (key/*, arn:aws:s3:::*, a region or account) reaches others' data.",
+        IAM_DOCUMENT_TYPES,
+        check=resource_scope,
+    ),
+    Rule(
+        "iam-no-account-admin",
+        CRITICAL,
+        "Organizations, account, SSO, billing or audit-trail actions hand over the account itself.",
+        IAM_DOCUMENT_TYPES,
+        check=no_account_admin,
+    ),
+    Rule(
         "s3-encrypted",
         HIGH,
         "Every bucket declares default server-side encryption, so no object is stored in the clear.",
@@ -1104,6 +1290,24 @@ RULES: tuple[Rule, ...] = (
         "Repository admins cannot skip production's required reviewers.",
         frozenset({GITHUB_ENVIRONMENT}),
         check=prod_no_admin_bypass,
+    ),
+    Rule(
+        "github-token-reviewed",
+        CRITICAL,
+        "Only a stack deployed under review holds the GitHub token that can change environments.",
+        check_stack=github_token_reviewed,
+    ),
+    Rule(
+        "prod-deployment-refs",
+        CRITICAL,
+        "Production deploys from named branches and protected tags, declared by its own reviewed stack.",
+        check_stack=prod_deployment_refs,
+    ),
+    Rule(
+        "prod-no-pull-request-previews",
+        CRITICAL,
+        "No pull request can assume production's preview role and decrypt its secrets.",
+        check_stack=prod_no_pull_request_previews,
     ),
     Rule(
         "required-tags",

@@ -10,8 +10,10 @@
 #   STAGELINE_ENGINE_CACHE           the cache root (default ${XDG_CACHE_HOME:-~/.cache}/stageline)
 #   STAGELINE_LANGUAGE_HOST_VERSION  the Python language host's pseudo-version, where a module proxy serves it
 #
-# Users do not need this: they install Pulumi's own release. It exists because CI and the
-# development machines reach only package registries, and the Go module proxy is one of them.
+# The CLI is built from the committed module in scripts/engine: go.mod pins the version and every
+# dependency, go.sum holds their hashes, and the go command refuses a module whose content does
+# not match (-mod=readonly: nothing is resolved anew). The workflows install the CLI this way, so
+# what runs in CI is checked against hashes in the repository, not downloaded as a script.
 set -euo pipefail
 
 VERSION="${STAGELINE_PULUMI_VERSION:-v3.274.1}"
@@ -58,11 +60,16 @@ new_module() {  # DIR NAME REQUIREMENT...
 }
 
 # --- the CLI -------------------------------------------------------------------------------
-log "resolving github.com/pulumi/pulumi/pkg/v3@$VERSION"
-new_module "$WORK/cli" engine "github.com/pulumi/pulumi/pkg/v3/cmd/pulumi@$VERSION" \
-  "github.com/pulumi/pulumi/sdk/v3@$VERSION"
-log "building pulumi $VERSION (a cold build takes about 5 minutes on 2 cores)"
-(cd "$WORK/cli" && go build -trimpath -ldflags "$LDFLAGS" -o "$STAGE/pulumi" github.com/pulumi/pulumi/pkg/v3/cmd/pulumi)
+MODULE_DIR="$(cd "$(dirname "$0")/engine" && pwd)"
+if ! grep -q "github.com/pulumi/pulumi/pkg/v3 $VERSION " "$MODULE_DIR/go.mod"; then
+  log "$MODULE_DIR/go.mod does not pin pkg/v3 $VERSION: refresh it (docs/development.md)"
+  exit 2
+fi
+mkdir -p "$WORK/cli"
+cp "$MODULE_DIR/go.mod" "$MODULE_DIR/go.sum" "$MODULE_DIR/doc.go" "$WORK/cli/"
+log "building pulumi $VERSION from $MODULE_DIR (a cold build takes about 5 minutes on 2 cores)"
+(cd "$WORK/cli" && GOFLAGS="-mod=readonly -buildvcs=false" \
+  go build -trimpath -ldflags "$LDFLAGS" -o "$STAGE/pulumi" github.com/pulumi/pulumi/pkg/v3/cmd/pulumi)
 
 # --- the Python language host ---------------------------------------------------------------
 # Its module has no tags of its own, so it is taken at a pseudo-version (the sdk/v3 tag's commit).

@@ -71,7 +71,8 @@ def test_the_docs_show_every_command() -> None:
 @pytest.mark.parametrize(("where", "args", "inline"), COMMANDS, ids=[where for where, _, _ in COMMANDS])
 def test_a_documented_command_parses(where: str, args: list[str], inline: bool) -> None:
     assert args, f"{where}: `{PREFIX}` without a command"
-    ctx = click.Context(cli, info_name=PREFIX)
+    # The group's own settings: click caches a command's help option from the first context it sees.
+    ctx = click.Context(cli, info_name=PREFIX, **cli.context_settings)
     command = cli.get_command(ctx, args[0])
     assert command is not None, f"{where}: unknown command {args[0]!r}"
     try:

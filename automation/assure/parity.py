@@ -177,6 +177,11 @@ class Flat:
     leaves: dict[tuple[str, str], Any]  # (resource key, property path) -> value
 
 
+# Other environments' protection rules, which the stack named in `github.protects` declares: not
+# this stack's own shape, so not compared here (the guardrail rules judge them).
+PROTECTION_PREFIX = "protect-"
+
+
 def flatten(sim: Simulation, stack: str) -> Flat:
     """Resources keyed by URN without the stack (names normalized), inputs and options as leaves."""
     types: dict[str, str] = {}
@@ -184,7 +189,7 @@ def flatten(sim: Simulation, stack: str) -> Flat:
     leaves: dict[tuple[str, str], Any] = {}
     token = _token_re(stack)
     for r in sim.resources:
-        if not r.custom:
+        if not r.custom or r.name.startswith(PROTECTION_PREFIX):
             continue
         qualified = r.urn.split("::")[-2] if "::" in r.urn else r.type
         name = token.sub("{stack}", r.name)

@@ -32,6 +32,9 @@ from automation.cli.options import (
     yes_option,
 )
 
+# The largest update version or count an argument may name (Pulumi numbers updates from 1).
+MAX_VERSION = 2**31 - 1
+
 if TYPE_CHECKING:
     from automation.engine.model import PreviewSummary
     from automation.engine.protocol import Engine
@@ -43,10 +46,11 @@ def progress(message: str) -> None:
     output.progress(message)
 
 
-def open_engine() -> Engine:
+def open_engine(stacks: tuple[str, ...], all_stacks: bool = False) -> Engine:
+    """The engine, once the stacks named are known to exist and their files read (no CLI needed)."""
     from automation.engine.protocol import open_engine
 
-    engine = open_engine()
+    engine = open_engine(stacks, all_stacks)
     progress(engine.backend().describe())
     return engine
 
@@ -189,7 +193,7 @@ def preview(
     if pr is not None and not pr_comment:
         raise errors.ConfigurationError("--pr: only with --pr-comment")
     target = pr_comment_target(pr, github_token_env) if pr_comment else None  # before any preview runs
-    engine = open_engine()
+    engine = open_engine(stacks, all_stacks)
     names = resolve_stacks(engine, stacks, all_stacks)
     with policy_refusal():
         summaries = previews.run_previews(
@@ -265,7 +269,7 @@ def up(
     from automation.operate.history import format_duration
     from automation.operate.preview import render_text
 
-    engine = open_engine()
+    engine = open_engine((stack,))
     resolve_stacks(engine, (stack,), False)
     engine.ensure_stack(stack)
     actor = updates.current_actor()
@@ -375,9 +379,11 @@ def drift(
     from automation.operate import drift as drifts
     from automation.operate.status import record_drift
 
-    engine = open_engine()
+    # An ignore file named on the command line is read before anything else is needed.
+    given = drifts.load_ignore(Path(ignore_file), Path.cwd()) if ignore_file else None
+    engine = open_engine(stacks, all_stacks)
     names = resolve_stacks(engine, stacks, all_stacks)
-    rules = drifts.load_ignore(Path(ignore_file) if ignore_file else None, engine.project_dir)
+    rules = given if given is not None else drifts.load_ignore(None, engine.project_dir)
     retry = policy(lock_retries)
     reports = drifts.check_stacks(
         engine,
@@ -455,7 +461,10 @@ Examples:
 )
 @stack_argument
 @click.option(
-    "--to-version", type=click.IntRange(min=1), default=None, help="Roll back to this history version."
+    "--to-version",
+    type=click.IntRange(1, MAX_VERSION),
+    default=None,
+    help="Roll back to this history version.",
 )
 @click.option("--code", is_flag=True, help="Also run the program as it was at that update's git commit.")
 @click.option("--dry-run", is_flag=True, help="Print the plan; change nothing.")
@@ -490,7 +499,7 @@ def rollback(
     from automation.operate.frontend_cache import invalidate_after_rollback
     from automation.operate.updates import current_actor
 
-    engine = open_engine()
+    engine = open_engine((stack,))
     resolve_stacks(engine, (stack,), False)
     plan = rollbacks.prepare(engine, stack, to_version=to_version, code=code)
     for warning in plan.warnings:
@@ -512,6 +521,7 @@ def rollback(
             progress=progress,
             actor=actor,
             gate=lambda summary: apply_gates(summary, allow_replace=allow_replace, approve_iam=approve_iam),
+            check_artifacts=True,
         )
     invalidations: list[str] = []
     if result.record is None:
@@ -546,7 +556,7 @@ Examples:
   python -m automation history --all --metrics"""
 )
 @stacks_argument
-@click.option("--limit", type=click.IntRange(min=1), default=None, help="Show the newest N entries.")
+@click.option("--limit", type=click.IntRange(1, MAX_VERSION), default=None, help="Show the newest N entries.")
 @click.option(
     "--metrics",
     is_flag=True,
@@ -579,7 +589,7 @@ def history(
     from automation.gitinfo import commit_time
     from automation.operate import history as histories
 
-    engine = open_engine()
+    engine = open_engine(stacks, all_stacks)
     names = _pipeline_order(engine, resolve_stacks(engine, stacks, all_stacks))
     # --all skips the stacks not deployed yet (shown as having no history); a named one is an error.
     entries = {
@@ -691,7 +701,7 @@ def status(
     from automation.operate import drift as drifts
     from automation.operate import status as statuses
 
-    engine = open_engine()
+    engine = open_engine(stacks, not stacks)
     names = resolve_stacks(engine, stacks, not stacks)
     workers = parallel or drifts.default_parallel(len(names))
     now = datetime.now(UTC)

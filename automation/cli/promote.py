@@ -170,7 +170,7 @@ def run(
     from automation.output import emit_json, progress, step_summary
     from automation.promote import run as runs
     from automation.promote.notify import Notifier
-    from automation.promote.pipeline import Stage, render_plan, resolve
+    from automation.promote.pipeline import Stage, planned_release_refusal, render_plan, resolve
     from automation.promote.record import PromotionRecord, StageRecord, markdown, refused_gate, summary_lines
     from automation.promote.run import PromoteOptions, Runtime
 
@@ -197,6 +197,10 @@ def run(
                 emit_json(pipeline.to_json(selected))
             else:
                 sys.stdout.write(render_plan(pipeline, selected) + "\n")
+            refusal = planned_release_refusal(pipeline, selected, release) if release is not None else None
+            if refusal is not None:  # the same gate a run applies, on what the stack files say
+                progress(f"error: {refusal}")
+                return errors.GATE
             return errors.OK
         engine = open_engine()
     except errors.StagelineError as exc:

@@ -26,13 +26,28 @@ DEFAULT_STATE_DIR = Path(".stageline") / "state"
 
 
 def load_yaml(path: Path) -> Any:
-    """A YAML file's content; None when it cannot be read or parsed."""
-    import yaml
+    """A project or stack file's content through the one stack-file reader (its limits included);
+    None when it cannot be read or parsed.
+
+    Lenient on purpose: it answers questions about files `LocalEngine.open` has already read
+    strictly (every stack file, through `read_stack_file`, exit 2 on any problem) or that only
+    decide a detail (the project's name, a stack's secrets provider) where the CLI reports a broken
+    file itself, in its own words.
+    """
+    from infra.config.model import ConfigError
+    from infra.config.stack_file import read_yaml
 
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return read_yaml(path)
+    except ConfigError:
         return None
+
+
+def _parsed(data: bytes, name: str) -> Any:
+    """`data` through the one stack-file reader; ValueError (a ConfigError) when it cannot be read."""
+    from infra.config.stack_file import parse_yaml
+
+    return parse_yaml(data, name)
 
 
 def project_name(root: Path) -> str:
@@ -54,7 +69,6 @@ def _without(document: Any, drop: Callable[[dict[str, Any]], None]) -> Any:
 
 def differs_only_in_release(committed: bytes, current: bytes) -> bool:
     """Whether two stack files say the same thing but for `stageline:release` (layout aside)."""
-    import yaml
 
     def drop_release(doc: dict[str, Any]) -> None:
         config = doc.get("config")
@@ -62,8 +76,8 @@ def differs_only_in_release(committed: bytes, current: bytes) -> bool:
             doc["config"] = {k: v for k, v in config.items() if k != RELEASE_KEY}
 
     try:
-        old, new = yaml.safe_load(committed), yaml.safe_load(current)
-    except yaml.YAMLError:
+        old, new = _parsed(committed, "the committed stack file"), _parsed(current, "the stack file")
+    except ValueError:
         return False
     return _without(old, drop_release) == _without(new, drop_release)
 
@@ -79,7 +93,6 @@ def unchanged_secrets_keys(path: Path) -> Iterator[None]:
     try:
         yield
     finally:
-        import yaml
 
         def drop(doc: dict[str, Any]) -> None:
             for key in SECRETS_KEYS:
@@ -87,10 +100,10 @@ def unchanged_secrets_keys(path: Path) -> Iterator[None]:
 
         try:
             after = path.read_bytes()
-            same = _without(yaml.safe_load(after), drop) == _without(yaml.safe_load(before), drop)
+            same = _without(_parsed(after, path.name), drop) == _without(_parsed(before, path.name), drop)
             if after != before and same:
                 path.write_bytes(before)
-        except (OSError, yaml.YAMLError):
+        except (OSError, ValueError):
             pass
 
 

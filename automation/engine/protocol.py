@@ -194,13 +194,25 @@ def _default_factory() -> Engine:
 engine_factory: EngineFactory = _default_factory
 
 
-def open_engine() -> Engine:
+def open_engine(stacks: Sequence[str] | None = None, all_stacks: bool = False) -> Engine:
+    """The engine, after the stacks a command names (when given) are checked against their stack files.
+
+    With the local engine, the stack files are the stacks: an unknown stack or an unreadable file is
+    reported (exit 2) before the Pulumi CLI is looked for. An engine put in `engine_factory` (tests,
+    benchmarks) knows its own stacks; the command checks them with `resolve_stacks`.
+    """
+    if stacks is not None and engine_factory is _default_factory:
+        preflight(stacks, all_stacks)
     return engine_factory()
 
 
 def resolve_stacks(engine: Engine, names: Sequence[str], all_stacks: bool) -> list[str]:
     """The stacks a command acts on: STACK… or --all (never both, never neither), in the order given."""
-    known = engine.stack_names()
+    return select_stacks(engine.stack_names(), names, all_stacks)
+
+
+def select_stacks(known: Sequence[str], names: Sequence[str], all_stacks: bool) -> list[str]:
+    """`names` (or every known stack for --all), each checked against `known`."""
     if all_stacks and names:
         raise ConfigurationError("give stack names or --all, not both")
     if all_stacks:
@@ -213,3 +225,23 @@ def resolve_stacks(engine: Engine, names: Sequence[str], all_stacks: bool) -> li
         if name not in known:
             raise unknown_stack(name, known)
     return list(dict.fromkeys(names))
+
+
+def preflight(names: Sequence[str], all_stacks: bool, start: Path | None = None) -> tuple[Path, list[str]]:
+    """The project root and the stacks a command acts on, checked before anything needs the Pulumi CLI:
+    each must have a stack file, and each file must read (limits, encoding, duplicate keys) — exit 2
+    with one line otherwise. Its config is left to the program: a rollback must work from a broken one.
+    """
+    from automation.engine.project import find_project_root
+    from infra.config.model import STACK_NAME_RE, ConfigError
+    from infra.config.stack_file import known_stacks, read_stack_file
+
+    root = find_project_root(start or Path.cwd())
+    known = [s for s in known_stacks(root) if STACK_NAME_RE.match(s)]
+    selected = select_stacks(known, names, all_stacks)
+    for name in selected:
+        try:
+            read_stack_file(root, name)
+        except ConfigError as exc:
+            raise ConfigurationError(str(exc)) from None
+    return root, selected

@@ -120,25 +120,25 @@ def parse_ignore(document: Any, source: str) -> IgnoreRules:
 
 
 def load_ignore(path: Path | None, project_dir: Path) -> IgnoreRules:
-    """Rules from `path` (must exist), else from <project>/drift-ignore.yaml when present, else none."""
-    import yaml
+    """Rules from `path` (must exist), else from <project>/drift-ignore.yaml when present, else none.
+
+    Read through the stack files' reader (size, depth and alias limits, UTF-8, no duplicate keys).
+    """
+    from infra.config.model import ConfigError
+    from infra.config.stack_file import read_yaml
 
     explicit = path is not None
     target = path if path is not None else project_dir / DEFAULT_IGNORE_FILE
-    if not target.is_file():
+    if not target.exists():
         if explicit:
             raise ConfigurationError(f"--ignore-file: {target} does not exist")
         return IgnoreRules()
+    if not target.is_file():
+        raise ConfigurationError(f"--ignore-file: {target} is not a regular file")
     try:
-        text = target.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigurationError(f"cannot read {target}: {exc.strerror}") from None
-    try:
-        document = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        raise ConfigurationError(f"{target.name}{where} is not valid YAML") from None
+        document = read_yaml(target, name=str(target) if explicit else target.name)
+    except ConfigError as exc:
+        raise ConfigurationError(f"--ignore-file: {exc}" if explicit else str(exc)) from None
     return parse_ignore(document, target.name)
 
 

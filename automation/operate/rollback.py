@@ -114,16 +114,24 @@ def rollback_target(record: UpdateRecord) -> int | None:
 
 
 def release_identity(release: Mapping[str, Any] | None) -> tuple[str, tuple[tuple[str, str], ...]] | None:
-    """What makes two releases the same release: the version and the image digests.
+    """What makes two releases the same release: the version, the image and package digests and the
+    frontend release.
 
     Promotion adds keys that describe *how* a release runs (`canary`: a traffic split; `candidate`:
     what the test distribution serves); they do not make it another release.
     """
     if release is None:
         return None
-    images = release.get("images")
-    pairs = tuple(sorted((str(k), str(v)) for k, v in images.items())) if isinstance(images, Mapping) else ()
-    return str(release.get("version")), pairs
+    pairs: list[tuple[str, str]] = []
+    for kind in ("images", "packages"):
+        found = release.get(kind)
+        if isinstance(found, Mapping):
+            # Images keep their bare service names (identities recorded before packages existed).
+            tag = "" if kind == "images" else "package:"
+            pairs += [(f"{tag}{k}", str(v)) for k, v in found.items()]
+    if release.get("frontend"):
+        pairs.append(("frontend:", str(release["frontend"])))
+    return str(release.get("version")), tuple(sorted(pairs))
 
 
 def same_release(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None) -> bool:
@@ -338,16 +346,23 @@ def execute_rollback(
     sleep: Callable[[float], None] = time.sleep,
     actor: str | None = None,
     gate: Callable[[PreviewSummary], None] | None = None,
+    check_artifacts: bool = False,
 ) -> RollbackResult:
     """Carry out `plan`. Dry run: change nothing. Otherwise refuse on pending operations (unless
     `clear_pending`), write the release into Pulumi.<stack>.yaml, and `up` with the rollback message —
     from a temporary worktree at the target commit when `plan.code`, removed afterwards.
+
+    With `check_artifacts` (the `rollback` command; a dry run too), first make sure the images, packages
+    and frontend files the target release names still exist in the stack's registry and buckets, and
+    refuse, naming each missing one, before anything changes.
 
     When the update fails or is interrupted, Pulumi.<stack>.yaml gets its previous bytes back (so the
     file keeps saying what was deployed before) and the error says so. `gate`, given, sees the preview
     of the rollback (of the program it runs: the worktree's with `code`) and raises to refuse it; the
     file is then put back the same way.
     """
+    if check_artifacts:
+        artifacts_present(engine, plan, progress)
     if dry_run:
         return RollbackResult(plan=plan, record=None, dry_run=True)
     check_pending(engine, plan.stack, clear=clear_pending, progress=progress)
@@ -365,6 +380,23 @@ def execute_rollback(
         _restore(engine, plan.stack, path, before, previous)
         raise
     return RollbackResult(plan=plan, record=record)
+
+
+def artifacts_present(engine: Engine, plan: RollbackPlan, progress: ProgressFn | None = None) -> None:
+    """Refuse the rollback (RollbackRefused, exit 1) when an artifact of its target release is gone."""
+    from automation.operate.artifacts import check_artifacts
+
+    found = check_artifacts(plan.release, engine.outputs(plan.stack).values)
+    if found.missing:
+        raise RollbackRefused(
+            f"cannot roll back {plan.stack} to v{plan.target.version}: release "
+            f"{plan.release.get('version', '?')} names artifacts that no longer exist: "
+            + "; ".join(found.missing)
+        )
+    if progress is not None and found.checked:
+        progress(
+            f"{plan.stack}: the {found.checked} artifact(s) of release {plan.release.get('version')} exist"
+        )
 
 
 def _same_kind(exc: StagelineError, message: str) -> StagelineError:

@@ -108,6 +108,26 @@ class Pipeline:
         }
 
 
+def planned_release_refusal(pipeline: Pipeline, selected: Sequence[Stage], release: str) -> str | None:
+    """Why `--release` would be refused, as far as the stack files tell (None: it matches).
+
+    The first selected stage receives its source's release (its own, when it is the first stage) and
+    every later one passes it on, so only that one release is compared. A run compares again with
+    what the source runs.
+    """
+    if not selected:
+        return None
+    first = selected[0]
+    holder = first.stack if first.source is None else first.source
+    version = pipeline.stage(holder).config.release.version
+    if version == release:
+        return None
+    return (
+        f"--release {release} was asked for, but Pulumi.{holder}.yaml holds release {version}, "
+        f"which {first.stack} would receive"
+    )
+
+
 def _describe_config_error(stack: str, exc: ConfigError) -> str:
     return f"Pulumi.{stack}.yaml: {exc}"
 

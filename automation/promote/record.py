@@ -16,7 +16,7 @@ from typing import Any
 from automation.engine.model import PreviewSummary
 from automation.markdown import cell
 from automation.promote.gates import Gate
-from automation.promote.release import ImageCopy, PrefixCopy, version_of
+from automation.promote.release import ImageCopy, PackageCopy, PrefixCopy, version_of
 from automation.promote.steps import StepResult
 from automation.promote.verify import Verification
 
@@ -96,6 +96,7 @@ class StageRecord:
     preview: PreviewSummary | None = None
     images: list[ImageCopy] = field(default_factory=list)
     frontend: list[PrefixCopy] = field(default_factory=list)
+    packages: list[PackageCopy] = field(default_factory=list)
     steps: list[StepResult] = field(default_factory=list)  # pre steps; post steps live in verifications
     updates: list[UpdateRun] = field(default_factory=list)
     verifications: list[Verification] = field(default_factory=list)
@@ -122,6 +123,7 @@ class StageRecord:
             "changes": self.preview.to_json() if self.preview else None,
             "artifacts": {
                 "images": [i.to_json() for i in self.images],
+                "packages": [p.to_json() for p in self.packages],
                 "frontend": [f.to_json() for f in self.frontend],
             },
             "steps": [s.to_json() for s in self.steps],
@@ -227,9 +229,10 @@ def markdown(record: PromotionRecord) -> str:
                 lines.append(f"- {st.op} `{st.type}` {st.name}{flag}")
             if len(s.preview.steps) > 50:
                 lines.append(f"- … and {len(s.preview.steps) - 50} more")
-        if s.images or s.frontend:
+        if s.images or s.packages or s.frontend:
             lines += ["", "Artifacts:"]
             lines += [f"- image {i.service} `{i.digest}`: {i.action}" for i in s.images]
+            lines += [f"- package {p.service} `{p.digest}`: {p.action}" for p in s.packages]
             lines += [
                 f"- s3://{f.target_bucket}/{f.prefix}: {f.copied} copied, {f.present} already there"
                 for f in s.frontend

@@ -1,9 +1,10 @@
-"""Moving one release to the next stage: its config, its images, its frontend files.
+"""Moving one release to the next stage: its config, its images and packages, its frontend files.
 
-A release is data (`stageline:release`: version and image digests). Promotion writes the source
-stack's release into the target stack, and — when the two stages use different registries or
-buckets — copies the artifacts the release names, so the target runs exactly what the source
-verified: the same image digests, the same frontend files. Nothing is rebuilt.
+A release is data (`stageline:release`: version, image digests and zip package digests per service,
+the frontend release). Promotion writes the source stack's release into the target stack, and — when
+the two stages use different registries or buckets — copies the artifacts the release names, so the
+target runs exactly what the source verified: the same image digests, the same package bytes (by
+their sha256, under the same key), the same frontend files. Nothing is rebuilt.
 
 Both copies are idempotent: an image whose digest the target registry already holds and a file the
 target bucket already holds with the same ETag and size are left alone. A file uploaded in parts has
@@ -14,22 +15,20 @@ metadata (`x-amz-meta-source-etag`) and counts as present when size and that val
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from automation.aws import aws_client, aws_error
+from automation.aws import Registry, aws_client, aws_error, error_code, parse_registry
 from automation.errors import ConfigurationError, StagelineError
-from infra.config import DIGEST_RE, VERSION_RE
+from infra.config import DIGEST_RE, FRONTEND_RELEASE_RE, VERSION_RE
+from infra.policies import package_key, release_image_tag
 
 if TYPE_CHECKING:
     from mypy_boto3_ecr import ECRClient
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_s3.type_defs import CopySourceTypeDef
 
-FRONTEND_PREFIX = "releases/{version}/"
-IMAGE_TAG = "{service}-{version}"
 
 # The manifest types Lambda-ready images come as; an index (multi-platform) is copied with its children.
 MANIFEST_TYPES = (
@@ -40,15 +39,7 @@ MANIFEST_TYPES = (
 )
 INDEX_TYPES = frozenset(MANIFEST_TYPES[2:])
 
-_REGISTRY_RE = re.compile(
-    r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/(?P<repository>[a-z0-9._/-]+)$"
-)
-
-
-def _error_code(exc: BaseException) -> str:
-    from botocore.exceptions import ClientError
-
-    return str(exc.response.get("Error", {}).get("Code", "")) if isinstance(exc, ClientError) else ""
+_error_code = error_code
 
 
 # --- the release itself ---------------------------------------------------------------------
@@ -64,22 +55,33 @@ def checked(release: Mapping[str, Any] | None, stack: str) -> dict[str, Any]:
     version = release.get("version")
     if not isinstance(version, str) or not VERSION_RE.match(version):
         raise ConfigurationError(f"{where}: version must be a version or git SHA, got {version!r}")
-    images = release.get("images")
-    if not isinstance(images, Mapping) or not images:
-        raise ConfigurationError(f"{where}: images must map each service to a digest")
-    for service, digest in images.items():
-        if not isinstance(digest, str) or not DIGEST_RE.match(digest):
-            raise ConfigurationError(
-                f'{where}: images.{service} must look like "sha256:" and 64 hex digits, got {digest!r}'
-            )
+    artifacts = {kind: release.get(kind) for kind in ("images", "packages") if release.get(kind) is not None}
+    if not artifacts or not any(artifacts.values()):
+        raise ConfigurationError(f"{where}: images or packages must map each service to a digest")
+    for kind, found in artifacts.items():
+        if not isinstance(found, Mapping):
+            raise ConfigurationError(f"{where}: {kind} must map each service to a digest")
+        for service, digest in found.items():
+            if not isinstance(digest, str) or not DIGEST_RE.match(digest):
+                raise ConfigurationError(
+                    f'{where}: {kind}.{service} must look like "sha256:" and 64 hex digits, got {digest!r}'
+                )
+    frontend = release.get("frontend")
+    if frontend is not None and (not isinstance(frontend, str) or not FRONTEND_RELEASE_RE.match(frontend)):
+        raise ConfigurationError(f"{where}: frontend must be the 64 hex digits of a frontend release")
     return dict(release)
 
 
 def promoted(source: Mapping[str, Any]) -> dict[str, Any]:
-    """What a target stage receives from its source: the same version and digests, never a canary."""
-    out: dict[str, Any] = {"version": source["version"], "images": dict(sorted(source["images"].items()))}
-    if source.get("candidate"):
-        out["candidate"] = source["candidate"]
+    """What a target stage receives from its source: the same version, digests and frontend, never a
+    canary."""
+    out: dict[str, Any] = {"version": source["version"]}
+    for kind in ("images", "packages"):
+        if source.get(kind):
+            out[kind] = dict(sorted(source[kind].items()))
+    for key in ("frontend", "candidate"):
+        if source.get(key):
+            out[key] = source[key]
     return out
 
 
@@ -111,30 +113,7 @@ def same_config(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None) -> boo
     return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
 
 
-def frontend_prefixes(release: Mapping[str, Any]) -> list[str]:
-    versions = dict.fromkeys([str(release["version"]), str(release.get("candidate") or release["version"])])
-    return [FRONTEND_PREFIX.format(version=v) for v in versions]
-
-
 # --- images ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Registry:
-    account: str
-    region: str
-    repository: str
-
-    @property
-    def url(self) -> str:
-        return f"{self.account}.dkr.ecr.{self.region}.amazonaws.com/{self.repository}"
-
-
-def parse_registry(url: str, what: str = "ecrRepositoryUrl") -> Registry:
-    m = _REGISTRY_RE.match(url.strip())
-    if not m:
-        raise StagelineError(f"output {what} is not an ECR repository URL: {url!r}")
-    return Registry(account=m["account"], region=m["region"], repository=m["repository"])
 
 
 @dataclass(frozen=True)
@@ -332,14 +311,13 @@ def copy_images(
 ) -> list[ImageCopy]:
     """Make every image of `release` present, by digest, in the target repository."""
     source, target = parse_registry(source_url), parse_registry(target_url)
-    images = sorted(release["images"].items())
+    images = sorted((release.get("images") or {}).items())
+    if not images:
+        return []
     if source == target:
         return [ImageCopy(svc, digest, source.url, target.url, "same-registry") for svc, digest in images]
     copier = copier or ImageCopier.between(source, target)
-    return [
-        copier.copy(svc, digest, IMAGE_TAG.format(service=svc, version=release["version"]))
-        for svc, digest in images
-    ]
+    return [copier.copy(svc, digest, release_image_tag(svc, release["version"])) for svc, digest in images]
 
 
 # --- frontend files -------------------------------------------------------------------------
@@ -441,3 +419,90 @@ def copy_prefix(
             f"copying s3://{source_bucket}/{prefix} to s3://{target_bucket}/{prefix} failed: {aws_error(exc)}"
         ) from None
     return PrefixCopy(source_bucket, target_bucket, prefix, copied, len(wanted) - copied)
+
+
+# --- zip packages ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PackageCopy:
+    service: str
+    digest: str
+    source_bucket: str
+    target_bucket: str
+    key: str
+    action: str  # "copied" | "present" | "same-bucket"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "service": self.service,
+            "digest": self.digest,
+            "sourceBucket": self.source_bucket,
+            "targetBucket": self.target_bucket,
+            "key": self.key,
+            "action": self.action,
+        }
+
+
+def copy_packages(
+    release: Mapping[str, Any],
+    source_bucket: str,
+    target_bucket: str,
+    *,
+    source_client: S3Client | None = None,
+    target_client: S3Client | None = None,
+    source_region: str | None = None,
+    target_region: str | None = None,
+) -> list[PackageCopy]:
+    """Make every zip package of `release` present in the target's artifact bucket, under the same key.
+
+    The key names the package's sha256, so a key the target holds is the package: present. The copy
+    keeps the object's metadata (its sha256 among it).
+    """
+    packages = sorted((release.get("packages") or {}).items())
+    if source_bucket == target_bucket:
+        return [
+            PackageCopy(svc, d, source_bucket, target_bucket, package_key(svc, d), "same-bucket")
+            for svc, d in packages
+        ]
+    out: list[PackageCopy] = []
+    if not packages:
+        return out
+    src = source_client or aws_client("s3", source_region)
+    dst = target_client or aws_client("s3", target_region)
+    for service, digest in packages:
+        key = package_key(service, digest)
+        try:
+            if _exists(dst, target_bucket, key):
+                out.append(PackageCopy(service, digest, source_bucket, target_bucket, key, "present"))
+                continue
+            if not _exists(src, source_bucket, key):
+                raise StagelineError(
+                    f"package {service} {digest} is not in s3://{source_bucket}/{key}: "
+                    "it was never built into the source stage"
+                )
+            dst.copy_object(
+                Bucket=target_bucket,
+                Key=key,
+                CopySource={"Bucket": source_bucket, "Key": key},
+                MetadataDirective="COPY",
+            )
+        except StagelineError:
+            raise
+        except Exception as exc:
+            raise StagelineError(
+                f"copying package {service} s3://{source_bucket}/{key} to s3://{target_bucket} failed: "
+                f"{aws_error(exc)}"
+            ) from None
+        out.append(PackageCopy(service, digest, source_bucket, target_bucket, key, "copied"))
+    return out
+
+
+def _exists(client: S3Client, bucket: str, key: str) -> bool:
+    try:
+        client.head_object(Bucket=bucket, Key=key)
+    except Exception as exc:
+        if error_code(exc) in ("404", "NoSuchKey", "NotFound"):
+            return False
+        raise
+    return True

@@ -51,6 +51,7 @@ from automation.engine.model import (
 )
 from automation.engine.protocol import Engine
 from automation.operate import frontend_cache
+from automation.operate.artifacts import frontend_prefixes
 from automation.operate.rollback import is_canary, same_release
 from automation.operate.updates import RetryPolicy, run_update, update_message, with_lock_retry
 from automation.promote import record as rec
@@ -61,8 +62,8 @@ from automation.promote.record import PromotionRecord, RollbackRun, StageRecord,
 from automation.promote.release import (
     checked,
     copy_images,
+    copy_packages,
     copy_prefix,
-    frontend_prefixes,
     promoted,
     same_config,
     version_of,
@@ -799,7 +800,9 @@ def _copy_artifacts(
     stack = sr.stack
     src = _outputs(rt, source)
     src_registry, dst_registry = src.get(out.ECR_REPOSITORY_URL), target.get(out.ECR_REPOSITORY_URL)
-    if isinstance(src_registry, str) and isinstance(dst_registry, str):
+    if not release.get("images"):
+        pass  # a release of packages only: no registry to copy between
+    elif isinstance(src_registry, str) and isinstance(dst_registry, str):
         rt.progress(f"{stack}: images of {release['version']}: {src_registry} → {dst_registry} …")
         copies = copy_images(release, src_registry, dst_registry)
         sr.images.extend(copies)
@@ -810,6 +813,24 @@ def _copy_artifacts(
             f"images not copied: {out.ECR_REPOSITORY_URL} is missing from "
             f"{source if not isinstance(src_registry, str) else stack}'s outputs"
         )
+    if release.get("packages"):
+        src_store, dst_store = src.get(out.ARTIFACT_BUCKET), target.get(out.ARTIFACT_BUCKET)
+        if isinstance(src_store, str) and isinstance(dst_store, str):
+            rt.progress(f"{stack}: packages of {release['version']}: s3://{src_store} → s3://{dst_store} …")
+            packages = copy_packages(
+                release, src_store, dst_store, source_region=_region(src), target_region=_region(target)
+            )
+            sr.packages.extend(packages)
+            done = {
+                a: sum(1 for p in packages if p.action == a)
+                for a in dict.fromkeys(p.action for p in packages)
+            }
+            rt.progress(f"{stack}: packages: " + ", ".join(f"{n} {a}" for a, n in done.items()))
+        else:
+            sr.notes.append(
+                f"packages not copied: {out.ARTIFACT_BUCKET} is missing from "
+                f"{source if not isinstance(src_store, str) else stack}'s outputs"
+            )
     src_bucket, dst_bucket = src.get(out.FRONTEND_BUCKET), target.get(out.FRONTEND_BUCKET)
     if isinstance(src_bucket, str) and isinstance(dst_bucket, str):
         if src_bucket != dst_bucket:

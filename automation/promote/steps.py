@@ -185,11 +185,14 @@ def run_step(
         raise RuntimeError(f"no output pipe from {argv[0]}")
 
     def pump() -> None:
-        for raw in iter(output.readline, b""):
-            line = redact(raw.decode("utf-8", "replace").rstrip("\r\n"), known)
-            tail.append(line)
-            if echo is not None:
-                echo(f"  | {line}")
+        try:
+            for raw in iter(output.readline, b""):
+                line = redact(raw.decode("utf-8", "replace").rstrip("\r\n"), known)
+                tail.append(line)
+                if echo is not None:
+                    echo(f"  | {line}")
+        except (ValueError, OSError):  # closed below when a grandchild keeps the pipe open too long
+            return
 
     reader = threading.Thread(target=pump, daemon=True)
     reader.start()
@@ -203,6 +206,7 @@ def run_step(
         _stop(process)
         raise
     reader.join(timeout=5)
+    output.close()
     seconds = time.monotonic() - started
     text = "\n".join(tail)[-TAIL_CHARS:]
     code = process.returncode

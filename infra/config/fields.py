@@ -7,12 +7,23 @@ default (see `model`), so no second default exists anywhere.
 from __future__ import annotations
 
 import difflib
+import itertools
 import json
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal, overload
 
-from infra.config.model import ACCOUNT_ID_RE, NAMESPACE, ConfigError
+from infra.config.model import (
+    ACCOUNT_ID_RE,
+    NAMESPACE,
+    SECRET_REFERENCE_WORDS,
+    SECRET_WORD_PAIRS,
+    SECRET_WORDS,
+    TAG_KEY_MAX,
+    TAG_PUNCTUATION,
+    TAG_VALUE_MAX,
+    ConfigError,
+)
 
 
 def _key(path: str) -> str:
@@ -223,3 +234,59 @@ def _account_ids(path: str, value: Any) -> tuple[str, ...]:
             raise ConfigError(f"{_key(path)} lists account {text} twice")
         out.append(text)
     return tuple(out)
+
+
+def name_words(name: str) -> list[str]:
+    """The words of a name, lower-case: `DB_PASSWORD` -> db, password; `secretKey` -> secret, key."""
+    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", name)
+    spaced = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1 \2", spaced)
+    return [w.lower() for w in re.split(r"[^A-Za-z0-9]+", spaced) if w]
+
+
+def secret_word(name: str) -> str | None:
+    """The word(s) by which a name says its value is a secret (`password`, `api key`), if it does.
+
+    A name ending in a reference word (`…_SECRET_ARN`, `…_TOKEN_TTL`) names where a secret is, or a
+    setting about one, not the secret itself.
+    """
+    words = name_words(name)
+    if "webhook" in words:  # a webhook's URL is its secret
+        return "webhook"
+    if not words or words[-1] in SECRET_REFERENCE_WORDS:
+        return None
+    for word in words:
+        if word in SECRET_WORDS:
+            return word
+    for pair in itertools.pairwise(words):
+        if pair in SECRET_WORD_PAIRS:
+            return " ".join(pair)
+    return None
+
+
+def tag_problem(key: Any, value: Any) -> str | None:
+    """What AWS would refuse in a tag (key and value as the stack file gives them), if anything."""
+    if not isinstance(key, str) or not key:
+        return f"tag key {_fmt(key)} must be a non-empty string"
+    if len(key) > TAG_KEY_MAX:
+        return f"tag key {_fmt(key[:20])}… has {len(key)} characters; AWS allows {TAG_KEY_MAX}"
+    if key.lower().startswith("aws:"):
+        return f"tag key {_fmt(key)} starts with aws:, which AWS reserves for its own tags"
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        return f"tag {_fmt(key)} must have a string value, got {_fmt(value)}"
+    text = str(value)
+    if len(text) > TAG_VALUE_MAX:
+        return f"tag {_fmt(key)} has a value of {len(text)} characters; AWS allows {TAG_VALUE_MAX}"
+    for what, part in (("key", key), ("value", text)):
+        bad = next((c for c in part if not _tag_character(c)), None)
+        if bad is not None:
+            return (
+                f"tag {what} {_fmt(part if what == 'key' else key)} holds {_fmt(bad)}; AWS allows letters, "
+                "digits, spaces and _ . : / = + - @"
+            )
+    return None
+
+
+def _tag_character(c: str) -> bool:
+    import unicodedata
+
+    return c in TAG_PUNCTUATION or unicodedata.category(c)[0] in "LN" or unicodedata.category(c) == "Zs"

@@ -18,9 +18,34 @@ REPOSITORY_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1
 SERVICE_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,29}$")
 VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+FRONTEND_RELEASE_RE = re.compile(r"^[0-9a-f]{64}$")  # the sha256 of a frontend release's manifest
+RUNTIME_RE = re.compile(r"^python3\.[0-9]{1,2}$")
+HANDLER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)+$")
+SOURCE_RE = re.compile(
+    r"^(?!/)(?!.*(?:^|/)\.\.(?:/|$))[A-Za-z0-9_./-]+$"
+)  # a relative path inside the repository
+# ECR's scan severities, lowest first; a build refuses an image with a finding at or above the threshold.
+SCAN_SEVERITIES = ("INFORMATIONAL", "LOW", "MEDIUM", "HIGH", "CRITICAL")
 ROUTE_RE = re.compile(r"^(ANY|GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS) /[A-Za-z0-9_{}+/.-]*$")
 ENV_VAR_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 ARN_RE = re.compile(r"^arn:aws[a-z-]*:[a-z0-9-]+:[a-z0-9-]*:\d{0,12}:.+$")
+# An ARN a grant may name: partition, service, region, account (12 digits, "aws" for AWS-managed, or
+# none) and a resource; wildcards are judged by infra.iam.reach_beyond, not by this shape.
+GRANT_ARN_RE = re.compile(r"^arn:aws[a-z-]*:[a-z0-9-]+:[a-z0-9-]*:(?:\d{12}|aws)?:\S+$")
+# A KMS key (or alias) named exactly: the state's secrets key, nothing wider.
+KMS_KEY_ARN_RE = re.compile(
+    r"^arn:aws[a-z-]*:kms:[a-z]{2}(?:-[a-z]+)+-\d:\d{12}:(?:key/[A-Za-z0-9-]{1,128}|alias/[A-Za-z0-9/_-]{1,250})$"
+)
+# Tags (AWS's limits for every taggable resource): letters, numbers and spaces of any script, and
+# _ . : / = + - @; keys up to 128 characters, values up to 256; the aws: prefix is AWS's own.
+TAG_KEY_MAX = 128
+TAG_VALUE_MAX = 256
+TAG_PUNCTUATION = frozenset("_.:/=+-@")
+# AWS allows 50 tags on a resource; the program adds RESERVED_TAGS and some resources carry a few of
+# their own, so a stack file may set this many.
+TAGS_MAX = 40
+# Tags the program sets on every resource itself (as provider default tags).
+RESERVED_TAGS = ("project", "environment", "managed-by")
 BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 LAMBDA_VERSION_RE = re.compile(r"^[1-9][0-9]*$")
@@ -77,13 +102,84 @@ RESERVED_ENV_VARS = frozenset(
 )
 
 # Variables the platform sets on every function (release and environment, for health endpoints).
-STAGELINE_ENV_VARS = frozenset({"STAGELINE_RELEASE", "STAGELINE_ENVIRONMENT"})
+STAGELINE_ENV_VARS = frozenset({"STAGELINE_RELEASE", "STAGELINE_ENVIRONMENT", "STAGELINE_PACKAGE"})
 # Lambda's limit is 4 KB for all variables; leave room for the two Stageline adds.
 ENVIRONMENT_MAX_BYTES = 3900
 
 # Keys read as secrets. A plain-text value for any of them is an error, so a webhook URL
 # cannot end up readable in a committed stack file.
 SECRET_KEYS = frozenset({"slackWebhookUrl"})
+
+# Words that say a value is a secret, in a config key of any namespace (`github:token`,
+# `aws:secretKey`) or an environment variable's name (`DB_PASSWORD`, `STRIPE_API_KEY`).
+SECRET_WORDS = frozenset(
+    {
+        "password",
+        "passwd",
+        "passphrase",
+        "secret",
+        "token",
+        "apikey",
+        "privatekey",
+        "credential",
+        "credentials",
+        "webhook",
+        "signingkey",
+        "secretkey",
+        "accesskey",
+        "sessiontoken",
+        "clientsecret",
+    }
+)
+SECRET_WORD_PAIRS = frozenset(
+    {
+        ("api", "key"),
+        ("private", "key"),
+        ("signing", "key"),
+        ("secret", "key"),
+        ("access", "key"),
+        ("session", "token"),
+        ("client", "secret"),
+        ("auth", "key"),
+        ("encryption", "key"),
+    }
+)
+# A last word that makes the name a reference to a secret, or a setting about one, not its value:
+# DB_PASSWORD_SECRET_ARN, TOKEN_PARAMETER_NAME, TOKEN_TTL_SECONDS.
+SECRET_REFERENCE_WORDS = frozenset(
+    {
+        "arn",
+        "name",
+        "id",
+        "path",
+        "file",
+        "files",
+        "ref",
+        "param",
+        "parameter",
+        "url",
+        "uri",
+        "endpoint",
+        "host",
+        "header",
+        "ttl",
+        "seconds",
+        "minutes",
+        "timeout",
+        "type",
+        "enabled",
+        "validation",
+        "version",
+        "region",
+        "length",
+        "profile",
+        "env",
+        "var",
+        "variable",
+        "key_id",
+        "kid",
+    }
+)
 
 
 # What every secret value shows instead of itself: in the driver's output, offline renders, and the
@@ -144,6 +240,11 @@ class GitHubConfig:
     owner_id: int | None = None
     repository_id: int | None = None
     protection: EnvironmentProtection = field(default_factory=EnvironmentProtection)
+    # Pull-request jobs may assume this stack's preview role (and so decrypt its secrets).
+    pull_request_previews: bool = False
+    # The stacks (this one included, if listed) whose GitHub environments and protection rules this
+    # stack declares: only a stack deployed under review may hold the token that can change them.
+    protects: tuple[str, ...] = ()
 
     @property
     def owner(self) -> str:
@@ -187,6 +288,8 @@ class ArtifactsConfig:
     # AWS accounts whose `<project>-*-deploy` roles may read this stack's releases (images and
     # frontend files): the accounts of the stages that promote from this one.
     reader_accounts: tuple[str, ...] = ()
+    # `build --image` refuses an image whose scan found a vulnerability at or above this severity.
+    scan_severity: str = "HIGH"
 
 
 @dataclass(frozen=True)
@@ -198,13 +301,20 @@ class Canary:
 @dataclass(frozen=True)
 class Release:
     version: str
-    images: Mapping[str, str]  # service -> "sha256:…"
+    images: Mapping[str, str]  # service -> "sha256:…" (an image in the stack's registry)
     canary: Canary | None = None
-    candidate: str | None = None  # frontend release the TEST distribution serves; default: version
+    candidate: str | None = None  # frontend release the TEST distribution serves; default: the APP's
+    packages: Mapping[str, str] = field(default_factory=dict)  # service -> "sha256:…" of its zip package
+    frontend: str | None = None  # the frontend release (its manifest's sha256); default: version
+
+    @property
+    def frontend_version(self) -> str:
+        """The frontend release the APP distribution serves: `releases/<this>/` in the frontend bucket."""
+        return self.frontend or self.version
 
     @property
     def candidate_version(self) -> str:
-        return self.candidate or self.version
+        return self.candidate or self.frontend_version
 
 
 @dataclass(frozen=True)
@@ -223,10 +333,17 @@ class Service:
     health_path: str = ""  # empty: "/<name>/health"
     routes: tuple[str, ...] = ()
     grants: tuple[Grant, ...] = ()
+    # For a service deployed from a zip package (release.packages): the Lambda runtime and handler,
+    # and the folder `build` packages (relative to the repository root).
+    runtime: str = "python3.12"
+    handler: str = "handler.handler"
+    source: str = ""  # empty: "app/services/<name>"
 
     def __post_init__(self) -> None:
         if not self.health_path:
             object.__setattr__(self, "health_path", f"/{self.name}/health")
+        if not self.source:
+            object.__setattr__(self, "source", f"app/services/{self.name}")
 
 
 @dataclass(frozen=True)
@@ -238,6 +355,7 @@ class ApiConfig:
 @dataclass(frozen=True)
 class FrontendConfig:
     price_class: str = "PriceClass_100"
+    source: str = "app/frontend"  # the folder `build` uploads as a frontend release
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,9 @@ driver and the tests (see `stack_file` for the two ways values come in).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
+from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 from infra import iam
@@ -19,6 +21,8 @@ from infra.config.fields import (
     _Obj,
     _string_map,
     _suggest,
+    secret_word,
+    tag_problem,
 )
 from infra.config.model import (
     BUCKET_PREFIX_MAX,
@@ -27,16 +31,25 @@ from infra.config.model import (
     EMAIL_RE,
     ENV_VAR_RE,
     ENVIRONMENT_MAX_BYTES,
+    FRONTEND_RELEASE_RE,
+    GRANT_ARN_RE,
+    HANDLER_RE,
+    KMS_KEY_ARN_RE,
     LAMBDA_VERSION_RE,
     LOG_RETENTION_DAYS,
     PRICE_CLASSES,
     REPOSITORY_RE,
     RESERVED_ENV_VARS,
+    RESERVED_TAGS,
     ROUTE_RE,
+    RUNTIME_RE,
+    SCAN_SEVERITIES,
     SECRET_KEYS,
     SERVICE_NAME_RE,
+    SOURCE_RE,
     STACK_NAME_RE,
     STAGELINE_ENV_VARS,
+    TAGS_MAX,
     VERSION_RE,
     AlarmsConfig,
     ApiConfig,
@@ -82,8 +95,85 @@ TOP_LEVEL_KEYS = (
 REQUIRED_KEYS = ("github", "release", "services", "budget")
 
 
+@dataclass(frozen=True)
+class _Owner:
+    """Whose resources a grant may reach (infra.iam.Owner): the stack's own, `<project>-<stack>-…`."""
+
+    project: str
+    stack: str
+
+    @property
+    def prefix(self) -> str:
+        return f"{self.project}-{self.stack}"
+
+
+@cache
+def known_regions() -> frozenset[str]:
+    """Every region of every partition, from botocore's endpoint data (read offline, once)."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("botocore")
+    if spec is None or spec.origin is None:  # pragma: no cover - boto3 is a dependency
+        raise ConfigError("cannot check aws:region: botocore (boto3's region data) is not installed")
+    data = json.loads((Path(spec.origin).parent / "data" / "endpoints.json").read_text(encoding="utf-8"))
+    return frozenset(region for partition in data["partitions"] for region in partition["regions"])
+
+
+def _region(region: Any, stack: str) -> str:
+    if region is None or region == "":
+        raise ConfigError(f"aws:region is required (set it in Pulumi.{stack}.yaml)")
+    if not isinstance(region, str) or not re.match(r"^[a-z]{2,}(-[a-z]+)+-\d{1,2}$", region):
+        raise ConfigError(f'aws:region must be a region name like "eu-west-1", got {_fmt(region)}')
+    if region not in known_regions():
+        raise ConfigError(
+            f"aws:region {_fmt(region)} is not an AWS region{_suggest(region, sorted(known_regions()))}"
+        )
+    return region
+
+
+def _plain_secrets(other: Mapping[str, Any], stack: str) -> None:
+    """A value in any other namespace whose key says it is a secret must be stored encrypted."""
+    for key, value in other.items():
+        if value is None or isinstance(value, bool | Secret):
+            continue
+        word = secret_word(key.partition(":")[2])
+        if word is not None:
+            raise ConfigError(
+                f"{key} is a secret ({word}) in plain text: anyone who can read the repository has it; "
+                f"set it with `pulumi config set --secret {key} … -s {stack}`"
+            )
+
+
+def _tags(value: Any) -> dict[str, str]:
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{_key('tags')} must be an object of tag names to values, got {_fmt(value)}")
+    if len(value) > TAGS_MAX:
+        raise ConfigError(
+            f"{_key('tags')} sets {len(value)} tags; at most {TAGS_MAX} fit beside the program's own "
+            "(AWS allows 50 on a resource)"
+        )
+    tags: dict[str, str] = {}
+    for name, item in value.items():
+        problem = tag_problem(name, item)
+        if problem is not None:
+            raise ConfigError(f"{_key('tags')}: {problem}")
+        if name in RESERVED_TAGS:
+            raise ConfigError(
+                f"{_key('tags.' + name)} is set by Stageline on every resource "
+                f"({', '.join(RESERVED_TAGS)}); remove it from the stack file"
+            )
+        tags[name] = str(item)
+    return tags
+
+
 def _github(value: Any, stack: str) -> GitHubConfig:
-    o = _Obj("github", value, ("repository", "manage", "ownerId", "repositoryId", "environment"))
+    o = _Obj(
+        "github",
+        value,
+        ("repository", "manage", "ownerId", "repositoryId", "environment", "pullRequestPreviews", "protects"),
+    )
     repository = o.string("repository", required=True, pattern=REPOSITORY_RE, expect='"owner/name"')
     owner_id = o.integer("ownerId", None, 1, 2**53)
     repository_id = o.integer("repositoryId", None, 1, 2**53)
@@ -147,17 +237,29 @@ def _github(value: Any, stack: str) -> GitHubConfig:
             wait_timer_minutes=e.integer("waitTimerMinutes", protection.wait_timer_minutes, 0, 43200),
             deployment_branches=branches,
         )
+    manage = o.boolean("manage", github_default.manage)
+    protects = o.strings("protects", STACK_NAME_RE, "a stack name")
+    if protects and not manage:
+        raise ConfigError(f"{_key('github.protects')} needs {_key('github.manage')}: true")
     return GitHubConfig(
         repository=repository,
-        manage=o.boolean("manage", github_default.manage),
+        manage=manage,
         owner_id=owner_id,
         repository_id=repository_id,
         protection=protection,
+        pull_request_previews=o.boolean("pullRequestPreviews", github_default.pull_request_previews),
+        protects=protects,
     )
 
 
+def _choice(path: str, value: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ConfigError(f"{_key(path)} must be one of {', '.join(choices)}, got {_fmt(value)}")
+    return value
+
+
 def _release(value: Any, service_names: tuple[str, ...]) -> Release:
-    o = _Obj("release", value, ("version", "images", "canary", "candidate"))
+    o = _Obj("release", value, ("version", "images", "packages", "frontend", "canary", "candidate"))
     version = o.string(
         "version",
         required=True,
@@ -167,24 +269,38 @@ def _release(value: Any, service_names: tuple[str, ...]) -> Release:
     candidate = o.string(
         "candidate", pattern=VERSION_RE, expect="a version or git SHA (letters, digits, . _ -; up to 64)"
     )
-    if not o.has("images"):
-        raise ConfigError(f"{_key('release.images')} is required")
-    images = _string_map("release.images", o.raw("images"), SERVICE_NAME_RE, "a service name")
-    for name, digest in images.items():
-        if not DIGEST_RE.match(digest):
-            raise ConfigError(
-                f'{_key("release.images." + name)} must look like "sha256:" and 64 hex digits, '
-                f"got {_fmt(digest)}"
-            )
-        if name not in service_names:
-            raise ConfigError(
-                f"{_key('release.images.' + name)} names an unknown service{_suggest(name, service_names)}"
-            )
+    if not o.has("images") and not o.has("packages"):
+        raise ConfigError(f"{_key('release.images')} or {_key('release.packages')} is required")
+    artifacts: dict[str, dict[str, str]] = {}
+    for kind in ("images", "packages"):
+        found = {}
+        if o.has(kind):
+            found = _string_map(f"release.{kind}", o.raw(kind), SERVICE_NAME_RE, "a service name")
+        for name, digest in found.items():
+            if not DIGEST_RE.match(digest):
+                raise ConfigError(
+                    f'{_key(f"release.{kind}.{name}")} must look like "sha256:" and 64 hex digits, '
+                    f"got {_fmt(digest)}"
+                )
+            if name not in service_names:
+                hint = _suggest(name, service_names)
+                raise ConfigError(f"{_key(f'release.{kind}.{name}')} names an unknown service{hint}")
+        artifacts[kind] = found
+    images, packages = artifacts["images"], artifacts["packages"]
     for name in service_names:
-        if name not in images:
+        if name in images and name in packages:
             raise ConfigError(
-                f"{_key('release.images.' + name)} is required: service {_fmt(name)} has no image"
+                f"{_key('release.packages.' + name)}: service {_fmt(name)} has an image too; "
+                "a service runs either an image or a package"
             )
+        if name not in images and name not in packages:
+            raise ConfigError(
+                f"{_key('release.images.' + name)} (or release.packages.{name}) is required: "
+                f"service {_fmt(name)} has no image and no package"
+            )
+    frontend = o.string(
+        "frontend", pattern=FRONTEND_RELEASE_RE, expect="the 64 hex digits of a frontend release"
+    )
     canary = None
     if o.has("canary"):
         c = _Obj("release.canary", o.raw("canary"), ("weight", "stableVersions"))
@@ -214,15 +330,34 @@ def _release(value: Any, service_names: tuple[str, ...]) -> Release:
             if name not in stable:
                 raise ConfigError(f"{_key('release.canary.stableVersions.' + name)} is required")
         canary = Canary(weight=weight, stable_versions=stable)
-    return Release(version=version, images=images, canary=canary, candidate=candidate)
+    return Release(
+        version=version,
+        images=images,
+        canary=canary,
+        candidate=candidate,
+        packages=packages,
+        frontend=frontend,
+    )
 
 
-def _service(index: int, value: Any) -> Service:
+def _service(index: int, value: Any, project: str, stack: str) -> Service:
     path = f"services[{index}]"
     o = _Obj(
         path,
         value,
-        ("name", "memory", "timeout", "reservedConcurrency", "environment", "healthPath", "routes", "grants"),
+        (
+            "name",
+            "memory",
+            "timeout",
+            "reservedConcurrency",
+            "environment",
+            "healthPath",
+            "routes",
+            "grants",
+            "runtime",
+            "handler",
+            "source",
+        ),
     )
     name = o.string(
         "name",
@@ -241,6 +376,13 @@ def _service(index: int, value: Any) -> Service:
                 raise ConfigError(f"{_key(o.sub('environment.' + var))} is reserved by Lambda")
             if var in STAGELINE_ENV_VARS:
                 raise ConfigError(f"{_key(o.sub('environment.' + var))} is set by Stageline itself")
+            word = secret_word(var)
+            if word is not None:
+                raise ConfigError(
+                    f"{_key(o.sub('environment.' + var))} is named like a secret ({word}): Lambda shows "
+                    "environment values to anyone who may read the function's configuration; keep the "
+                    f"value in Secrets Manager and pass where it is (e.g. {var}_SECRET_ARN)"
+                )
         size = sum(len(k.encode()) + len(v.encode()) for k, v in environment.items())
         if size > ENVIRONMENT_MAX_BYTES:
             raise ConfigError(
@@ -253,6 +395,12 @@ def _service(index: int, value: Any) -> Service:
         pattern=re.compile(r"^/[^\s]*$"),
         expect='a path starting with "/"',
     )
+    if o.raw("routes") == []:
+        # Left out, the service gets its default public routes; an empty list must not mean the same.
+        raise ConfigError(
+            f"{_key(o.sub('routes'))} is empty: list the service's routes, or leave the key out for "
+            f'the default ("ANY /{name}", "ANY /{name}/{{proxy+}}")'
+        )
     routes = o.strings("routes", ROUTE_RE, '"METHOD /path", e.g. "GET /orders/{id}"') or (
         f"ANY /{name}",
         f"ANY /{name}/{{proxy+}}",
@@ -269,23 +417,33 @@ def _service(index: int, value: Any) -> Service:
             raise ConfigError(f"{_key(o.sub('grants'))} must be a list, got {_fmt(raw)}")
         for i, item in enumerate(raw):
             g = _Obj(o.sub(f"grants[{i}]"), item, ("actions", "resources"))
-            actions = g.strings("actions", re.compile(r"^[a-z0-9-]+:[A-Za-z0-9*]+$"), '"service:Action"')
+            actions = g.strings("actions", re.compile(r"^[a-z0-9*?-]+:[A-Za-z0-9*?]+$"), '"service:Action"')
             resources = g.strings("resources")
             if not actions or not resources:
                 raise ConfigError(f"{_key(g.path)} needs both actions and resources")
-            if any(
-                iam.every_action_of(a) is not None and iam.every_resource_of(r, a.partition(":")[0])
-                for a in actions
-                for r in resources
-            ):
-                raise ConfigError(
-                    f"{_key(g.path)} grants every action of a service on every resource; "
-                    "name the actions or the resources"
-                )
-            # iam: would let a service rewrite permissions; sts: would let it become another role
-            # (the permissions boundary copies these grants, so it would allow them too).
-            if any(a.split(":", 1)[0] in ("iam", "sts") for a in actions):
-                raise ConfigError(f"{_key(g.path)} may not grant iam: or sts: actions to a service")
+            # iam: would let a service rewrite permissions, sts: become another role, organizations:,
+            # account: … administer the account; the permissions boundary copies grants, so it
+            # would allow them too.
+            for j, action in enumerate(actions):
+                probe = iam.administers(action, identity=True)
+                if probe is not None:
+                    raise ConfigError(
+                        f"{_key(g.sub(f'actions[{j}]'))} {_fmt(action)} covers {probe}: a service may not "
+                        "be granted actions that administer IAM, the account or the organization"
+                    )
+            owner = _Owner(project, stack)
+            for j, resource in enumerate(resources):
+                why = iam.reach_beyond(resource, owner)
+                if why is not None:
+                    raise ConfigError(
+                        f"{_key(g.sub(f'resources[{j}]'))} {_fmt(resource)} reaches {why}; name the "
+                        f"resources (a pattern may follow a full name or {owner.prefix}-)"
+                    )
+                if not GRANT_ARN_RE.match(resource):
+                    raise ConfigError(
+                        f"{_key(g.sub(f'resources[{j}]'))} must be an ARN "
+                        f"(arn:PARTITION:SERVICE:REGION:ACCOUNT:RESOURCE), got {_fmt(resource)}"
+                    )
             grants.append(Grant(actions=actions, resources=resources))
     return Service(
         name=name,
@@ -296,6 +454,11 @@ def _service(index: int, value: Any) -> Service:
         health_path=health_path,
         routes=routes,
         grants=tuple(grants),
+        runtime=o.string("runtime", default=d.runtime, pattern=RUNTIME_RE, expect='"python3.N"'),
+        handler=o.string("handler", default=d.handler, pattern=HANDLER_RE, expect='"module.function"'),
+        source=o.string(
+            "source", default=d.source, pattern=SOURCE_RE, expect="a folder relative to the repository root"
+        ),
     )
 
 
@@ -319,10 +482,10 @@ def route_matches(route: str, path: str, method: str = "GET") -> bool:
     return len(have) == len(want)
 
 
-def _services(value: Any) -> tuple[Service, ...]:
+def _services(value: Any, project: str, stack: str) -> tuple[Service, ...]:
     if not isinstance(value, list) or not value:
         raise ConfigError(f"{_key('services')} must be a non-empty list of services, got {_fmt(value)}")
-    services = tuple(_service(i, item) for i, item in enumerate(value))
+    services = tuple(_service(i, item, project, stack) for i, item in enumerate(value))
     seen: dict[str, int] = {}
     for i, svc in enumerate(services):
         if svc.name in seen:
@@ -416,13 +579,19 @@ def _check_name_lengths(project: str, stack: str) -> None:
             )
 
 
-def _promotion(value: Any, stack: str) -> PromotionConfig:
+def _promotion(value: Any, stack: str, stacks: Collection[str] | None = None) -> PromotionConfig:
     o = _Obj(
         "promotion", value, ("source", "approval", "bakeSeconds", "canaryWeight", "verify", "pre", "post")
     )
     source = o.string("source", pattern=STACK_NAME_RE, expect="a stack name")
     if source == stack:
         raise ConfigError(f"{_key('promotion.source')} cannot be the stack itself ({_fmt(stack)})")
+    if source is not None and stacks is not None and source not in stacks:
+        known = ", ".join(sorted(stacks)) or "none"
+        raise ConfigError(
+            f"{_key('promotion.source')} names stack {_fmt(source)}, which has no Pulumi.{source}.yaml "
+            f"(known stacks: {known}){_suggest(source, stacks)}"
+        )
     d = PromotionConfig()
     verify = d.verify
     if o.has("verify"):
@@ -469,15 +638,20 @@ def parse(
     *,
     stack: str,
     project: str = "stageline",
-    region: str | None = None,
+    region: Any = None,
     secret_keys: Iterable[str] = (),
     read_secret: Callable[[str], Any] | None = None,
+    other: Mapping[str, Any] | None = None,
+    stacks: Collection[str] | None = None,
 ) -> StackConfig:
     """Validate the `stageline:` config of one stack and return it typed.
 
     `values` maps keys without the namespace (``"github"``) to decoded values (objects as dicts).
     `secret_keys` are the keys the stack file stores encrypted; `read_secret(key)` returns the
     value for a secret key (the engine's `get_secret` Output, or a `Secret` placeholder).
+    `other` holds the keys of other namespaces (`"github:token"`), secret ones as `Secret`: only
+    their names are judged (a secret in plain text), never their values.
+    `stacks`, when known, are the project's stacks, which `promotion.source` must name one of.
     """
     if not STACK_NAME_RE.match(stack):
         raise ConfigError(
@@ -496,8 +670,8 @@ def parse(
     for name in REQUIRED_KEYS:
         if values.get(name) is None:
             raise ConfigError(f"{_key(name)} is required (set it in Pulumi.{stack}.yaml)")
-    if not region:
-        raise ConfigError(f"aws:region is required (set it in Pulumi.{stack}.yaml)")
+    region = _region(region, stack)
+    _plain_secrets(other or {}, stack)
     secret_keys = set(secret_keys)
     # The program reads only SECRET_KEYS through get_secret; any other key would be decrypted and
     # then stored and shown in plain text in resource inputs, state and diffs.
@@ -513,7 +687,7 @@ def parse(
             )
 
     github = _github(values["github"], stack)
-    services = _services(values["services"])
+    services = _services(values["services"], project, stack)
     release = _release(values["release"], tuple(s.name for s in services))
 
     def obj(name: str, allowed: tuple[str, ...]) -> _Obj:
@@ -530,12 +704,19 @@ def parse(
     state = obj("state", ("bucket", "kmsKeyArn"))
     artifacts = obj(
         "artifacts",
-        ("noncurrentVersionDays", "abortMultipartDays", "keepImages", "protect", "readerAccounts"),
+        (
+            "noncurrentVersionDays",
+            "abortMultipartDays",
+            "keepImages",
+            "protect",
+            "readerAccounts",
+            "scanSeverity",
+        ),
     )
     artifacts_default = ArtifactsConfig()
     api = obj("api", ("burstLimit", "rateLimit"))
     api_default = ApiConfig()
-    frontend = obj("frontend", ("priceClass",))
+    frontend = obj("frontend", ("priceClass", "source"))
     retention = values.get("logRetentionDays")
     log_retention = (
         field_default(StackConfig, "log_retention_days")
@@ -547,9 +728,7 @@ def parse(
             f"{_key('logRetentionDays')} must be one of CloudWatch's values "
             f"({', '.join(map(str, LOG_RETENTION_DAYS))}), got {log_retention}"
         )
-    tags: dict[str, str] = {}
-    if values.get("tags") is not None:
-        tags = _string_map("tags", values["tags"], re.compile(r"^[A-Za-z0-9 _.:/=+@-]{1,128}$"), "a tag key")
+    tags = _tags(values["tags"]) if values.get("tags") is not None else {}
     price_class = frontend.string("priceClass", default=FrontendConfig().price_class)
     if price_class not in PRICE_CLASSES:
         raise ConfigError(
@@ -572,7 +751,9 @@ def parse(
         state=StateConfig(
             bucket=state.string("bucket", pattern=BUCKET_RE, expect="an S3 bucket name"),
             kms_key_arn=state.string(
-                "kmsKeyArn", pattern=re.compile(r"^arn:aws[a-z-]*:kms:"), expect="a KMS key ARN"
+                "kmsKeyArn",
+                pattern=KMS_KEY_ARN_RE,
+                expect="one KMS key's ARN, arn:aws:kms:REGION:ACCOUNT:key/ID (or alias/NAME), no wildcard",
             ),
         ),
         artifacts=ArtifactsConfig(
@@ -585,15 +766,28 @@ def parse(
             keep_images=artifacts.integer("keepImages", artifacts_default.keep_images, 1, 10000),
             protect=artifacts.boolean("protect", artifacts_default.protect),
             reader_accounts=_account_ids("artifacts.readerAccounts", artifacts.raw("readerAccounts")),
+            scan_severity=_choice(
+                "artifacts.scanSeverity",
+                artifacts.string("scanSeverity", default=artifacts_default.scan_severity),
+                SCAN_SEVERITIES,
+            ),
         ),
         log_retention_days=log_retention,
         api=ApiConfig(
             burst_limit=api.integer("burstLimit", api_default.burst_limit, 0, 100_000),
             rate_limit=api.number("rateLimit", api_default.rate_limit, 0.0, 100_000.0),
         ),
-        frontend=FrontendConfig(price_class=price_class),
+        frontend=FrontendConfig(
+            price_class=price_class,
+            source=frontend.string(
+                "source",
+                default=FrontendConfig().source,
+                pattern=SOURCE_RE,
+                expect="a folder relative to the repository root",
+            ),
+        ),
         alarms=_alarms(values.get("alarms") or {}),
-        promotion=_promotion(values.get("promotion") or {}, stack),
+        promotion=_promotion(values.get("promotion") or {}, stack, stacks),
         tags=tags,
         waivers=_waivers(values["waivers"]) if values.get("waivers") is not None else (),
         slack_webhook_url=slack,

@@ -1,7 +1,8 @@
 """The package layout is the design: imports only point down, and only the local engine imports the SDK.
 
-Layers, top to bottom: cli → promote → operate → engine → the shared leaves (errors, output, redact,
-markdown, gitinfo, aws). `assure` (offline, under Pulumi mocks) sits beside promote and operate and
+Layers, top to bottom: cli → build → promote → operate → engine → the shared leaves (errors, output,
+redact, markdown, gitinfo, aws). `build` finds the first stage in promotion's pipeline and hands it a
+release. `assure` (offline, under Pulumi mocks) sits beside promote and operate and
 needs no engine. A module may import its own layer and any layer below it; `infra` and `policy` are
 the program and its rules, importable from anywhere in `automation`.
 """
@@ -16,7 +17,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "automation"
 
-RANK = {"cli": 4, "promote": 3, "assure": 3, "operate": 2, "engine": 1}  # leaves: 0
+RANK = {"cli": 5, "build": 4, "promote": 3, "assure": 3, "operate": 2, "engine": 1}  # leaves: 0
 
 
 def _layer(module: str) -> str:

@@ -22,6 +22,7 @@ depends on another having run.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import subprocess
@@ -151,7 +152,24 @@ def make_checkout(base: Path, pulumi_home: Path, **extra: str) -> Checkout:
     env.pop("GITHUB_STEP_SUMMARY", None)
     checkout = Checkout(root=copy_repo(base / "repo"), cloud=Cloud(cloud), env=env)
     checkout.state.mkdir(parents=True)  # docs/workflows.md, "Choose a state backend"
+    dev_manages_github(checkout.root)
     return checkout
+
+
+def dev_manages_github(root: Path) -> None:
+    """In the copy, dev publishes its GitHub variables and secrets as staging does (under review).
+
+    The shipped dev holds no GitHub token (its job is unreviewed); these tests exercise the GitHub
+    side through dev, so the copy gives dev a reviewer and turns management on.
+    """
+    path = root / "Pulumi.dev.yaml"
+    document = yaml.safe_load(path.read_text())
+    github = document["config"]["stageline:github"]
+    github["manage"] = True
+    github["environment"]["reviewers"] = {"teams": ["platform"]}
+    github["environment"]["preventSelfReview"] = True
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    git(root, "commit", "-q", "-m", "dev manages GitHub in the engine tests", "--", "Pulumi.dev.yaml")
 
 
 def json_documents(text: str) -> list[dict[str, Any]]:
@@ -298,12 +316,49 @@ def test_pulumi_up_deploys_the_real_program_and_a_second_up_changes_nothing(ship
     variable = cloud.find(ENV_VARIABLE, "github-var-AWS_ROLE_ARN")
     assert variable is not None and variable.output("value") == outputs["deployRoleArn"]
     assert outputs["publishedVersions"] == outputs["liveVersions"] == {"api": "1", "worker": "1"}
+    # The shipped release runs the example app's zip packages from the artifact bucket, named by hash.
+    release = yaml.safe_load((checkout.root / "Pulumi.dev.yaml").read_text())["config"]["stageline:release"]
+    for service, digest in release["packages"].items():
+        fn = cloud.find(FUNCTION, f"stageline-dev-{service}")
+        assert fn is not None
+        assert (fn.output("packageType"), fn.output("s3Bucket")) == ("Zip", outputs["artifactBucket"])
+        assert fn.output("s3Key") == f"packages/{service}/{digest.removeprefix('sha256:')}.zip"
+        assert base64.b64decode(fn.output("codeSha256")).hex() == digest.removeprefix("sha256:")
+        assert fn.output("environment.variables.STAGELINE_PACKAGE") == digest
 
     operations = cloud.operations()
     again = summary_event(checkout.pulumi("up", "-s", "dev", "--yes", "--skip-preview", "--json").stdout)
     assert again["result"] == "succeeded"
     assert changes(again["resourceChanges"]) == {"same": len(state)}
     assert cloud.operations() == operations  # not one create, update or delete
+
+
+def _encodings(secret: str) -> set[str]:
+    raw = secret.encode()
+    return {
+        secret,
+        raw.hex(),
+        base64.b64encode(raw).decode(),
+        base64.b64encode(raw).decode().rstrip("="),
+        base64.urlsafe_b64encode(raw).decode().rstrip("="),
+        json.dumps(secret)[1:-1],
+    }
+
+
+def test_the_github_token_is_in_no_state_in_any_form(shipped: Deployed) -> None:
+    """The job's GITHUB_TOKEN reached the provider (it created GitHub resources) but not the state."""
+    checkout = shipped.checkout
+    assert checkout.cloud.find(ENV_VARIABLE, "github-var-AWS_ROLE_ARN")  # the token was used
+    shown = checkout.pulumi("stack", "export", "-s", "dev", "--show-secrets").stdout
+    plain = checkout.pulumi("stack", "export", "-s", "dev").stdout
+    for text in (shown, plain):
+        for form in _encodings(GITHUB_TOKEN):
+            assert form not in text
+    (provider,) = [
+        r for r in json.loads(shown)["deployment"]["resources"] if r["type"] == "pulumi:providers:github"
+    ]
+    # Not in a secret envelope either: the provider has no token property at all.
+    assert "token" not in provider.get("inputs", {}) and "token" not in provider.get("outputs", {})
 
 
 def test_the_mocks_give_every_resource_the_urn_the_engine_gives_it(shipped: Deployed) -> None:
@@ -482,8 +537,10 @@ def test_the_policy_pack_under_the_engine_reports_what_check_reports(
         ("ecr-immutable-tags", "artifacts-repository"),
         ("prod-reviewers", "github-environment"),
         ("prod-no-admin-bypass", "github-environment"),
+        # prod's job would hold the GitHub token with no reviewer to stop it
+        ("github-token-reviewed", "stageline-prod"),
     }
-    assert len(seen["prod"]) == 5  # prod-reviewers twice: no reviewers, and self-review allowed
+    assert len(seen["prod"]) == 6  # prod-reviewers twice: no reviewers, and self-review allowed
 
 
 # --- secret_dev: dev with a secret in its stack file, deployed with the driver ----------------
@@ -650,3 +707,81 @@ def test_a_stack_is_created_with_the_secrets_provider_its_stack_file_names(
     ]
     for text in checkout.outputs:
         assert SLACK_SECRET not in text
+
+
+# --- Pulumi's parser and the stack-file reader agree (issue 11) ---------------------------------------
+
+_DEV = (Path(__file__).resolve().parents[2] / "Pulumi.dev.yaml").read_bytes()
+_PARSER_CASES: dict[str, bytes] = {
+    "shipped": _DEV,
+    "bom": b"\xef\xbb\xbf" + _DEV,
+    "merge keys": b"config:\n  x:a: &a {m: 1}\n  x:b:\n    <<: *a\n    n: 2\n",
+    "aliases": b"config:\n  x:a: &a [1, 2]\n  x:b: *a\n",
+    "no namespace": b"config:\n  logRetentionDays: 7\n",
+    "duplicate key": b"config:\n  x:a: 1\n  x:a: 2\n",
+    "duplicate nested key": b"config:\n  x:a:\n    memory: 256\n    memory: 512\n",
+    "duplicate flow key": b"config:\n  x:a: {m: 1, m: 2}\n",
+    "numeric config key": b"config:\n  5: x\n",
+    "latin-1": b"config:\n  x:a: caf\xe9\n",
+    "latin-1 comment": b"# caf\xe9\nconfig:\n  x:a: 1\n",
+    "list key": b"config:\n  x:a:\n    ? [1]\n    : x\n",
+    "recursive alias": b"config:\n  x:a: &a [*a]\n",
+    "config not a mapping": b"config: 5\n",
+}
+# Refused by both parsers: Pulumi's YAML library and the stack-file reader.
+_BOTH_REFUSE = {
+    "duplicate key",
+    "duplicate nested key",
+    "duplicate flow key",
+    "numeric config key",
+    "latin-1",
+    "latin-1 comment",
+    "list key",
+    "recursive alias",
+    "config not a mapping",
+}
+
+
+def test_the_stack_file_reader_accepts_nothing_pulumis_parser_refuses(tmp_path: Path) -> None:
+    """Every case the reader accepts, `pulumi config` reads too; duplicate keys and the other
+    structural errors are refused by both. (The reader is stricter on purpose elsewhere: limits,
+    UTF-16, language tags.)"""
+    from infra.config import ConfigError
+    from infra.config.stack_file import read_stack_file
+
+    pulumi = cli()
+    assert pulumi is not None
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "Pulumi.yaml").write_text("name: stageline\nruntime: python\n")
+    env = {
+        **environment(tmp_path / "home", tmp_path / "cloud"),
+        "PULUMI_BACKEND_URL": (tmp_path / "state").as_uri(),
+        "PULUMI_CONFIG_PASSPHRASE": "",
+    }
+    (tmp_path / "state").mkdir()
+    subprocess.run([pulumi, "stack", "init", "dev"], cwd=project, env=env, check=True, capture_output=True)
+    disagreements = []
+    for name, data in _PARSER_CASES.items():
+        (project / "Pulumi.dev.yaml").write_bytes(data)
+        try:
+            read_stack_file(project, "dev")
+            ours = True
+        except ConfigError:
+            ours = False
+        done = subprocess.run(
+            [pulumi, "config", "--json", "-s", "dev"],
+            cwd=project,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        theirs = done.returncode == 0
+        if ours and not theirs:
+            disagreements.append(f"{name}: accepted here, refused by Pulumi: {done.stderr.strip()}")
+        if name in _BOTH_REFUSE and (ours or theirs):
+            disagreements.append(f"{name}: expected both to refuse (ours {ours}, Pulumi {theirs})")
+        if name not in _BOTH_REFUSE and not ours:
+            disagreements.append(f"{name}: refused here")
+    assert disagreements == []

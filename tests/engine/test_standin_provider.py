@@ -332,7 +332,9 @@ def test_slow_delays_the_matching_operation(rig: Rig) -> None:
     stack.up()
     assert time.monotonic() - start >= 3
     created = [name for op, _, name in rig.cloud.operations() if op == "create"]
-    assert created[-1] == "artifacts"  # the others did not wait for it
+    # The role, which depends on nothing either, did not wait for it (its function and alias may,
+    # on a loaded machine, still be on their way when the bucket's three seconds are up).
+    assert created.index("exec") < created.index("artifacts")
 
 
 def test_destroy_empties_the_cloud(rig: Rig) -> None:
@@ -435,23 +437,23 @@ def test_the_plugin_refuses_to_start_without_a_cloud() -> None:
 def test_the_plugin_prints_its_port_and_stops_when_the_engine_is_gone(tmp_path: Path) -> None:
     env = {**os.environ, "STAGELINE_STANDIN_CLOUD": str(tmp_path), "STAGELINE_STANDIN_PYTHON": sys.executable}
     # Nothing listens on the engine address: the first health check fails and the plugin stops.
-    gone = subprocess.Popen(
+    with subprocess.Popen(
         [str(BIN / "pulumi-resource-github"), "--logtostderr", "-v=9", "127.0.0.1:9"],
         env=env,
         stdout=subprocess.PIPE,
         text=True,
-    )
-    assert gone.stdout is not None and gone.stdout.readline().strip().isdigit()
-    assert gone.wait(timeout=60) == 0
+    ) as gone:
+        assert gone.stdout is not None and gone.stdout.readline().strip().isdigit()
+        assert gone.wait(timeout=60) == 0
     # Without an engine to watch it serves until it is told to stop (SIGINT, as the engine does).
-    attached = subprocess.Popen(
+    with subprocess.Popen(
         [str(BIN / "pulumi-resource-aws")], env=env, stdout=subprocess.PIPE, text=True
-    )
-    assert attached.stdout is not None and attached.stdout.readline().strip().isdigit()
-    time.sleep(0.5)
-    assert attached.poll() is None
-    attached.send_signal(signal.SIGINT)
-    assert attached.wait(timeout=30) == 0
+    ) as attached:
+        assert attached.stdout is not None and attached.stdout.readline().strip().isdigit()
+        time.sleep(0.5)
+        assert attached.poll() is None
+        attached.send_signal(signal.SIGINT)
+        assert attached.wait(timeout=30) == 0
 
 
 def test_the_cloud_edits_paths_keeps_secrets_and_counts_faults(tmp_path: Path) -> None:
@@ -528,18 +530,16 @@ def test_the_round_trip_latency_comes_from_the_environment(
 
 
 def test_the_real_program_deploys_dev_then_changes_nothing_previews_prod_and_destroys_dev(rig: Rig) -> None:
-    from pulumi import automation as auto
-
     from infra.program import deploy
 
     work = rig.root / "work"
     for name in ("Pulumi.yaml", "Pulumi.dev.yaml", "Pulumi.prod.yaml"):
         shutil.copy(REPO / name, work / name)
     (work / "infra").symlink_to(REPO / "infra")  # Pulumi.yaml's `main`: the CLI checks that it exists
-    token = auto.ConfigValue("ghp_standin_token", secret=True)
+    # The GitHub provider plugin reads its token from its environment (github:token is refused).
+    rig.env["GITHUB_TOKEN"] = "ghp_standin_token"
 
     dev = rig.stack(deploy, project="stageline", name="dev")
-    dev.set_config("github:token", token)
     start = time.monotonic()
     up = dev.up()
     took = time.monotonic() - start
@@ -549,7 +549,7 @@ def test_the_real_program_deploys_dev_then_changes_nothing_previews_prod_and_des
         f"\nreal program: {len(state)} resources in the stack ({len(custom)} in the cloud), "
         f"up took {took:.1f}s"
     )
-    assert 80 <= len(custom) <= 100
+    assert 60 <= len(custom) <= 100  # dev holds no GitHub resources (github.manage: false)
     assert len(rig.cloud.resources()) == len(custom)
     assert changes(up.summary.resource_changes) == {"create": len(state)}
     out = values(up)
@@ -566,7 +566,6 @@ def test_the_real_program_deploys_dev_then_changes_nothing_previews_prod_and_des
     assert [op for op, _, _ in rig.cloud.operations()].count("read") == len(custom)
 
     prod = rig.stack(deploy, project="stageline", name="prod")
-    prod.set_config("github:token", token)
     preview = prod.preview()
     assert set(changes(preview.change_summary)) == {"create"}
     assert changes(preview.change_summary)["create"] > len(state) - 5

@@ -13,6 +13,7 @@ from foundation_testkit import run, stack_values
 from infra.artifacts import ArtifactStore, ArtifactStoreArgs, ecr_lifecycle_policy
 from infra.buckets import lifecycle_rules
 from infra.config import load
+from infra.policies import RELEASE_TAG_PREFIX, release_image_tag
 from infra.simulate import SimResource, Simulation
 
 
@@ -85,17 +86,31 @@ def test_lifecycle_periods_below_a_day_are_refused(noncurrent: int, multipart: i
         lifecycle_rules(noncurrent_version_days=noncurrent, abort_multipart_days=multipart)
 
 
-def test_the_registry_keeps_the_newest_n_images() -> None:
+def test_the_registry_keeps_every_release_image_and_the_newest_n_others() -> None:
     assert ecr_lifecycle_policy(20) == {
         "rules": [
             {
+                # Matching a release tag shields an image from the lower-priority rule below.
                 "rulePriority": 1,
-                "description": "Keep the newest 20 images",
+                "description": "Keep every image a release named",
+                "selection": {
+                    "tagStatus": "tagged",
+                    "tagPrefixList": ["release-"],
+                    "countType": "imageCountMoreThan",
+                    "countNumber": 10_000,
+                },
+                "action": {"type": "expire"},
+            },
+            {
+                "rulePriority": 2,
+                "description": "Keep the newest 20 other images",
                 "selection": {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": 20},
                 "action": {"type": "expire"},
-            }
+            },
         ]
     }
+    # The tag promotion and `build --image` put on every image a release names falls under rule 1.
+    assert release_image_tag("api", "4f9c2d1").startswith(RELEASE_TAG_PREFIX)
     with pytest.raises(ValueError, match="at least 1"):
         ecr_lifecycle_policy(0)
 
@@ -162,7 +177,7 @@ def test_lifecycle_and_retention_come_from_the_stack_file(
         "abortIncompleteMultipartUpload"
     ] == {"daysAfterInitiation": multipart}
     ecr_policy = json.loads(sim.named("artifacts-repository-lifecycle").inputs["policy"])
-    assert ecr_policy["rules"][0]["selection"]["countNumber"] == keep
+    assert ecr_policy["rules"][-1]["selection"]["countNumber"] == keep
 
 
 def test_the_registry_has_immutable_tags_and_scans_every_push(prod: Simulation) -> None:

@@ -127,10 +127,20 @@ def test_a_configured_state_backend_adds_a_state_policy_to_both_roles() -> None:
     sim = simulate_trust("dev", state={"bucket": "acme-pulumi-state", "kmsKeyArn": key})
     deploy_state = doc(sim.named("trust-deploy-state"))
     preview_state = doc(sim.named("trust-preview-state"))
+    lock = "arn:aws:s3:::acme-pulumi-state/.pulumi/locks/organization/stageline/dev/*"
     for document in (deploy_state, preview_state):
-        text = json.dumps(document)
-        assert "arn:aws:s3:::acme-pulumi-state/.pulumi/locks/organization/stageline/dev/*" in text
-        assert key in text
+        assert key in json.dumps(document)
+    # Only the deploy role takes the lock; a preview takes none.
+    assert lock in json.dumps(deploy_state)
+    assert lock not in json.dumps(preview_state)
+    decrypt = {
+        name: [st["Action"] for st in document["Statement"] if st["Resource"] == key]
+        for name, document in (("deploy", deploy_state), ("preview", preview_state))
+    }
+    assert decrypt == {
+        "deploy": [["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey"]],
+        "preview": [["kms:Decrypt", "kms:DescribeKey"]],
+    }
     attached = {
         a.inputs["policyArn"] for a in sim.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
     }

@@ -26,6 +26,7 @@ from infra.policies import (
     policy_size,
     preview_policies,
     preview_policy_parts,
+    state_key_policy,
     tls_only_bucket_policy,
 )
 
@@ -158,6 +159,11 @@ def test_immutable_ids_in_config_make_the_trust_use_the_immutable_subject() -> N
     values["github"].update(ownerId=1234567, repositoryId=89012345)
     args = GitHubTrustArgs.from_config(parse(values, stack="prod", region="eu-west-1"))
     assert args.deploy_subject == "repo:acme-shop@1234567/storefront@89012345:environment:prod"
+    # prod admits no pull request: its preview role trusts only the read-only environment.
+    assert args.preview_subject is None
+    assert args.preview_subjects == ("repo:acme-shop@1234567/storefront@89012345:environment:prod-readonly",)
+    values["github"]["pullRequestPreviews"] = True
+    args = GitHubTrustArgs.from_config(parse(values, stack="prod", region="eu-west-1"))
     assert args.preview_subject == "repo:acme-shop@1234567/storefront@89012345:pull_request"
 
 
@@ -300,8 +306,52 @@ def test_another_environments_distribution_cannot_be_retagged_as_ours() -> None:
     distribution = f"arn:aws:cloudfront::{ACCOUNT}:distribution/E2QWRUHAPOMQZL"
     takeover = {"aws:RequestTag/environment": "dev", "aws:ResourceTag/environment": "prod"}
     assert not allowed(docs, "cloudfront:TagResource", distribution, takeover)
-    # A new distribution (no tags yet) is tagged in the same request that creates it.
-    assert allowed(docs, "cloudfront:TagResource", distribution, {"aws:RequestTag/environment": "dev"})
+    # A new distribution is tagged by the create call itself.
+    assert allowed(docs, "cloudfront:CreateDistribution", "*", {"aws:RequestTag/environment": "dev"})
+    assert not allowed(docs, "cloudfront:CreateDistribution", "*", {"aws:RequestTag/environment": "prod"})
+
+
+TAG_SCOPED = [
+    (f"arn:aws:cloudfront::{ACCOUNT}:distribution/E2QWRUHAPOMQZL", "cloudfront"),
+    (f"arn:aws:kms:eu-west-1:{ACCOUNT}:key/0b1c2d3e-0000-1111-2222-333344445555", "kms"),
+]
+
+
+@pytest.mark.parametrize("env", ["dev", "staging", "prod"])
+@pytest.mark.parametrize(("resource", "service"), TAG_SCOPED)
+def test_an_untagged_resource_cannot_be_taken_over_by_tagging_it(
+    env: str, resource: str, service: str
+) -> None:
+    """Tag it as ours, then change or delete it: every step is refused for what is not already ours."""
+    docs = deploy_docs(env)
+    untagged = {"aws:RequestTag/environment": env, "aws:TagKeys": "environment"}
+    assert not allowed(docs, f"{service}:TagResource", resource, untagged)
+    assert not allowed(docs, f"{service}:UntagResource", resource, {})
+    for action in (
+        ["cloudfront:UpdateDistribution", "cloudfront:DeleteDistribution"]
+        if service == "cloudfront"
+        else ["kms:ScheduleKeyDeletion", "kms:PutKeyPolicy", "kms:UpdateKeyDescription"]
+    ):
+        assert not allowed(docs, action, resource, {}), action
+        other = {"aws:ResourceTag/environment": "prod" if env != "prod" else "dev"}
+        assert not allowed(docs, action, resource, other), action
+        assert allowed(docs, action, resource, {"aws:ResourceTag/environment": env}), action
+
+
+def test_no_allow_grants_tagging_of_a_tag_scoped_resource_that_is_not_already_ours() -> None:
+    # Where rights follow the environment tag, any tagging right without that condition would let a
+    # role adopt a resource by tagging it. Name-scoped resources (prefix patterns) are not at risk.
+    for env in ("dev", "prod"):
+        for document in deploy_docs(env):
+            for st in statements(document):
+                if st["Effect"] != "Allow":
+                    continue
+                tagging = [a for a in as_list(st["Action"]) if a.endswith((":TagResource", ":UntagResource"))]
+                resources = as_list(st["Resource"])
+                by_id = [r for r in resources if r.endswith((":distribution/*", ":key/*")) or r == "*"]
+                if tagging and by_id:
+                    condition = st.get("Condition", {}).get("StringEquals", {})
+                    assert condition.get("aws:ResourceTag/environment") == env, st["Sid"]
 
 
 # --- promotion: reading the source stage's release ----------------------------------------------
@@ -491,7 +541,7 @@ def test_artifacts_and_release_uploads_cannot_be_destroyed_by_a_deploy_job() -> 
 
 
 def test_the_deploy_role_writes_only_its_own_stack_state_and_never_history() -> None:
-    docs = deploy_docs("staging")
+    docs = deploy_docs("staging", source_stack="dev")
     state = "arn:aws:s3:::acme-pulumi-state/.pulumi"
     assert allowed(docs, "s3:PutObject", f"{state}/stacks/stageline/staging.json")
     assert allowed(docs, "s3:PutObject", f"{state}/locks/organization/stageline/staging/0b1c.json")
@@ -501,10 +551,56 @@ def test_the_deploy_role_writes_only_its_own_stack_state_and_never_history() -> 
         docs, "s3:DeleteObject", f"{state}/history/stageline/staging/staging-1700000000.history.json"
     )
     assert not allowed(docs, "s3:DeleteObject", f"{state}/backups/stageline/staging/staging.1700000000.json")
-    # Promotion compares the source stack's outputs and history: read-only, same project only.
+    # Promotion reads its source's outputs and history: read-only, that stack and project only.
     assert allowed(docs, "s3:GetObject", f"{state}/stacks/stageline/dev.json")
+    assert allowed(docs, "s3:GetObject", f"{state}/history/stageline/dev/dev-1700000000.history.json")
+    assert not allowed(docs, "s3:GetObject", f"{state}/locks/organization/stageline/dev/0b1c.json")
     assert not allowed(docs, "s3:GetObject", f"{state}/stacks/other-project/dev.json")
     assert allowed(docs, "kms:Decrypt", STATE_KEY)
+
+
+STATE = "arn:aws:s3:::acme-pulumi-state/.pulumi"
+STACK_NAMES = ("dev", "staging", "prod")
+SOURCES = {"dev": None, "staging": "dev", "prod": "staging"}
+
+
+def stack_objects(stack: str) -> list[str]:
+    return [
+        f"{STATE}/stacks/stageline/{stack}.json",
+        f"{STATE}/stacks/stageline/{stack}.json.bak",
+        f"{STATE}/history/stageline/{stack}/{stack}-1700000000.history.json",
+        f"{STATE}/history/stageline/{stack}/{stack}-1700000000.checkpoint.json",
+        f"{STATE}/backups/stageline/{stack}/{stack}.1700000000.json",
+        f"{STATE}/locks/organization/stageline/{stack}/0b1c.json",
+    ]
+
+
+def role_docs(stack: str, kind: str) -> list[dict[str, Any]]:
+    key = f"arn:aws:kms:eu-west-1:{ACCOUNT}:key/{stack}-state"
+    changes = {"source_stack": SOURCES[stack], "state_kms_key_arn": key}
+    return deploy_docs(stack, **changes) if kind == "deploy" else preview_docs(stack, **changes)
+
+
+@pytest.mark.parametrize("reader", STACK_NAMES)
+@pytest.mark.parametrize("kind", ["deploy", "preview"])
+def test_a_stacks_state_is_readable_only_by_its_own_roles_and_its_promotion_target(
+    reader: str, kind: str
+) -> None:
+    docs = role_docs(reader, kind)
+    for owner in STACK_NAMES:
+        readable = [o for o in stack_objects(owner) if allowed(docs, "s3:GetObject", o)]
+        if owner == reader:
+            continue
+        if kind == "deploy" and SOURCES[reader] == owner:
+            # The stage promoted from: its checkpoint and history, never its lock or backups.
+            assert readable == stack_objects(owner)[:4], (reader, owner)
+        else:
+            assert readable == [], (reader, kind, owner)
+        # No other stack's secrets key, whatever the role.
+        assert not allowed(docs, "kms:Decrypt", f"arn:aws:kms:eu-west-1:{ACCOUNT}:key/{owner}-state")
+    # Nobody but prod's own roles reads prod's state.
+    if reader != "prod":
+        assert not any(allowed(docs, "s3:GetObject", o) for o in stack_objects("prod"))
 
 
 def test_without_a_state_bucket_no_state_statement_exists() -> None:
@@ -537,16 +633,19 @@ def test_deploy_parts_are_split_as_the_component_names_them() -> None:
 # --- preview -----------------------------------------------------------------------------
 
 
-def test_the_preview_role_can_write_nothing_but_its_stacks_lock() -> None:
-    lock_objects = "arn:aws:s3:::acme-pulumi-state/.pulumi/locks/organization/stageline/dev/*"
-    for document in preview_docs("dev"):
+@pytest.mark.parametrize("env", ["dev", "staging", "prod"])
+def test_the_preview_role_writes_nothing_not_even_its_stacks_lock(env: str) -> None:
+    # A preview and a preview-only refresh on a DIY backend take no lock, so none is granted.
+    docs = preview_docs(env)
+    for document in docs:
         assert violations(document) == []
         for st in statements(document):
             assert st["Effect"] == "Allow"
-            writes = [a for a in as_list(st["Action"]) if not is_read_only(a)]
-            if writes:
-                assert sorted(writes) == ["s3:DeleteObject", "s3:PutObject"], st["Sid"]
-                assert as_list(st["Resource"]) == [lock_objects], st["Sid"]
+            assert [a for a in as_list(st["Action"]) if not is_read_only(a)] == [], st["Sid"]
+    for obj in stack_objects(env):
+        assert not allowed(docs, "s3:PutObject", obj)
+        assert not allowed(docs, "s3:DeleteObject", obj)
+    assert not any(allowed(docs, "s3:GetObject", o) for o in stack_objects(env) if "/locks/" in o)
 
 
 def test_the_preview_role_reads_its_environment_and_changes_nothing() -> None:
@@ -572,6 +671,53 @@ def test_the_preview_role_cannot_read_another_stacks_state() -> None:
     assert not allowed(
         docs, "s3:GetObject", "arn:aws:s3:::acme-pulumi-state/.pulumi/stacks/stageline/prod.json"
     )
+
+
+# --- the state's secrets key ----------------------------------------------------------------
+
+
+def key_policy(env: str) -> dict[str, Any]:
+    return state_key_policy(
+        partition="aws",
+        account_id=ACCOUNT,
+        prefix=f"stageline-{env}",
+        administrators=[iam("role/AWSReservedSSO_Admin_0123")],
+    )
+
+
+def key_allows(document: dict[str, Any], principal_arn: str, action: str) -> bool:
+    """The key policy alone (no root-wide delegation to IAM): who may use the key."""
+    for st in statements(document):
+        if st["Effect"] != "Allow" or action not in as_list(st["Action"]):
+            continue
+        named = as_list(st["Principal"]["AWS"])
+        if principal_arn in named:
+            return True
+        condition = st.get("Condition", {}).get("ArnEquals", {})
+        if iam("root") in named and principal_arn in as_list(condition.get("aws:PrincipalArn")):
+            return True
+    return False
+
+
+@pytest.mark.parametrize("env", ["dev", "staging", "prod"])
+def test_only_the_environments_own_roles_and_the_administrators_can_use_its_state_key(env: str) -> None:
+    document = key_policy(env)
+    deploy, preview = iam(f"role/stageline-{env}-deploy"), iam(f"role/stageline-{env}-preview")
+    admin = iam("role/AWSReservedSSO_Admin_0123")
+    assert key_allows(document, deploy, "kms:Decrypt") and key_allows(document, deploy, "kms:Encrypt")
+    assert key_allows(document, preview, "kms:Decrypt")
+    assert not key_allows(document, preview, "kms:Encrypt")
+    assert key_allows(document, admin, "kms:Decrypt")
+    for other in {"dev", "staging", "prod"} - {env}:
+        for role in ("deploy", "preview"):
+            assert not key_allows(document, iam(f"role/stageline-{other}-{role}"), "kms:Decrypt")
+    # The account is never a principal on its own: no IAM policy can widen who decrypts.
+    for st in statements(document):
+        if iam("root") in as_list(st["Principal"]["AWS"]):
+            assert st["Condition"]["ArnEquals"]["aws:PrincipalArn"] in (deploy, preview)
+    # The deploy roles themselves cannot manage it (no key administration).
+    assert not key_allows(document, deploy, "kms:PutKeyPolicy")
+    assert not key_allows(document, deploy, "kms:ScheduleKeyDeletion")
 
 
 # --- boundary ----------------------------------------------------------------------------

@@ -7,6 +7,7 @@ must have (tags, providers, bucket hardening), so they hold whatever the platfor
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 import pytest
@@ -37,6 +38,8 @@ ENVIRONMENT = "github:index/repositoryEnvironment:RepositoryEnvironment"
 BUCKET = "aws:s3/bucket:Bucket"
 SSE = "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration"
 WEBHOOK = "https://hooks.slack.com/services/T0000/B0000/pr0d-w3bh00k"
+# The stacks that publish their own GitHub variables (dev's unreviewed job holds no token).
+MANAGED = ("staging", "prod")
 
 
 def variables(sim: Simulation, environment: str) -> dict[str, Any]:
@@ -88,10 +91,12 @@ def test_no_role_anywhere_trusts_a_wildcard_subject(stack: str) -> None:
 def test_the_preview_role_cannot_write(stack: str) -> None:
     sim = shipped(stack)
     preview = sim.named("trust-preview")
-    assert trust_subjects(doc(preview, "assumeRolePolicy")) == [
-        ("StringEquals", f"repo:{REPOSITORY}:pull_request"),
-        ("StringEquals", f"repo:{REPOSITORY}:environment:{stack}-readonly"),
-    ]
+    # Only dev admits pull requests; staging's and prod's preview roles trust only the read-only
+    # environment, whose jobs run from protected branches (drift checks, gated previews).
+    expected = [("StringEquals", f"repo:{REPOSITORY}:environment:{stack}-readonly")]
+    if stack == "dev":
+        expected.insert(0, ("StringEquals", f"repo:{REPOSITORY}:pull_request"))
+    assert trust_subjects(doc(preview, "assumeRolePolicy")) == expected
     documents = role_documents(sim, preview)
     assert documents
     for document in documents:
@@ -168,7 +173,7 @@ def test_the_registry_is_immutable_scanned_and_trimmed_as_configured(stack: str)
             for p in sim.of_type("aws:ecr/lifecyclePolicy:LifecyclePolicy")
             if p.inputs["repository"] == repository.outputs["name"]
         ]
-        assert json.loads(lifecycle.inputs["policy"])["rules"][0]["selection"]["countNumber"] == keep
+        assert json.loads(lifecycle.inputs["policy"])["rules"][-1]["selection"]["countNumber"] == keep
 
 
 @pytest.mark.parametrize(("stack", "protected"), [("dev", False), ("staging", False), ("prod", True)])
@@ -185,6 +190,7 @@ def test_stateful_artifacts_are_protected_where_the_stack_file_says(stack: str, 
 def test_prod_protection_rules_come_from_pulumi_prod_yaml() -> None:
     sim = shipped("prod")
     env = sim.named("github-environment")
+    assert env.parent.endswith("::github")
     assert env.inputs["environment"] == "prod"
     (reviewers,) = env.inputs["reviewers"]
     assert len(reviewers["users"]) == 1 and len(reviewers["teams"]) == 2
@@ -192,16 +198,80 @@ def test_prod_protection_rules_come_from_pulumi_prod_yaml() -> None:
     assert env.inputs["canAdminsBypass"] is False
     assert env.inputs["waitTimer"] == 10
     assert env.inputs["deploymentBranchPolicy"] == {"protectedBranches": False, "customBranchPolicies": True}
-    policies = sim.of_type(
-        "github:index/repositoryEnvironmentDeploymentPolicy:RepositoryEnvironmentDeploymentPolicy"
-    )
+    policies = [
+        p
+        for p in sim.of_type(
+            "github:index/repositoryEnvironmentDeploymentPolicy:RepositoryEnvironmentDeploymentPolicy"
+        )
+        if p.inputs["environment"] == "prod"
+    ]
     assert sorted(p.inputs.get("branchPattern") or f"tag:{p.inputs['tagPattern']}" for p in policies) == [
         "main",
         "tag:v*",
     ]
 
 
-@pytest.mark.parametrize("stack", STACKS)
+def test_only_prod_declares_protection_rules_and_it_declares_every_environments() -> None:
+    # dev's job is unreviewed and holds no GitHub token; staging's publishes only its own values.
+    declared = {s: {e.inputs["environment"] for e in shipped(s).of_type(ENVIRONMENT)} for s in STACKS}
+    every = {name for s in STACKS for name in (s, f"{s}-readonly")}
+    assert declared == {"dev": set(), "staging": set(), "prod": every}
+    prod = shipped("prod")
+    rules = {
+        e.inputs["environment"]: (e.inputs.get("reviewers"), e.inputs["preventSelfReview"])
+        for e in prod.of_type(ENVIRONMENT)
+    }
+    assert rules["dev"] == (None, False)
+    assert rules["staging"][1] is True and rules["staging"][0]
+    # staging's and dev's branch policies come from their own stack files.
+    by_env = {
+        (p.inputs["environment"], p.inputs.get("branchPattern"), p.inputs.get("tagPattern"))
+        for p in prod.of_type(
+            "github:index/repositoryEnvironmentDeploymentPolicy:RepositoryEnvironmentDeploymentPolicy"
+        )
+    }
+    assert by_env == {
+        ("dev", "main", None),
+        ("staging", "main", None),
+        ("prod", "main", None),
+        ("prod", None, "v*"),
+    }
+    for stack in ("dev", "staging"):
+        assert shipped(stack).of_type("github:index/repositoryRuleset:RepositoryRuleset") == []
+
+
+def test_prods_tag_pattern_is_protected_by_a_ruleset_only_admins_bypass() -> None:
+    (ruleset,) = shipped("prod").of_type("github:index/repositoryRuleset:RepositoryRuleset")
+    assert ruleset.inputs["target"] == "tag"
+    assert ruleset.inputs["enforcement"] == "active"
+    assert ruleset.inputs["conditions"] == {"refName": {"includes": ["refs/tags/v*"], "excludes": []}}
+    assert ruleset.inputs["rules"] == {"creation": True, "update": True, "deletion": True}
+    assert ruleset.inputs["bypassActors"] == [
+        {"actorType": "RepositoryRole", "actorId": 5, "bypassMode": "always"}
+    ]
+
+
+def test_a_github_token_in_the_programs_environment_never_becomes_a_provider_input(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The SDK's Provider class copies GITHUB_TOKEN from the environment into its inputs, which the
+    # engine stores in the state: the program hides it while declaring the provider.
+    token = "ghp_in0the0jobs0environment0000000000000"
+    monkeypatch.setenv("GITHUB_TOKEN", token)
+    sim = run(stack_values("staging"), stack="staging")
+    (provider,) = sim.of_type("pulumi:providers:github")
+    assert "token" not in provider.inputs
+    dump = json.dumps([[r.inputs, r.outputs] for r in sim.resources]) + json.dumps(sim.outputs)
+    assert token not in dump
+    assert os.environ["GITHUB_TOKEN"] == token  # left as it was, for the provider plugin
+
+
+def test_dev_holds_no_github_resource_and_no_github_provider() -> None:
+    sim = shipped("dev")
+    assert [r.name for r in sim.resources if r.type.startswith(("github:", "pulumi:providers:github"))] == []
+
+
+@pytest.mark.parametrize("stack", MANAGED)
 def test_workflow_variables_carry_the_resources_outputs(stack: str) -> None:
     sim = shipped(stack)
     found = variables(sim, stack)
@@ -218,10 +288,12 @@ def test_workflow_variables_carry_the_resources_outputs(stack: str) -> None:
     assert {v.inputs["environment"] for v in sim.of_type(VARIABLE)} == {stack, f"{stack}-readonly"}
 
 
-@pytest.mark.parametrize("stack", STACKS)
+@pytest.mark.parametrize("stack", MANAGED)
 def test_drift_checks_get_a_reviewer_free_environment_with_only_the_read_only_role(stack: str) -> None:
     sim = shipped(stack)
-    (env,) = [e for e in sim.of_type(ENVIRONMENT) if e.inputs["environment"] == f"{stack}-readonly"]
+    (env,) = [
+        e for e in shipped("prod").of_type(ENVIRONMENT) if e.inputs["environment"] == f"{stack}-readonly"
+    ]
     assert "reviewers" not in env.inputs
     assert env.inputs["waitTimer"] == 0
     assert env.inputs["deploymentBranchPolicy"] == {"protectedBranches": True, "customBranchPolicies": False}
@@ -233,15 +305,18 @@ def test_drift_checks_get_a_reviewer_free_environment_with_only_the_read_only_ro
     assert [s for s in sim.of_type(SECRET) if s.inputs["environment"] != stack] == []
 
 
-@pytest.mark.parametrize("stack", STACKS)
-def test_pull_request_previews_find_the_preview_role_in_a_repository_variable(stack: str) -> None:
-    sim = shipped(stack)
+def test_only_a_stack_admitting_pull_request_previews_publishes_its_preview_role() -> None:
+    values = stack_values("staging")
+    values["github"]["pullRequestPreviews"] = True
+    sim = run(values, stack="staging")
     (variable,) = sim.of_type("github:index/actionsVariable:ActionsVariable")
     assert variable.inputs == {
         "repository": "storefront",
-        "variableName": f"PREVIEW_ROLE_ARN_{stack.upper()}",
+        "variableName": "PREVIEW_ROLE_ARN_STAGING",
         "value": sim.named("trust-preview").outputs["arn"],
     }
+    for stack in MANAGED:  # the shipped staging and prod admit none
+        assert shipped(stack).of_type("github:index/actionsVariable:ActionsVariable") == []
 
 
 def test_the_webhook_url_reaches_github_as_a_secret_and_nowhere_in_plain_text() -> None:
@@ -256,9 +331,9 @@ def test_the_webhook_url_reaches_github_as_a_secret_and_nowhere_in_plain_text() 
 
 
 def test_turning_github_management_off_leaves_the_aws_side_unchanged() -> None:
-    values = stack_values("dev")
+    values = stack_values("staging")
     values["github"]["manage"] = False
-    off, on = run(values), shipped("dev")
+    off, on = run(values, stack="staging"), shipped("staging")
 
     def aws_side(sim: Simulation) -> dict[tuple[str, str], Any]:
         return {
@@ -293,11 +368,13 @@ def test_every_aws_resource_uses_the_provider_that_tags_it(stack: str) -> None:
             assert resource.provider == provider_ref, resource.name
 
 
-@pytest.mark.parametrize("stack", STACKS)
+@pytest.mark.parametrize("stack", MANAGED)
 def test_github_resources_use_the_explicit_provider_for_the_configured_owner(stack: str) -> None:
     sim = shipped(stack)
     (provider,) = sim.of_type("pulumi:providers:github")
+    # The token is never a provider input (it would be stored in the state): only the owner.
     assert provider.inputs["owner"] == "acme-shop"
+    assert "token" not in provider.inputs
     for resource in sim.resources:
         if resource.type.startswith("github:"):
             assert resource.provider == f"{provider.urn}::{provider.id}", resource.name

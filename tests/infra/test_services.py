@@ -27,8 +27,21 @@ DIGEST = "sha256:" + "ab" * 32
 MOCK_PUBLISHED_VERSION = "2"  # what infra.simulate returns as a function's published version
 
 
+# The release the image-based tests were written for: the shipped stack files now run the example
+# app's zip packages, and images keep working the same.
+IMAGE_RELEASE = {
+    "version": "4f9c2d1",
+    "images": {
+        "api": "sha256:b3fe26efe42b5022a03a801d1f17d84b6bf4a2efa0442a5ad177f59ab403c48a",
+        "worker": "sha256:3256822ca844d9280bfa16718ca6a8b203da9ada525fd1ff80b5ce3dbb4ab67d",
+    },
+}
+
+
 def stack_values(stack: str = "dev") -> dict[str, Any]:
-    return copy.deepcopy(read_stack_file(ROOT, stack).values)
+    values = copy.deepcopy(read_stack_file(ROOT, stack).values)
+    values["release"] = copy.deepcopy(IMAGE_RELEASE)
+    return values
 
 
 def run_services(values: dict[str, Any], stack: str = "dev") -> Simulation:
@@ -330,8 +343,9 @@ def test_an_image_given_by_tag_is_a_config_error() -> None:
 def test_a_service_without_an_image_is_a_config_error() -> None:
     values = stack_values()
     del values["release"]["images"]["worker"]
-    assert (
-        config_error(values) == 'stageline:release.images.worker is required: service "worker" has no image'
+    assert config_error(values) == (
+        "stageline:release.images.worker (or release.packages.worker) is required: "
+        'service "worker" has no image and no package'
     )
 
 
@@ -375,34 +389,119 @@ def test_the_program_fails_with_the_config_error_not_a_traceback() -> None:
         run_services(values)
 
 
-@pytest.mark.parametrize("action", ["iam:PassRole", "sts:AssumeRole"])
-def test_a_service_may_not_be_granted_iam_or_sts_actions(action: str) -> None:
-
-    values = stack_values()
-    values["services"][0]["grants"] = [{"actions": [action], "resources": ["*"]}]
-    with pytest.raises(ConfigError) as err:
-        parse(values, stack="dev", region="eu-west-1")
-    assert str(err.value) == "stageline:services[0].grants[0] may not grant iam: or sts: actions to a service"
-
-
 @pytest.mark.parametrize(
-    ("actions", "resources"),
+    ("action", "probe"),
     [
-        (["s3:*"], ["*"]),
-        (["dynamodb:GetItem", "s3:*"], ["arn:aws:dynamodb:eu-west-1:123456789012:table/orders", "*"]),
-        (["s3:*"], ["arn:aws:s3:::*"]),  # every bucket, however it is spelt
-        (["s3:*"], ["arn:*"]),
+        ("iam:PassRole", "iam:PassRole"),
+        ("sts:AssumeRole", "sts:AssumeRole"),
+        ("i*:*", "identitystore:CreateUser"),
+        ("organizations:LeaveOrganization", "organizations:LeaveOrganization"),
+        ("organizations:*", "organizations:LeaveOrganization"),
+        ("account:Put*", "account:PutAlternateContact"),
+        ("cloudtrail:StopLogging", "cloudtrail:StopLogging"),
     ],
 )
-def test_a_whole_service_on_every_resource_is_refused(actions: list[str], resources: list[str]) -> None:
+def test_a_service_may_not_be_granted_actions_that_administer_iam_the_account_or_the_organization(
+    action: str, probe: str
+) -> None:
     values = stack_values()
-    values["services"][0]["grants"] = [{"actions": actions, "resources": resources}]
+    table = "arn:aws:dynamodb:eu-west-1:123456789012:table/orders"
+    values["services"][0]["grants"] = [{"actions": [action], "resources": [table]}]
     with pytest.raises(ConfigError) as err:
         parse(values, stack="dev", region="eu-west-1")
     assert str(err.value) == (
-        "stageline:services[0].grants[0] grants every action of a service on every resource; "
-        "name the actions or the resources"
+        f'stageline:services[0].grants[0].actions[0] "{action}" covers {probe}: a service may not be '
+        "granted actions that administer IAM, the account or the organization"
     )
+
+
+@pytest.mark.parametrize(
+    ("actions", "resource", "reach"),
+    [
+        (["s3:*"], "*", "every resource of the account"),
+        (["s3:Put*"], "*", "every resource of the account"),
+        (["s3:*"], "arn:aws:s3:::*", "every s3 resource"),  # every bucket, however it is spelt
+        (["s3:GetObject"], "arn:aws:s3:::*", "every s3 resource"),
+        (["s3:*"], "arn:*", "every resource of the account"),
+        (["kms:Decrypt"], "arn:aws:kms:eu-west-1:123456789012:key/*", "every kms key"),
+        (["kms:Decrypt"], "arn:aws:kms:*", "every resource"),
+        (
+            ["secretsmanager:GetSecretValue"],
+            "arn:aws:secretsmanager:eu-west-1:123456789012:secret:*",
+            "every secretsmanager secret",
+        ),
+        (
+            ["lambda:UpdateFunctionCode"],
+            "arn:aws:lambda:eu-west-1:123456789012:function:*",
+            "every lambda function",
+        ),
+        (
+            ["lambda:InvokeFunction"],
+            "arn:aws:lambda:eu-west-1:123456789012:function:stageline-*",
+            'every lambda function named "stageline-*"',
+        ),
+        (
+            ["dynamodb:GetItem"],
+            "arn:aws:dynamodb:*:123456789012:table/orders",
+            "a pattern in the region or account",
+        ),
+        (
+            ["dynamodb:GetItem"],
+            "arn:aws:dynamodb:eu-west-1:*:table/orders",
+            "a pattern in the region or account",
+        ),
+        (
+            ["dynamodb:GetItem"],
+            "arn:aws:*:eu-west-1:123456789012:table/orders",
+            "a pattern in the partition or service",
+        ),
+    ],
+)
+def test_a_grant_whose_resources_reach_beyond_named_ones_is_refused(
+    actions: list[str], resource: str, reach: str
+) -> None:
+    values = stack_values()
+    table = "arn:aws:dynamodb:eu-west-1:123456789012:table/orders"
+    values["services"][0]["grants"] = [{"actions": actions, "resources": [table, resource]}]
+    with pytest.raises(ConfigError) as err:
+        parse(values, stack="dev", region="eu-west-1")
+    assert str(err.value) == (
+        f'stageline:services[0].grants[0].resources[1] "{resource}" reaches {reach}; name the resources '
+        "(a pattern may follow a full name or stageline-dev-)"
+    )
+
+
+@pytest.mark.parametrize(
+    "resource", ["orders", "arn:aws:dynamodb", "table/orders", "arn:aws:s3:::bucket name"]
+)
+def test_a_grant_resource_that_is_not_an_arn_is_refused(resource: str) -> None:
+    values = stack_values()
+    values["services"][0]["grants"] = [{"actions": ["dynamodb:GetItem"], "resources": [resource]}]
+    with pytest.raises(ConfigError) as err:
+        parse(values, stack="dev", region="eu-west-1")
+    assert str(err.value) == (
+        "stageline:services[0].grants[0].resources[0] must be an ARN "
+        f'(arn:PARTITION:SERVICE:REGION:ACCOUNT:RESOURCE), got "{resource}"'
+    )
+
+
+@pytest.mark.parametrize(
+    "resource",
+    [
+        "arn:aws:dynamodb:eu-west-1:123456789012:table/orders",
+        "arn:aws:dynamodb:eu-west-1:123456789012:table/orders/index/*",
+        "arn:aws:s3:::acme-uploads/*",
+        "arn:aws:secretsmanager:eu-west-1:123456789012:secret:prod/db-??????",
+        "arn:aws:lambda:eu-west-1:123456789012:function:stageline-dev-*",
+        "arn:aws:logs:eu-west-1:123456789012:log-group:/aws/lambda/stageline-dev-api:*",
+        "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+    ],
+)
+def test_a_grant_on_named_resources_or_the_stacks_own_is_accepted(resource: str) -> None:
+    values = stack_values()
+    values["services"][0]["grants"] = [{"actions": ["dynamodb:GetItem"], "resources": [resource]}]
+    cfg = parse(values, stack="dev", region="eu-west-1")
+    assert cfg.services[0].grants[0].resources == (resource,)
 
 
 def test_a_whole_service_on_named_resources_is_a_grant() -> None:
@@ -429,3 +528,68 @@ def test_environment_variables_beyond_lambdas_4kb_are_a_config_error() -> None:
     with pytest.raises(ConfigError) as err:
         parse(values, stack="dev", region="eu-west-1")
     assert "stageline:services[0].environment takes 4003 bytes; Lambda allows 3900" in str(err.value)
+
+
+# --- zip packages ---------------------------------------------------------------------------------
+
+PACKAGES = {"api": "sha256:" + "1f" * 32, "worker": "sha256:" + "2e" * 32}
+
+
+def _packaged(values: dict[str, Any], version: str = "4f9c2d1") -> dict[str, Any]:
+    values = copy.deepcopy(values)
+    values["release"] = {"version": version, "packages": dict(PACKAGES), "frontend": "3d" * 32}
+    values["services"][0]["runtime"] = "python3.13"
+    values["services"][0]["handler"] = "app.main"
+    return values
+
+
+def test_a_packaged_service_runs_its_zip_from_the_artifact_bucket() -> None:
+    import base64
+
+    sim = simulate(_packaged(stack_values("dev")), stack="dev")
+    bucket = sim.named("artifacts-bucket").outputs["bucket"]
+    for service, digest in PACKAGES.items():
+        fn = sim.named(f"service-{service}-function")
+        hexdigest = digest.removeprefix("sha256:")
+        assert fn.inputs["packageType"] == "Zip"
+        assert "imageUri" not in fn.inputs
+        assert fn.inputs["s3Bucket"] == bucket
+        assert fn.inputs["s3Key"] == f"packages/{service}/{hexdigest}.zip"
+        assert base64.b64decode(fn.inputs["sourceCodeHash"]).hex() == hexdigest
+        assert fn.outputs["codeSha256"] == fn.inputs["sourceCodeHash"]
+        # The function carries its package, not the release version: a new version alone changes nothing.
+        variables = fn.inputs["environment"]["variables"]
+        assert variables["STAGELINE_PACKAGE"] == digest and "STAGELINE_RELEASE" not in variables
+        assert sim.named("artifacts-bucket").urn in fn.dependencies
+    api, worker = sim.named("service-api-function"), sim.named("service-worker-function")
+    assert (api.inputs["runtime"], api.inputs["handler"]) == ("python3.13", "app.main")
+    assert (worker.inputs["runtime"], worker.inputs["handler"]) == ("python3.12", "handler.handler")
+    # Both distributions serve the frontend release by its name.
+    origins = {
+        d.name: d.inputs["origins"][0]["originPath"]
+        for d in sim.of_type("aws:cloudfront/distribution:Distribution")
+    }
+    assert set(origins.values()) == {"/releases/" + "3d" * 32}
+
+
+def test_a_new_version_with_the_same_packages_leaves_every_function_as_it_was() -> None:
+    before = simulate(_packaged(stack_values("dev")), stack="dev")
+    after = simulate(_packaged(stack_values("dev"), version="9a8b7c6"), stack="dev")
+    for service in PACKAGES:
+        name = f"service-{service}-function"
+        assert before.named(name).inputs == after.named(name).inputs
+
+
+def test_a_service_runs_an_image_or_a_package_never_both() -> None:
+    values = _packaged(stack_values("dev"))
+    values["release"]["images"] = {"api": DIGEST}
+    assert config_error(values) == (
+        'stageline:release.packages.api: service "api" has an image too; a service runs either an image '
+        "or a package"
+    )
+    values = _packaged(stack_values("dev"))
+    values["release"]["frontend"] = "v1"
+    assert "stageline:release.frontend must look like the 64 hex digits" in config_error(values)
+    values = _packaged(stack_values("dev"))
+    values["services"][0]["runtime"] = "nodejs20.x"
+    assert 'stageline:services[0].runtime must look like "python3.N"' in config_error(values)

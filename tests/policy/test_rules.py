@@ -127,6 +127,10 @@ _SUBJECTS = {
 }
 # The pack's alone: `check` stops at a config error (exit 2) before there is anything to check.
 _PACK_ONLY = {"stack-config-readable"}
+# Rules that judge the stack's config (always there to check).
+_CONFIG_RULES = {"github-token-reviewed", "prod-deployment-refs", "prod-no-pull-request-previews"}
+# Rules on GitHub environments: only prod's stack declares any (github.protects).
+_GITHUB_ENVIRONMENT_RULES = {"prod-reviewers", "prod-no-admin-bypass"}
 
 
 @pytest.mark.parametrize("stack", ["dev", "staging", "prod"])
@@ -134,7 +138,10 @@ def test_shipped_stacks_break_no_rule_and_every_rule_had_resources_to_check(stac
     ctx = shipped(stack)
     assert rules.evaluate(ctx) == []
     for rule in RULES:
-        if rule.id in _PACK_ONLY:
+        if rule.id in _PACK_ONLY | _CONFIG_RULES:
+            continue
+        if rule.id in _GITHUB_ENVIRONMENT_RULES and stack != "prod":
+            assert not ctx.of_type(rules.GITHUB_ENVIRONMENT)
             continue
         subjects = rule.types or _SUBJECTS[rule.id]
         assert any(r.type in subjects for r in ctx.resources), f"{rule.id} has nothing to check in {stack}"
@@ -224,7 +231,9 @@ def test_without_the_stack_config_subjects_are_checked_by_shape(dev: StackContex
 
 
 def test_immutable_subjects_are_exact_too(dev: StackContext) -> None:
-    gh = GitHubConfig(repository="acme-shop/storefront", owner_id=11, repository_id=22)
+    gh = GitHubConfig(
+        repository="acme-shop/storefront", owner_id=11, repository_id=22, pull_request_previews=True
+    )
     ctx = StackContext(stack="dev", github=gh, resources=dev.resources)
     immutable = "repo:acme-shop@11/storefront@22:environment:dev"
     ok = edit(
@@ -385,6 +394,170 @@ def test_inline_role_policies_are_checked_too(dev: StackContext) -> None:
     assert found(edit(dev, "service-api-exec", inlinePolicies=inline), "iam-no-admin") == [
         ("service-api-exec", "inline policy wide: statement 0 allows every action on every resource")
     ]
+
+
+@pytest.mark.parametrize(
+    ("actions", "resource", "reach"),
+    [
+        (["kms:Decrypt"], "arn:aws:kms:*", "every resource"),
+        (["kms:Decrypt"], "arn:aws:kms:eu-west-1:123456789012:key/*", "every kms key"),
+        (["s3:Put*"], "*", "every resource of the account"),
+        (["s3:GetObject"], "arn:aws:s3:::*", "every s3 resource"),
+        (
+            ["lambda:UpdateFunctionCode"],
+            "arn:aws:lambda:eu-west-1:123456789012:function:*",
+            "every lambda function",
+        ),
+        (
+            ["secretsmanager:GetSecretValue"],
+            "arn:aws:secretsmanager:eu-west-1:123456789012:secret:*",
+            "every secretsmanager secret",
+        ),
+        (["dynamodb:GetItem"], "arn:aws:dynamodb:*:*:table/orders", "a pattern in the region or account"),
+        (
+            ["lambda:InvokeFunction"],
+            "arn:aws:lambda:eu-west-1:123456789012:function:stageline-*",
+            'every lambda function named "stageline-*"',
+        ),  # other stages' functions
+    ],
+)
+@pytest.mark.parametrize("resource_name", ["trust-deploy-compute", "trust-boundary"])
+def test_a_pattern_in_any_arn_segment_beyond_the_stack_is_a_violation(
+    dev: StackContext, actions: list[str], resource: str, reach: str, resource_name: str
+) -> None:
+    ctx = edit_document(
+        dev,
+        resource_name,
+        "policy",
+        add_statement({"Sid": "Wide", "Effect": "Allow", "Action": actions, "Resource": resource}),
+    )
+    [(name, message)] = found(ctx, "iam-resource-scope")
+    assert name == resource_name
+    assert message == (
+        f'policy: statement "Wide" allows {", ".join(actions)} on "{resource}", which reaches {reach}, '
+        "beyond this stack's own (stageline-dev-*)"
+    )
+
+
+def test_a_service_grant_reaching_beyond_the_stack_is_a_violation_in_its_role(dev: StackContext) -> None:
+    inline = [
+        {
+            "name": "grants",
+            "policy": json.dumps(
+                {"Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::*"}]}
+            ),
+        }
+    ]
+    assert found(edit(dev, "service-api-exec", inlinePolicies=inline), "iam-resource-scope") == [
+        (
+            "service-api-exec",
+            'inline policy grants: statement 0 allows s3:GetObject on "arn:aws:s3:::*", which reaches '
+            "every s3 resource, beyond this stack's own (stageline-dev-*)",
+        )
+    ]
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        # fenced by the stack's environment tag
+        {
+            "Effect": "Allow",
+            "Action": "kms:DescribeKey",
+            "Resource": "arn:aws:kms:eu-west-1:123456789012:key/*",
+            "Condition": {"StringEquals": {"aws:ResourceTag/environment": "dev"}},
+        },
+        # AWS authorizes these on "*" only
+        {"Effect": "Allow", "Action": ["ecr:GetAuthorizationToken"], "Resource": "*"},
+        # a complete name, then its objects; a secret's random suffix; the stack's own names
+        {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::acme-uploads/*"},
+        {
+            "Effect": "Allow",
+            "Action": "secretsmanager:GetSecretValue",
+            "Resource": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:prod/db-??????",
+        },
+        {
+            "Effect": "Allow",
+            "Action": "lambda:GetFunction",
+            "Resource": "arn:aws:lambda:eu-west-1:123456789012:function:stageline-dev-*",
+        },
+        {"Effect": "Deny", "Action": "*", "Resource": "*"},
+    ],
+)
+def test_scoped_statements_are_not_reach(dev: StackContext, statement: dict[str, Any]) -> None:
+    ctx = edit_document(dev, "trust-deploy-compute", "policy", add_statement(statement))
+    assert found(ctx, "iam-resource-scope") == []
+
+
+def test_a_tag_fence_for_another_environment_does_not_count(dev: StackContext) -> None:
+    statement = {
+        "Sid": "Keys",
+        "Effect": "Allow",
+        "Action": "kms:Decrypt",
+        "Resource": "arn:aws:kms:eu-west-1:123456789012:key/*",
+        "Condition": {"StringEquals": {"aws:ResourceTag/environment": "prod"}},
+    }
+    ctx = edit_document(dev, "trust-deploy-compute", "policy", add_statement(statement))
+    assert len(found(ctx, "iam-resource-scope")) == 1
+
+
+@pytest.mark.parametrize(
+    ("action", "probe"),
+    [
+        ("organizations:LeaveOrganization", "organizations:LeaveOrganization"),
+        ("organizations:*", "organizations:LeaveOrganization"),
+        ("org*:Leave*", "organizations:LeaveOrganization"),
+        ("account:*", "account:CloseAccount"),
+        ("cloudtrail:Stop*", "cloudtrail:StopLogging"),
+    ],
+)
+def test_administering_the_account_or_organization_is_a_violation_on_any_resource(
+    dev: StackContext, action: str, probe: str
+) -> None:
+    statement = {
+        "Sid": "Admin",
+        "Effect": "Allow",
+        "Action": action,
+        "Resource": "arn:aws:lambda:eu-west-1:123456789012:function:stageline-dev-api",
+    }
+    for name in ("trust-deploy-ops", "trust-boundary"):
+        ctx = edit_document(dev, name, "policy", add_statement(statement))
+        assert found(ctx, "iam-no-account-admin") == [
+            (name, f'policy: statement "Admin" allows {probe} (administers the account or the organization)')
+        ]
+
+
+def test_not_action_is_found_to_administer_the_account(dev: StackContext) -> None:
+    statement = {"Sid": "Most", "Effect": "Allow", "NotAction": "s3:*", "Resource": "arn:aws:s3:::x"}
+    ctx = edit_document(dev, "trust-deploy-ops", "policy", add_statement(statement))
+    assert len(found(ctx, "iam-no-account-admin")) == 1
+
+
+def test_the_state_key_wildcard_reaches_every_key_for_the_deploy_and_preview_roles() -> None:
+    from infra.policies import Scope, deploy_policies, preview_policies
+
+    scope = Scope(
+        partition="aws",
+        account_id="123456789012",
+        region="eu-west-1",
+        prefix="stageline-dev",
+        environment="dev",
+        project="stageline",
+        stack="dev",
+        oidc_provider_arn=OIDC_PROVIDER,
+        boundary_policy_arn="arn:aws:iam::123456789012:policy/stageline-dev-boundary",
+        state_bucket="acme-pulumi-state",
+        state_kms_key_arn="arn:aws:kms:eu-west-1:123456789012:key/*",
+    )
+    ctx = StackContext(stack="dev")
+    for documents in (deploy_policies(scope), preview_policies(scope)):
+        messages = rules.resource_scope(rules.IAM_POLICY, {"policy": json.dumps(documents["state"])}, ctx)
+        assert len(messages) == 1
+        assert messages[0].startswith('policy: statement "StateSecretsKey" allows kms:Decrypt')
+        assert messages[0].endswith(
+            'on "arn:aws:kms:eu-west-1:123456789012:key/*", which reaches every kms key, beyond this '
+            "stack's own (stageline-dev-*)"
+        )
 
 
 def test_passrole_on_every_role_is_a_violation(dev: StackContext) -> None:
@@ -895,9 +1068,125 @@ def test_the_final_stages_are_those_that_receive_releases_and_pass_them_on_to_no
     assert rules.final_stages(rules.promotion_sources(ROOT)) == {"prod"}
 
 
-def test_dev_needs_no_reviewers(dev: StackContext) -> None:
-    assert named(dev, "github-environment").inputs.get("reviewers") in (None, [])
-    assert found(dev, "prod-reviewers") == found(dev, "prod-no-admin-bypass") == []
+def test_dev_needs_no_reviewers(prod: StackContext) -> None:
+    # prod's stack declares dev's environment (github.protects): no reviewers, not production.
+    (env,) = [r for r in prod.of_type(rules.GITHUB_ENVIRONMENT) if r.inputs["environment"] == "dev"]
+    assert env.inputs.get("reviewers") in (None, [])
+    assert found(prod, "prod-reviewers") == found(prod, "prod-no-admin-bypass") == []
+
+
+# --- branch and tag policy, and who holds the GitHub token ----------------------------------------
+
+
+def with_github(ctx: StackContext, **changes: Any) -> StackContext:
+    assert ctx.github is not None
+    return dataclasses.replace(ctx, github=dataclasses.replace(ctx.github, **changes))
+
+
+def prod_policy(ctx: StackContext, kind: str) -> str:
+    (res,) = [
+        r
+        for r in ctx.of_type(rules.GITHUB_DEPLOYMENT_POLICY)
+        if r.inputs["environment"] == "prod" and f"{kind}Pattern" in r.inputs
+    ]
+    return res.name
+
+
+def test_the_shipped_prod_declares_its_refs_and_protects_its_tags(prod: StackContext) -> None:
+    assert found(prod, "prod-deployment-refs") == []
+    assert rules._tag_rulesets(prod) == {"refs/tags/v*"}
+
+
+def test_production_without_a_deployment_branch_policy_fails(prod: StackContext) -> None:
+    ctx = edit(prod, "github-environment", deploymentBranchPolicy=DELETE)
+    assert found(ctx, "prod-deployment-refs") == [
+        ("github-environment", "environment prod has no deployment-branch policy: any branch may deploy")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("kind", "pattern"), [("branch", "*"), ("tag", "*"), ("branch", "**"), ("tag", "**/*")]
+)
+def test_a_catch_all_branch_or_tag_pattern_fails(prod: StackContext, kind: str, pattern: str) -> None:
+    name = prod_policy(prod, kind)
+    ctx = edit(prod, name, **{f"{kind}Pattern": pattern})
+    messages = [m for r, m in found(ctx, "prod-deployment-refs") if r == name]
+    assert messages[0] == f'{kind} pattern "{pattern}" admits every {kind}: name the ones that deploy'
+
+
+@pytest.mark.parametrize(
+    "weaken",
+    [
+        lambda ctx: drop(ctx, "github-tags"),
+        lambda ctx: edit(ctx, "github-tags", enforcement="evaluate"),
+        lambda ctx: edit(ctx, "github-tags", rules={"creation": True, "update": True}),
+        lambda ctx: edit(
+            ctx, "github-tags", conditions={"refName": {"includes": ["refs/tags/x*"], "excludes": []}}
+        ),
+        lambda ctx: edit(ctx, "github-tags", target="branch"),
+    ],
+    ids=["no-ruleset", "not-enforced", "deletion-allowed", "other-pattern", "branch-ruleset"],
+)
+def test_a_tag_pattern_without_tag_protection_fails(prod: StackContext, weaken: Any) -> None:
+    name = prod_policy(prod, "tag")
+    assert found(weaken(prod), "prod-deployment-refs") == [
+        (
+            name,
+            'tag pattern "v*" has no tag ruleset declared by the program: whoever can push a matching '
+            "tag could deploy it",
+        )
+    ]
+
+
+def test_production_with_github_management_off_fails(prod: StackContext) -> None:
+    ctx = with_github(prod, manage=False, protects=())
+    [(resource, message)] = found(ctx, "prod-deployment-refs")
+    assert resource == "stageline-prod"
+    assert message.startswith("stageline:github.manage is false: production's environment")
+
+
+def test_production_whose_rules_are_declared_by_no_stack_of_its_own_fails(prod: StackContext) -> None:
+    ctx = with_github(prod, protects=("dev", "staging"))
+    assert tuple(r for r, _ in found(ctx, "prod-deployment-refs"))[:1] == ("stageline-prod",)
+
+
+def test_reviewers_the_starter_can_approve_fail(prod: StackContext) -> None:
+    ctx = edit(prod, "github-environment", preventSelfReview=False)
+    assert found(ctx, "prod-reviewers") == [
+        ("github-environment", "preventSelfReview is not true: whoever starts a deployment can approve it")
+    ]
+    assert found(prod, "github-token-reviewed") == []
+    protection = dataclasses.replace(prod.github.protection, prevent_self_review=False)
+    weakened = with_github(prod, protection=protection)
+    [(resource, message)] = found(weakened, "github-token-reviewed")
+    assert resource == "stageline-prod" and "unreviewed job would hold a token" in message
+
+
+def test_an_unreviewed_stack_managing_github_fails(dev: StackContext) -> None:
+    assert found(dev, "github-token-reviewed") == []  # dev: manage false
+    [(resource, message)] = found(with_github(dev, manage=True), "github-token-reviewed")
+    assert resource == "stageline-dev"
+    assert message.startswith("stageline:github.manage is true but the stack's environment has no required")
+
+
+def test_production_admitting_pull_request_previews_fails(prod: StackContext, dev: StackContext) -> None:
+    assert found(prod, "prod-no-pull-request-previews") == []
+    assert found(dev, "prod-no-pull-request-previews") == []  # dev admits them: not production
+    [(resource, message)] = found(
+        with_github(prod, pull_request_previews=True), "prod-no-pull-request-previews"
+    )
+    assert resource == "stageline-prod" and "decrypt its secrets" in message
+
+
+def test_a_production_preview_role_trusting_pull_requests_fails(prod: StackContext) -> None:
+    pr = "repo:acme-shop/storefront:pull_request"
+    ctx = edit(
+        prod,
+        "trust-preview",
+        assumeRolePolicy=trust([pr, "repo:acme-shop/storefront:environment:prod-readonly"]),
+    )
+    [(resource, message)] = found(ctx, "oidc-trust-exact")
+    assert resource == "trust-preview" and f'trusts subject "{pr}"' in message
 
 
 # --- tags and protection --------------------------------------------------------------------------
@@ -1080,6 +1369,7 @@ def test_a_careless_program_breaks_the_rules_where_expected() -> None:
             ("lambda-live-alias", "fn"),
             ("log-retention", "forever"),
             ("oidc-no-wildcard-subject", "ci"),
+            ("prod-deployment-refs", "prod-env"),
             ("prod-no-admin-bypass", "prod-env"),
             ("prod-reviewers", "prod-env"),
             ("s3-encrypted", "loose"),
@@ -1173,6 +1463,7 @@ def _careful() -> None:
         prevent_self_review=True,
         can_admins_bypass=False,
         reviewers=[{"teams": [1]}],
+        deployment_branch_policy={"protected_branches": True, "custom_branch_policies": False},
         opts=pulumi.ResourceOptions(provider=gh),
     )
 

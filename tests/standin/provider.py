@@ -269,6 +269,7 @@ class StandinProvider(provider_pb2_grpc.ResourceProviderServicer):
         self.version = plugin_version(package)
         self.region = "us-east-1"
         self.configured: dict[str, Any] = {}
+        self.env_token: str | None = None
         self.default_tags: dict[str, Any] = {}
         self.cancelled = threading.Event()
         self.stop = stop
@@ -305,6 +306,9 @@ class StandinProvider(provider_pb2_grpc.ResourceProviderServicer):
         args = unwrap(from_struct(request.args))
         variables = dict(request.variables)
         self.configured = args
+        # Like the real pulumi-github provider: with no `token` input, the token comes from the
+        # plugin's own environment, read here and kept in memory only (never an input or output).
+        self.env_token = os.environ.get("GITHUB_TOKEN") if self.package == "github" else None
         defaults = args.get("defaultTags")
         if isinstance(defaults, str):  # provider inputs that are objects arrive as JSON
             defaults = json.loads(defaults or "{}")
@@ -540,7 +544,7 @@ class StandinProvider(provider_pb2_grpc.ResourceProviderServicer):
             raise ProviderError(message)
 
     def _check_credentials(self) -> None:
-        if self.package == "github" and not self.configured.get("token"):
+        if self.package == "github" and not (self.configured.get("token") or self.env_token):
             raise ProviderError(
                 "GET https://api.github.com/user: 401 Requires authentication (no github token)"
             )

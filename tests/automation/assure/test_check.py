@@ -32,7 +32,7 @@ def test_the_shipped_stacks_are_clean(repo: Path) -> None:
     lines = result.stdout.splitlines()
     assert [line.split()[0] for line in lines[:3]] == ["dev", "staging", "prod"]  # promotion order
     assert all(line.endswith("clean") for line in lines[:3])
-    assert lines[-1] == "3 stacks checked against 21 rules: 0 violations, 0 waived — clean."
+    assert lines[-1] == "3 stacks checked against 26 rules: 0 violations, 0 waived — clean."
 
 
 def test_violations_exit_3_and_name_stack_rule_and_resource(repo: Path) -> None:
@@ -40,14 +40,16 @@ def test_violations_exit_3_and_name_stack_rule_and_resource(repo: Path) -> None:
     result = run("check", "prod", "--root", str(repo))
     assert result.exit_code == 3
     out = result.stdout
-    assert re.search(r"^prod +\d+ resources  3 violations$", out, re.MULTILINE)
+    assert re.search(r"^prod +\d+ resources  4 violations$", out, re.MULTILINE)
     assert "prod   prod-reviewers (critical)  github-environment  " in out
     assert "environment prod has no required reviewers" in out
     assert "preventSelfReview is not true: whoever starts a deployment can approve it" in out
     assert "prod   prod-no-admin-bypass (high)  github-environment  " in out
+    # Without reviewers, prod's job would hold the GitHub token unreviewed.
+    assert "prod   github-token-reviewed (critical)  stageline-prod  " in out
     assert (
         out.splitlines()[-1]
-        == "1 stack checked against 21 rules: 3 violations (2 critical, 1 high), 0 waived."
+        == "1 stack checked against 26 rules: 4 violations (3 critical, 1 high), 0 waived."
     )
 
 
@@ -70,15 +72,19 @@ def test_waivers_are_listed_with_their_reason_and_do_not_count(repo: Path) -> No
     assert "Waived:\n  prod   prod-no-admin-bypass  github-environment: break-glass (INC-42)" in out
     assert "Waivers that matched nothing (remove them):\n  prod   log-retention  gone" in out
     assert "prod-no-admin-bypass (high)" not in out
-    assert out.splitlines()[-1].endswith("2 violations (2 critical), 1 waived.")
+    assert out.splitlines()[-1].endswith("3 violations (3 critical), 1 waived.")
 
 
 def test_waiving_every_violation_makes_the_stack_pass(repo: Path) -> None:
     def waive_all(config: dict[str, Any]) -> None:
         open_prod(config)
         config["stageline:waivers"] = [
-            {"rule": rule, "resource": "github-environment", "reason": "review happens in the change board"}
-            for rule in ("prod-reviewers", "prod-no-admin-bypass")
+            {"rule": rule, "resource": resource, "reason": "review happens in the change board"}
+            for rule, resource in (
+                ("prod-reviewers", "github-environment"),
+                ("prod-no-admin-bypass", "github-environment"),
+                ("github-token-reviewed", "stageline-prod"),
+            )
         ]
 
     edit_stack(repo, "prod", waive_all)
@@ -89,6 +95,7 @@ def test_waiving_every_violation_makes_the_stack_pass(repo: Path) -> None:
     [stack] = report["stacks"]
     assert stack["violations"] == []
     assert sorted(w["rule"] for w in stack["waived"]) == [
+        "github-token-reviewed",
         "prod-no-admin-bypass",
         "prod-reviewers",
         "prod-reviewers",
@@ -248,7 +255,12 @@ def test_files_that_are_not_stack_files_are_ignored(repo: Path) -> None:
 def test_the_last_stage_is_production_whatever_its_name(repo: Path) -> None:
     """prod renamed "live": still the end of the promotion chain, so still held to production's rules."""
     (repo / "Pulumi.prod.yaml").rename(repo / "Pulumi.live.yaml")
-    edit_stack(repo, "live", open_prod)
+
+    def open_live(config: dict[str, Any]) -> None:
+        open_prod(config)
+        config["stageline:github"]["protects"] = ["dev", "staging", "live"]
+
+    edit_stack(repo, "live", open_live)
     result = run("check", "live", "--root", str(repo))
     assert result.exit_code == 3, result.output
     assert "environment live has no required reviewers" in result.stdout

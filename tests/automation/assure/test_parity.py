@@ -44,7 +44,7 @@ def config_driven() -> None:
             name=f"{cfg.prefix}-{svc.name}",
             memory_size=svc.memory_mb,
             package_type="Image",
-            image_uri=f"repo@{cfg.release.images[svc.name]}",
+            image_uri=f"repo@{cfg.release.images.get(svc.name) or cfg.release.packages[svc.name]}",
             role="arn:aws:iam::123456789012:role/x",
             opts=opts,
         )
@@ -211,7 +211,7 @@ def test_keys_that_only_change_together_are_traced_together(repo: Path) -> None:
         config["stageline:services"].append(
             {"name": "jobs", "memory": 512, "routes": ["ANY /batch"], "healthPath": "/batch"}
         )
-        config["stageline:release"]["images"]["jobs"] = IMAGE
+        config["stageline:release"]["packages"]["jobs"] = IMAGE
 
     edit_stack(repo, "prod", add_service)
     report = compare_stacks(repo, ["dev", "prod"], program=config_driven)

@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from automation.cli import cli
 from automation.errors import ConfigurationError
 from automation.promote.pipeline import render_plan, resolve
+from infra.config import read_stack_file
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -76,8 +77,8 @@ def test_unknown_source_is_a_config_error_naming_the_key_and_file(tmp_path: Path
     with pytest.raises(ConfigurationError) as err:
         resolve(root)
     assert str(err.value.message) == (
-        "Pulumi.prod.yaml: stageline:promotion.source names unknown stack 'stagging' "
-        "(known stacks: dev, prod, staging)"
+        'Pulumi.prod.yaml: stageline:promotion.source names stack "stagging", which has no '
+        'Pulumi.stagging.yaml (known stacks: dev, prod, staging) (did you mean "staging"?)'
     )
 
 
@@ -161,8 +162,8 @@ def test_cli_plan_with_a_broken_pipeline_exits_2_with_one_line(
     result = CliRunner().invoke(cli, ["promote", "--plan"])
     assert result.exit_code == 2
     assert result.stderr.strip().splitlines() == [
-        "error: Pulumi.staging.yaml: stageline:promotion.source names unknown stack 'qa' "
-        "(known stacks: dev, prod, staging)"
+        'error: Pulumi.staging.yaml: stageline:promotion.source names stack "qa", which has no '
+        "Pulumi.qa.yaml (known stacks: dev, prod, staging)"
     ]
     assert "Traceback" not in result.output
 
@@ -172,3 +173,22 @@ def test_cli_unknown_stage_in_only_exits_2(monkeypatch: pytest.MonkeyPatch) -> N
     result = CliRunner().invoke(cli, ["promote", "--plan", "--only", "qa"])
     assert result.exit_code == 2
     assert "stack 'qa' is not in the promotion pipeline" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "holder", "stage"),
+    [([], "dev", "dev"), (["--only", "prod"], "staging", "prod"), (["--from", "staging"], "dev", "staging")],
+)
+def test_plan_compares_the_release_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], holder: str, stage: str
+) -> None:
+    root = _copy_repo(tmp_path)
+    monkeypatch.chdir(root)
+    shipped = read_stack_file(root, holder).values["release"]["version"]
+    refused = CliRunner().invoke(cli, ["promote", "--plan", "--release", "bogus", *args])
+    assert refused.exit_code == 3
+    assert refused.stderr.strip().splitlines() == [
+        f"error: --release bogus was asked for, but Pulumi.{holder}.yaml holds release {shipped}, "
+        f"which {stage} would receive"
+    ]
+    assert CliRunner().invoke(cli, ["promote", "--plan", "--release", shipped, *args]).exit_code == 0

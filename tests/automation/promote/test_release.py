@@ -15,14 +15,14 @@ from typing import Any
 import pytest
 from promote_testkit import ACCOUNT, Stub, boto, http_stub, moto_server, use_aws
 
+from automation.aws import parse_registry
 from automation.errors import ConfigurationError, StagelineError
+from automation.operate.artifacts import frontend_prefixes
 from automation.promote.release import (
     ImageCopier,
     checked,
     copy_images,
     copy_prefix,
-    frontend_prefixes,
-    parse_registry,
     promoted,
     same_config,
     with_canary,
@@ -173,7 +173,8 @@ def test_images_arrive_in_the_other_registry_with_the_same_digest_manifest_and_l
         tags = registries["dst"].describe_images(
             repositoryName=registries["target_repo"], imageIds=[{"imageDigest": digest}]
         )["imageDetails"][0]["imageTags"]
-        assert tags == [f"{service}-4f9c2d1"]
+        # The tag the registry's lifecycle policy never expires: a rollback may need this image.
+        assert tags == [f"release-{service}-4f9c2d1"]
 
 
 def test_copying_again_changes_nothing(registries: dict[str, Any], blobs: Stub) -> None:
@@ -363,8 +364,10 @@ def test_a_promoted_release_keeps_version_and_digests_and_drops_the_canary() -> 
     [
         (None, "stageline:release in Pulumi.dev.yaml is missing"),
         ({"version": "no spaces please", "images": {}}, "version must be a version or git SHA"),
-        ({"version": "v1", "images": {}}, "images must map each service to a digest"),
+        ({"version": "v1", "images": {}}, "images or packages must map each service to a digest"),
         ({"version": "v1", "images": {"api": "latest"}}, 'images.api must look like "sha256:"'),
+        ({"version": "v1", "packages": {"api": "sha256:abc"}}, 'packages.api must look like "sha256:"'),
+        ({"version": "v1", "packages": {"api": "sha256:" + "a" * 64}, "frontend": "v1"}, "frontend must be"),
     ],
 )
 def test_an_unpromotable_release_is_a_config_error(release: Any, message: str) -> None:

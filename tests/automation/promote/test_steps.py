@@ -216,6 +216,7 @@ def test_smoke_config_only_validates_the_stack_file(tmp_path: Path) -> None:
     shutil.copy(ROOT / "Pulumi.yaml", tmp_path / "Pulumi.yaml")
     text = (ROOT / "Pulumi.staging.yaml").read_text().replace("bakeSeconds: 300", "bakeSeconds: soon")
     (tmp_path / "Pulumi.qa.yaml").write_text(text)
+    shutil.copy(ROOT / "Pulumi.dev.yaml", tmp_path / "Pulumi.dev.yaml")  # qa's promotion source
     ok, error = _smoke("--config-only", {}, "qa", cwd=tmp_path)
     assert not ok
     assert error == (

@@ -167,7 +167,8 @@ def test_a_plain_text_webhook_url_is_refused_where_a_secret_is_required(tmp_path
         ),
         (
             {"state": {"kmsKeyArn": "alias/pulumi"}},
-            'stageline:state.kmsKeyArn must look like a KMS key ARN, got "alias/pulumi"',
+            "stageline:state.kmsKeyArn must look like one KMS key's ARN, arn:aws:kms:REGION:ACCOUNT:key/ID "
+            '(or alias/NAME), no wildcard, got "alias/pulumi"',
         ),
         (
             {"artifacts": {"keepImages": 0}},
@@ -207,7 +208,7 @@ def test_a_plain_text_webhook_url_is_refused_where_a_secret_is_required(tmp_path
         ),
         (
             {"tags": {"cost center": ["storefront"]}},
-            "stageline:tags.cost center must be a string, got ['storefront']",
+            "stageline:tags: tag \"cost center\" must have a string value, got ['storefront']",
         ),
         (  # was an assert, gone under python -O
             {"waivers": [{"rule": "log-retention", "resource": "a", "reason": "  "}]},
@@ -251,9 +252,40 @@ def test_a_stack_name_ending_in_readonly_is_a_config_error() -> None:
 def test_every_shipped_stack_file_parses_and_trusts_the_same_repository(stack: str) -> None:
     cfg = parse_stack_file(read_stack_file(ROOT, stack))
     assert cfg.github.repository == REPOSITORY
-    assert cfg.github.manage is True
+    # dev's job is unreviewed: it holds no GitHub token, so its stack cannot manage GitHub.
+    assert cfg.github.manage is (stack != "dev")
     assert cfg.prefix == f"stageline-{stack}"
     assert cfg.oidc.provider_arn is None
+
+
+def test_the_shipped_stacks_split_github_management_by_review() -> None:
+    github = {s: parse_stack_file(read_stack_file(ROOT, s)).github for s in STACKS}
+    assert {s: g.protects for s, g in github.items()} == {
+        "dev": (),
+        "staging": (),
+        "prod": ("dev", "staging", "prod"),
+    }
+    assert {s: g.pull_request_previews for s, g in github.items()} == {
+        "dev": True,
+        "staging": False,
+        "prod": False,
+    }
+
+
+def test_a_provider_token_in_a_stack_file_is_refused(tmp_path: Path) -> None:
+    text = (ROOT / "Pulumi.dev.yaml").read_text()
+    (tmp_path / "Pulumi.dev.yaml").write_text(
+        text.replace("config:\n", "config:\n  github:token:\n    secure: v1:abc\n", 1)
+    )
+    with pytest.raises(ConfigError, match=r"^github:token must not be set: .* GITHUB_TOKEN"):
+        parse_stack_file(read_stack_file(tmp_path, "dev"))
+
+
+def test_protects_needs_github_management() -> None:
+    values = stack_values("prod")
+    values["github"]["manage"] = False
+    with pytest.raises(ConfigError, match=r"github\.protects needs .*github\.manage.*: true"):
+        parse(values, stack="prod", region="eu-west-1")
 
 
 def test_only_prod_protects_its_stateful_resources_and_by_config() -> None:
@@ -293,6 +325,7 @@ def test_the_driver_never_sees_a_secrets_plaintext(tmp_path: Path) -> None:
     text = (ROOT / "Pulumi.prod.yaml").read_text(encoding="utf-8")
     text += "  stageline:slackWebhookUrl:\n    secure: v1:c2VjcmV0:Y2lwaGVydGV4dA==\n"
     (tmp_path / "Pulumi.prod.yaml").write_text(text, encoding="utf-8")
+    (tmp_path / "Pulumi.staging.yaml").write_bytes((ROOT / "Pulumi.staging.yaml").read_bytes())
     sf = read_stack_file(tmp_path, "prod")
     assert sf.secret_keys == frozenset({"slackWebhookUrl"})
     cfg = parse_stack_file(sf)
