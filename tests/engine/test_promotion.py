@@ -110,7 +110,13 @@ def stage_new_release(tmp_path: Path, pulumi_home: Path, endpoint: Endpoint, aws
     staging_file = checkout.root / "Pulumi.staging.yaml"
     # staging bakes for 300 s against CloudWatch; the bake itself is covered by tests/automation.
     staging_file.write_text(staging_file.read_text().replace("bakeSeconds: 300", "bakeSeconds: 0", 1))
-    git(checkout.root, "commit", "-qam", "staging: no bake in this test")
+    # The shipped stack files run a zip-package release; this test moves container images, so both
+    # stages start from an images release OLD (a switch from packages to images would replace the
+    # functions, which the stand-in cloud refuses under their fixed names).
+    old = {service: digest(f"{service} at {OLD}".encode()) for service in SERVICES}
+    for name in ("dev", "staging"):
+        set_release(checkout.root / f"Pulumi.{name}.yaml", OLD, old)
+    git(checkout.root, "commit", "-qam", "staging: no bake in this test; dev and staging run images")
     for stack in ("dev", "staging"):
         up = json.loads(checkout.driver("up", stack, "--yes", "--approve-iam", "--json").stdout)
         assert up["update"]["result"] == "succeeded"
