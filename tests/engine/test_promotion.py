@@ -30,6 +30,12 @@ __all__ = ["aws", "endpoint"]  # the fixtures this module borrows from test_prog
 
 OLD = "4f9c2d1"
 NEW = "5e6f7a8"
+# The images release dev and staging run first: this test promotes images by digest (the shipped
+# stacks run zip packages, which tests/automation/build carries through promotion).
+OLD_IMAGES = {
+    "api": "sha256:b3fe26efe42b5022a03a801d1f17d84b6bf4a2efa0442a5ad177f59ab403c48a",
+    "worker": "sha256:3256822ca844d9280bfa16718ca6a8b203da9ada525fd1ff80b5ce3dbb4ab67d",
+}
 MANIFEST_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
 SERVICES = ("api", "worker")
 
@@ -110,13 +116,9 @@ def stage_new_release(tmp_path: Path, pulumi_home: Path, endpoint: Endpoint, aws
     staging_file = checkout.root / "Pulumi.staging.yaml"
     # staging bakes for 300 s against CloudWatch; the bake itself is covered by tests/automation.
     staging_file.write_text(staging_file.read_text().replace("bakeSeconds: 300", "bakeSeconds: 0", 1))
-    # The shipped stack files run a zip-package release; this test moves container images, so both
-    # stages start from an images release OLD (a switch from packages to images would replace the
-    # functions, which the stand-in cloud refuses under their fixed names).
-    old = {service: digest(f"{service} at {OLD}".encode()) for service in SERVICES}
-    for name in ("dev", "staging"):
-        set_release(checkout.root / f"Pulumi.{name}.yaml", OLD, old)
-    git(checkout.root, "commit", "-qam", "staging: no bake in this test; dev and staging run images")
+    for stack in ("dev", "staging"):
+        set_release(checkout.root / f"Pulumi.{stack}.yaml", OLD, OLD_IMAGES)
+    git(checkout.root, "commit", "-qam", f"staging: no bake in this test; dev and staging run images {OLD}")
     for stack in ("dev", "staging"):
         up = json.loads(checkout.driver("up", stack, "--yes", "--approve-iam", "--json").stdout)
         assert up["update"]["result"] == "succeeded"
