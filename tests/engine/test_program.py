@@ -27,6 +27,7 @@ import hashlib
 import json
 import subprocess
 import threading
+import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -647,6 +648,9 @@ def aws() -> Iterator[dict[str, str]]:
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
+    # moto's backends are per process, not per server: start from an empty cloud, whatever an earlier
+    # test on this worker created (an ECR repository of the same name would exist already).
+    urllib.request.urlopen(urllib.request.Request(f"http://{host}:{port}/moto-api/reset", method="POST"))
     try:
         yield {
             "AWS_ENDPOINT_URL": f"http://{host}:{port}",
