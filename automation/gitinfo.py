@@ -14,6 +14,7 @@ import subprocess
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 from automation.errors import ConfigurationError, StagelineError
@@ -42,6 +43,19 @@ def head_commit(path: Path) -> str | None:
     )
     sha = result.stdout.strip()
     return sha if result.returncode == 0 and _SHA.match(sha) else None
+
+
+def commit_time(root: Path, sha: str) -> datetime | None:
+    """When `sha` was committed (committer time, UTC), or None when it is not in this repository."""
+    if not _SHA.match(sha) or shutil.which("git") is None:
+        return None
+    result = _git(root, "show", "-s", "--format=%cI", f"{sha}^{{commit}}", check=False)
+    if result.returncode != 0:
+        return None
+    try:
+        return datetime.fromisoformat(result.stdout.strip()).astimezone(UTC)
+    except ValueError:
+        return None
 
 
 def short(sha: str | None) -> str:

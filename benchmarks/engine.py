@@ -157,7 +157,7 @@ def main() -> int:
         driver = [sys.executable, "-m", "automation"]
         print(f"deploying {', '.join(STACKS)} into the stand-in cloud …")
         for stack in STACKS:
-            seconds = run([*driver, "up", stack, "--yes"], repo, env)
+            seconds = run([*driver, "up", stack, "--yes", "--approve-iam"], repo, env)
             print(f"  up {stack}: {seconds:.1f} s")
 
         a, b = paired(

@@ -1,7 +1,7 @@
 """`python -m automation`: the click group, and the commands of each family registered on it.
 
-One module per family, glue only: `build`, `operate` (preview, up, drift, rollback, history), `promote`,
-`assure` (render, check, parity); every shared option is declared once in `options`. Commands get
+One module per family, glue only: `build`, `operate` (preview, up, drift, rollback, history, status),
+`promote`, `assure` (render, check, parity); every shared option is declared once in `options`. Commands get
 their engine from `automation.engine.protocol.open_engine()`; tests replace
 `automation.engine.protocol.engine_factory`. `--help` loads nothing but click and these modules.
 """
@@ -54,10 +54,10 @@ def cli() -> None:
 def _register() -> None:
     from automation.cli.assure import check, parity, render
     from automation.cli.build import build
-    from automation.cli.operate import drift, history, preview, rollback, up
+    from automation.cli.operate import drift, history, preview, rollback, status, up
     from automation.cli.promote import promote
 
-    for command in (build, preview, up, drift, rollback, history, promote, render, check, parity):
+    for command in (build, preview, up, drift, rollback, history, status, promote, render, check, parity):
         cli.add_command(command)
 
 

@@ -95,3 +95,59 @@ def root_option(f: F) -> F:
         default=None,
         help="Repository root (holds Pulumi.yaml) [default: found by walking up from the current directory].",
     )(f)
+
+
+def _urns(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> tuple[str, ...]:
+    for urn in value:
+        if not urn.startswith("urn:pulumi:") or urn.count("::") < 3:
+            raise click.BadParameter(f"{urn!r} is not a resource URN (urn:pulumi:STACK::PROJECT::TYPE::NAME)")
+    return value
+
+
+def allow_replace_option(f: F) -> F:
+    """The replace gate's override (promote, up, rollback)."""
+    return click.option(
+        "--allow-replace",
+        multiple=True,
+        metavar="URN",
+        callback=_urns,
+        help="Allow replacing/deleting this protected or stateful resource (repeatable).",
+    )(f)
+
+
+def approve_iam_option(f: F) -> F:
+    """The IAM gate's override (promote, up, rollback)."""
+    return click.option(
+        "--approve-iam", is_flag=True, help="Approve changes that widen IAM permissions or trust."
+    )(f)
+
+
+def _env_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", value):
+        raise click.BadParameter(f"{value!r} is not an environment variable name")
+    return value
+
+
+def slack_webhook_option(f: F) -> F:
+    """Where the Slack incoming webhook URL is (promote, up, rollback, drift)."""
+    return click.option(
+        "--slack-webhook-env",
+        default="SLACK_WEBHOOK_URL",
+        show_default=True,
+        metavar="NAME",
+        callback=_env_name,
+        help="Environment variable holding the Slack incoming webhook URL (unset: no notifications).",
+    )(f)
+
+
+def policy_pack_option(f: F) -> F:
+    """Run the engine with a policy pack (preview, up, promote)."""
+    return click.option(
+        "--policy-pack",
+        "policy_pack",
+        type=click.Path(exists=True, file_okay=False, path_type=Path),
+        default=None,
+        metavar="DIR",
+        help="Run the engine with this policy pack (this repository's is `policy`); a mandatory "
+        "violation stops with exit 3.",
+    )(f)

@@ -10,7 +10,15 @@ from typing import Any
 import click
 
 from automation import errors
-from automation.cli.options import STACK, json_option, yes_option
+from automation.cli.options import (
+    STACK,
+    allow_replace_option,
+    approve_iam_option,
+    json_option,
+    policy_pack_option,
+    slack_webhook_option,
+    yes_option,
+)
 
 _VERSION_HELP = "letters, digits, . _ - (up to 64), as in stageline:release.version"
 
@@ -23,24 +31,9 @@ def _version(ctx: click.Context, param: click.Parameter, value: str | None) -> s
     return value
 
 
-def _urns(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> tuple[str, ...]:
-    for urn in value:
-        if not urn.startswith("urn:pulumi:") or urn.count("::") < 3:
-            raise click.BadParameter(f"{urn!r} is not a resource URN (urn:pulumi:STACK::PROJECT::TYPE::NAME)")
-    return value
-
-
 def _out(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
     if value is not None and not value.parent.resolve().is_dir():
         raise click.BadParameter(f"the directory of {value} does not exist")
-    return value
-
-
-def _env_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
-    import re
-
-    if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", value):
-        raise click.BadParameter(f"{value!r} is not an environment variable name")
     return value
 
 
@@ -75,15 +68,17 @@ deployed), 2 bad argument or config, 3 a gate refused (nothing changed), 130 int
 )
 @yes_option
 @click.option("--plan", is_flag=True, help="Print the resolved pipeline and its gates; change nothing.")
-@click.option("--allow-drift", is_flag=True, help="Promote even when the target stack has drifted.")
 @click.option(
-    "--allow-replace",
-    multiple=True,
-    metavar="URN",
-    callback=_urns,
-    help="Allow replacing/deleting this protected or stateful resource (repeatable).",
+    "--preview",
+    "preview_only",
+    is_flag=True,
+    help="The approver's preview: the incoming release, every gate's verdict, the changes and the policy "
+    "results, in the run summary; read-only (no copy, no up). Exit 3 when a gate would refuse.",
 )
-@click.option("--approve-iam", is_flag=True, help="Approve changes that widen IAM permissions or trust.")
+@click.option("--allow-drift", is_flag=True, help="Promote even when the target stack has drifted.")
+@allow_replace_option
+@approve_iam_option
+@policy_pack_option
 @click.option(
     "--out",
     "out_file",
@@ -92,14 +87,7 @@ deployed), 2 bad argument or config, 3 a gate refused (nothing changed), 130 int
     metavar="FILE",
     help="Write the promotion record (JSON) to FILE.",
 )
-@click.option(
-    "--slack-webhook-env",
-    default="SLACK_WEBHOOK_URL",
-    show_default=True,
-    metavar="NAME",
-    callback=_env_name,
-    help="Environment variable holding the Slack incoming webhook URL.",
-)
+@slack_webhook_option
 @json_option
 def promote(
     *,
@@ -109,9 +97,11 @@ def promote(
     release: str | None,
     yes: bool,
     plan: bool,
+    preview_only: bool,
     allow_drift: bool,
     allow_replace: tuple[str, ...],
     approve_iam: bool,
+    policy_pack: Path | None,
     out_file: Path | None,
     slack_webhook_env: str,
     as_json: bool,
@@ -139,6 +129,8 @@ def promote(
         allow_drift=allow_drift,
         allow_replace=allow_replace,
         approve_iam=approve_iam,
+        policy_pack=policy_pack,
+        preview_only=preview_only,
         out_file=out_file,
         slack_webhook_env=slack_webhook_env,
         as_json=as_json,
@@ -162,6 +154,8 @@ def run(
     slack_webhook_env: str,
     as_json: bool,
     confirm: Callable[[str], bool] | None,
+    policy_pack: Path | None = None,
+    preview_only: bool = False,
 ) -> int:
     """`promote` behind the CLI: resolve the pipeline, print it (--plan) or run it, and report.
 
@@ -172,7 +166,7 @@ def run(
     from automation.engine.project import find_project_root
     from automation.engine.protocol import open_engine
     from automation.gitinfo import head_commit
-    from automation.operate.updates import RetryPolicy
+    from automation.operate.updates import RetryPolicy, current_actor
     from automation.output import emit_json, progress, step_summary
     from automation.promote import run as runs
     from automation.promote.notify import Notifier
@@ -186,9 +180,12 @@ def run(
         allow_drift=allow_drift,
         allow_replace=frozenset(allow_replace),
         approve_iam=approve_iam,
+        policy_packs=(policy_pack.resolve(),) if policy_pack is not None else (),
     )
     names: tuple[str, ...] = ()
     selected: Sequence[Stage] = ()
+    if plan and preview_only:
+        raise errors.ConfigurationError("--plan and --preview: give one (--plan reads only the stack files)")
     try:
         # The pipeline (and so every argument naming a stage) is checked before an engine is opened.
         root = find_project_root(Path.cwd())
@@ -228,13 +225,19 @@ def run(
         clock=runs.clock_factory(),
         retry=RetryPolicy.from_env(),
         commit=head_commit(root),
+        actor=current_actor(),
         withheld_env=(slack_webhook_env,),
     )
-    record = runs.promote(selected, pipeline.names, opts, rt)
+    if preview_only:
+        rt.notifier = Notifier(url=None, warn=progress)  # a preview tells no one
+        record = runs.preview_promotion(selected, pipeline.names, opts, rt)
+        step_summary(runs.approver_markdown(record))
+    else:
+        record = runs.promote(selected, pipeline.names, opts, rt)
+        step_summary(markdown(record))
     document = record.to_json()
     if out_file is not None:
         _write_record(out_file, document, progress)
-    step_summary(markdown(record))
     if as_json:
         emit_json(document)
     else:

@@ -23,6 +23,7 @@ from automation.engine.model import (
     SECRET_SIG,
     DriftReport,
     PendingOperation,
+    PolicyResult,
     PreviewSummary,
     PropertyDrift,
     ResourceDrift,
@@ -428,3 +429,21 @@ def summary_changes(events: Iterable[EngineEvent]) -> Mapping[str, int] | None:
         if event.summary_event is not None:
             return {op_value(op): int(n) for op, n in (event.summary_event.resource_changes or {}).items()}
     return None
+
+
+def policy_result(event: Any) -> PolicyResult:
+    """A policy event as the driver reports it: the rule's message is the last line of the engine's
+    (the pack prefixes it with the resource's name, `name: message`, as `check` does not)."""
+    urn = str(getattr(event, "resource_urn", None) or "")
+    text = _MARKUP.sub("", str(getattr(event, "message", "") or "")).strip()
+    last = text.splitlines()[-1].strip() if text else ""
+    name = parse_urn(urn)[1] if urn else ""
+    if name and last.startswith(f"{name}: "):
+        last = last[len(name) + 2 :]
+    return PolicyResult(
+        rule=str(getattr(event, "policy_name", "") or ""),
+        urn=urn,
+        level=str(getattr(event, "enforcement_level", "") or ""),
+        message=last,
+        pack=str(getattr(event, "policy_pack_name", "") or ""),
+    )

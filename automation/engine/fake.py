@@ -37,7 +37,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -51,6 +51,8 @@ from automation.engine.model import (
     DriftReport,
     EngineError,
     PendingOperation,
+    PolicyResult,
+    PolicyViolationError,
     PreviewSummary,
     ProgressFn,
     Release,
@@ -137,6 +139,7 @@ class FakeStack:
     resources: int = 12
     worktree_releases: dict[str, Release] = field(default_factory=dict)  # str(work_dir) -> release
     deployed: bool = True  # False: has a stack file but is not in the backend yet (see add_stack)
+    policy: list[PolicyResult] = field(default_factory=list)  # what a policy pack reports (set_policy)
 
 
 class FakeEngine:
@@ -295,6 +298,11 @@ class FakeEngine:
             s = self.stack(stack)
             s.preview_steps = list(steps)
             s.preview_counts = dict(counts) if counts is not None else None
+
+    def set_policy(self, stack: str, results: Iterable[PolicyResult]) -> None:
+        """What a policy pack reports on `stack` when `preview`/`up` run one (`policy_packs`)."""
+        with self._lock:
+            self.stack(stack).policy = list(results)
 
     def set_outputs(self, stack: str, values: Mapping[str, Any], *, secret: Iterable[str] = ()) -> None:
         with self._lock:
@@ -475,8 +483,20 @@ class FakeEngine:
     def ensure_stack(self, stack: str) -> None:
         self._enter("ensure_stack", stack)
 
-    def preview(self, stack: str, *, progress: ProgressFn | None = None) -> PreviewSummary:
-        s = self._enter("preview", stack)
+    def preview(
+        self,
+        stack: str,
+        *,
+        progress: ProgressFn | None = None,
+        work_dir: Path | None = None,
+        policy_packs: Sequence[Path] = (),
+    ) -> PreviewSummary:
+        s = self._enter(
+            "preview",
+            stack,
+            work_dir=str(work_dir) if work_dir else None,
+            policy_packs=[str(p) for p in policy_packs],
+        )
         self._sleep("preview")
         failure = self._failure(stack, "preview")
         if failure is not None:
@@ -492,7 +512,10 @@ class FakeEngine:
         if progress is not None:
             for st in steps:
                 progress(f"  {st.op:<8} {st.type} {st.name}")
-        return PreviewSummary(stack=stack, counts=counts, steps=steps)
+        policy = tuple(s.policy) if policy_packs else ()
+        if any(r.mandatory for r in policy):
+            raise PolicyViolationError(stack, policy)
+        return PreviewSummary(stack=stack, counts=counts, steps=steps, policy=policy)
 
     def up(
         self,
@@ -502,10 +525,18 @@ class FakeEngine:
         work_dir: Path | None = None,
         progress: ProgressFn | None = None,
         refresh: bool = False,
+        policy_packs: Sequence[Path] = (),
     ) -> UpdateRecord:
         s = self._enter(
-            "up", stack, message=message, work_dir=str(work_dir) if work_dir else None, refresh=refresh
+            "up",
+            stack,
+            message=message,
+            work_dir=str(work_dir) if work_dir else None,
+            refresh=refresh,
+            policy_packs=[str(p) for p in policy_packs],
         )
+        if policy_packs and any(r.mandatory for r in s.policy):
+            raise PolicyViolationError(stack, s.policy)  # the engine runs the pack before any change
         head = self._head(work_dir)
         with self._lock:
             self._check_lock(s)  # and take it, in the same breath: `_running` is the lock

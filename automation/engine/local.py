@@ -6,6 +6,7 @@ work_dir is the repository root, so `pulumi up -s dev` and the driver share `Pul
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -32,6 +33,7 @@ from automation.engine.events import (
     number_history,
     op_value,
     pending_from_deployment,
+    policy_result,
     preview_summary_from_events,
     protected_step_urns,
     skip_resource,
@@ -46,6 +48,8 @@ from automation.engine.model import (
     EngineError,
     EngineUnavailable,
     PendingOperation,
+    PolicyResult,
+    PolicyViolationError,
     PreviewSummary,
     ProgressFn,
     Release,
@@ -150,6 +154,7 @@ class _EventLog:
         self.events: list[EngineEvent] = []
         self.diagnostics: list[str] = []
         self.errors: list[tuple[str, str]] = []  # (urn or "", one-line text) of each error diagnostic
+        self.policy: list[PolicyResult] = []  # what a policy pack reported
         self.started = False
         self._progress = progress
         self._lock = threading.Lock()
@@ -159,6 +164,8 @@ class _EventLog:
             self.events.append(event)
             if event.prelude_event is not None or event.resource_pre_event is not None:
                 self.started = True
+            if event.policy_event is not None:
+                self.policy.append(policy_result(event.policy_event))
             diag = event.diagnostic_event
             if diag is not None and diag.severity == "error":
                 text = clean_diagnostic(diag.message)
@@ -453,7 +460,7 @@ class LocalEngine:
             reading.join()
 
     @contextmanager
-    def _read_only_config(self, stack: str) -> Iterator[str | None]:
+    def _read_only_config(self, stack: str, work_dir: Path | None = None) -> Iterator[str | None]:
         """The `--config-file` for a call that must not write the tracked stack file (None: not needed).
 
         A preview or refresh loads the stack's secrets manager and, when the stack file holds no
@@ -461,7 +468,7 @@ class LocalEngine:
         it, even with PULUMI_FALLBACK_TO_STATE_SECRETS_MANAGER (it then saves the state's: "should
         save", cmd/pulumi/config/io.go). Given a copy of the file, the CLI writes there instead.
         """
-        path = self._stack_file(stack)
+        path = self._stack_file(stack, work_dir)
         try:
             raw = path.read_bytes()
         except OSError:
@@ -517,17 +524,28 @@ class LocalEngine:
     def ensure_stack(self, stack: str) -> None:
         self._stack(stack, create=True)
 
-    def preview(self, stack: str, *, progress: ProgressFn | None = None) -> PreviewSummary:
+    def preview(
+        self,
+        stack: str,
+        *,
+        progress: ProgressFn | None = None,
+        work_dir: Path | None = None,
+        policy_packs: Sequence[Path] = (),
+    ) -> PreviewSummary:
         log = _EventLog(progress)
-        with self._read_only_config(stack) as config_file:
+        packs = [str(p) for p in policy_packs] or None
+        with self._read_only_config(stack, work_dir) as config_file:
             try:
                 result = self._run(
                     stack,
-                    lambda s: s.preview(on_event=log, diff=True, config_file=config_file),
+                    lambda s: s.preview(on_event=log, diff=True, config_file=config_file, policy_packs=packs),
+                    work_dir,
                     log=log,
                     read_only=True,
                 )
             except EngineError:
+                if any(r.mandatory for r in log.policy):
+                    raise PolicyViolationError(stack, log.policy) from None
                 # Replacing or deleting a protected resource fails the preview, after the engine has
                 # sent the step; a gate must see that step, not an error.
                 protected = protected_step_urns(log.errors)
@@ -536,7 +554,8 @@ class LocalEngine:
                 return preview_summary_from_events(
                     stack, log.events, summary_changes(log.events), protected=protected
                 )
-        return preview_summary_from_events(stack, log.events, result.change_summary)
+        summary = preview_summary_from_events(stack, log.events, result.change_summary)
+        return dataclasses.replace(summary, policy=tuple(log.policy))
 
     def up(
         self,
@@ -546,8 +565,10 @@ class LocalEngine:
         work_dir: Path | None = None,
         progress: ProgressFn | None = None,
         refresh: bool = False,
+        policy_packs: Sequence[Path] = (),
     ) -> UpdateRecord:
         log = _EventLog(progress)
+        packs = [str(p) for p in policy_packs] or None
         selected = self._stack(stack, work_dir, create=True)
         self._remember_secrets(selected)
         before = frozenset(child_pids(os.getpid()))
@@ -558,7 +579,11 @@ class LocalEngine:
             try:
                 # show_secrets=False: the summary needs no decrypted config.
                 box["result"] = selected.up(
-                    message=message, on_event=log, show_secrets=False, refresh=True if refresh else None
+                    message=message,
+                    on_event=log,
+                    show_secrets=False,
+                    refresh=True if refresh else None,
+                    policy_packs=packs,
                 )
             except BaseException as exc:  # handed to the waiting thread
                 box["error"] = exc
@@ -587,6 +612,8 @@ class LocalEngine:
                 for key in git_env:
                     workspace_env.pop(key, None)
         if "error" in box:
+            if any(r.mandatory for r in log.policy):
+                raise PolicyViolationError(stack, log.policy) from None
             raise self._failure(box["error"], stack, log) from None
         record = update_record_from_summary(box["result"].summary, self._secret_values)
         if record.version:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from automation.errors import ConfigurationError, StagelineError
+from automation.errors import ConfigurationError, GateRefused, StagelineError
 from infra.config.model import MASK
 
 if TYPE_CHECKING:
@@ -68,6 +68,50 @@ class Terminated(KeyboardInterrupt):
     Unlike a Ctrl-C at a terminal, which reaches the whole process group, SIGTERM reaches only the
     driver: the engine must pass the interrupt on to the Pulumi CLI itself.
     """
+
+
+@dataclass(frozen=True)
+class PolicyResult:
+    """One policy violation the engine reported while running a policy pack (`--policy-pack`)."""
+
+    rule: str  # the policy's name, as `check` names the rule
+    urn: str  # "" for a stack-level policy
+    level: str  # the enforcement level: mandatory | advisory | remediate | disabled
+    message: str  # the rule's message (the last line of the engine's, without the resource name)
+    pack: str = ""
+
+    @property
+    def mandatory(self) -> bool:
+        return self.level == "mandatory"
+
+    def describe(self) -> str:
+        where = f" {self.urn}" if self.urn else ""
+        return f"{self.rule} ({self.level}){where}: {self.message}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "rule": self.rule,
+            "urn": self.urn,
+            "level": self.level,
+            "message": self.message,
+            "pack": self.pack,
+        }
+
+
+class PolicyViolationError(GateRefused):
+    """A mandatory policy of the pack the engine ran refused the preview or update (exit 3)."""
+
+    def __init__(self, stack: str, results: Sequence[PolicyResult]) -> None:
+        self.stack = stack
+        self.results = tuple(results)
+        mandatory = [r for r in self.results if r.mandatory] or list(self.results)
+        first = mandatory[0]
+        more = f" (and {len(mandatory) - 1} more)" if len(mandatory) > 1 else ""
+        name = parse_urn(first.urn)[1] if first.urn else stack
+        super().__init__(
+            f"{stack}: the policy pack refused it: {first.rule}: {name}: {first.message}{more}; "
+            "nothing was changed"
+        )
 
 
 def unknown_stack(stack: str, known: Iterable[str]) -> UnknownStackError:
@@ -190,6 +234,7 @@ class PreviewSummary:
     stack: str
     counts: Mapping[str, int]  # op -> number of resources, "same" included
     steps: tuple[ResourceStep, ...] = ()  # every step except "same", in engine order
+    policy: tuple[PolicyResult, ...] = ()  # what a policy pack reported (none mandatory: those refuse)
 
     @property
     def has_changes(self) -> bool:
@@ -211,6 +256,7 @@ class PreviewSummary:
             "counts": dict(self.counts),
             "steps": [s.to_json() for s in self.steps],
             "dangerous": [s.urn for s in self.dangerous],
+            "policy": [p.to_json() for p in self.policy],
         }
 
 

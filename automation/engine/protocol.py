@@ -90,8 +90,18 @@ class Engine(Protocol):
         """Select `stack`, creating it in the backend when it does not exist there yet."""
         ...
 
-    def preview(self, stack: str, *, progress: ProgressFn | None = None) -> PreviewSummary:
-        """What `up` would change, per resource. Changes nothing."""
+    def preview(
+        self,
+        stack: str,
+        *,
+        progress: ProgressFn | None = None,
+        work_dir: Path | None = None,
+        policy_packs: Sequence[Path] = (),
+    ) -> PreviewSummary:
+        """What `up` would change, per resource. Changes nothing. `work_dir` as for `up`: the program
+        of another checkout (a `rollback --code` worktree), same backend. `policy_packs`: run these
+        policy packs (`--policy-pack`); a mandatory violation raises PolicyViolationError (exit 3),
+        the others are in the summary's `policy`."""
         ...
 
     def up(
@@ -102,8 +112,10 @@ class Engine(Protocol):
         work_dir: Path | None = None,
         progress: ProgressFn | None = None,
         refresh: bool = False,
+        policy_packs: Sequence[Path] = (),
     ) -> UpdateRecord:
         """Run the program and apply it; return the history entry it wrote (numbered as `history` does).
+        `policy_packs` as for `preview`: a mandatory violation raises PolicyViolationError.
 
         An update compares the program with the *state*, so drift (the cloud differing from the state)
         is left alone; `refresh=True` reads the cloud into the state first (`pulumi up --refresh`), so

@@ -371,7 +371,9 @@ def remediate(
     return updates.run_update(
         engine,
         stack,
-        message=updates.update_message(f"drift remediation of {stack}", head_commit(engine.project_dir)),
+        message=updates.update_message(
+            f"drift remediation of {stack}", head_commit(engine.project_dir), updates.current_actor()
+        ),
         policy=retry,
         progress=progress,
         refresh=True,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from automation.engine.model import CHANGE_OPS, PreviewSummary, ProgressFn, ResourceStep
@@ -28,13 +29,17 @@ def run_previews(
     parallel: int,
     policy: RetryPolicy,
     progress: ProgressFn | None = None,
+    policy_packs: Sequence[Path] = (),
 ) -> list[PreviewSummary]:
-    """One summary per stack, in the order given. An engine error on any stack propagates (exit 1)."""
+    """One summary per stack, in the order given. An engine error on any stack propagates (exit 1), a
+    mandatory violation of `policy_packs` too (PolicyViolationError, exit 3)."""
 
     def one(stack: str) -> PreviewSummary:
         if progress is not None:
             progress(f"{stack}: previewing …")
-        summary = with_lock_retry(stack, lambda: engine.preview(stack), policy, progress=progress)
+        summary = with_lock_retry(
+            stack, lambda: engine.preview(stack, policy_packs=policy_packs), policy, progress=progress
+        )
         if progress is not None:
             progress(f"{stack}: {counts_line(summary)}")
         return summary
@@ -69,6 +74,8 @@ def render_text(summaries: Sequence[PreviewSummary]) -> str:
             )
         for step in summary.dangerous:
             lines.append(f"  WARNING: {step.op} of stateful resource {step.name} ({step.type}) may lose data")
+        for result in summary.policy:
+            lines.append(f"  POLICY: {result.describe()}")
     return "\n".join(lines)
 
 
@@ -88,35 +95,43 @@ def render_markdown(summaries: Sequence[PreviewSummary]) -> str:
             f"{c.get('delete', 0)} | {c.get('same', 0)} | {risk} |"
         )
     for s in summaries:
-        out += ["", f"### {s.stack}", ""]
-        if not s.has_changes:
-            out.append("No changes.")
-            continue
-        if s.dangerous:
-            out.append("> [!WARNING]")
-            out.append("> This preview replaces or deletes stateful resources; their data would be lost:")
-            for step in s.dangerous:
-                why = (
-                    " (protected: the update will fail until protection is removed)" if step.protected else ""
-                )
-                out.append(f"> - **{step.op}** `{step.type}` **{cell(step.name)}**{why}")
-            out.append("")
-        for op in ("replace", "delete", "create", "update", "import"):
-            steps = s.by_op(op)
-            if not steps:
-                continue
-            out += [
-                f"**{_HEADING[op]}** ({len(steps)})",
-                "",
-                "| Resource | Type | Changed properties | |",
-                "| --- | --- | --- | --- |",
-            ]
-            for step in steps:
-                changed = ", ".join(f"`{cell(k)}`" for k in step.changed) or "—"
-                mark = "⚠️ stateful" if step.dangerous else ("protected" if step.protected else "")
-                out.append(f"| {cell(step.name)} | `{step.type}` | {changed} | {mark} |")
-            out.append("")
+        out += ["", f"### {s.stack}", "", *stack_details(s)]
     return "\n".join(out).rstrip("\n") + "\n"
+
+
+def stack_details(s: PreviewSummary) -> list[str]:
+    """One stack's steps as Markdown lines: a warning for stateful ones, then a table per operation."""
+    out: list[str] = []
+    if s.policy:
+        out += ["**Policy** (advisory)", ""] + [
+            f"- `{cell(r.rule)}` {cell(r.urn)}: {cell(r.message)}" for r in s.policy
+        ]
+        out.append("")
+    if not s.has_changes:
+        return [*out, "No changes."]
+    if s.dangerous:
+        out.append("> [!WARNING]")
+        out.append("> This preview replaces or deletes stateful resources; their data would be lost:")
+        for step in s.dangerous:
+            why = " (protected: the update will fail until protection is removed)" if step.protected else ""
+            out.append(f"> - **{step.op}** `{step.type}` **{cell(step.name)}**{why}")
+        out.append("")
+    for op in ("replace", "delete", "create", "update", "import"):
+        steps = s.by_op(op)
+        if not steps:
+            continue
+        out += [
+            f"**{_HEADING[op]}** ({len(steps)})",
+            "",
+            "| Resource | Type | Changed properties | |",
+            "| --- | --- | --- | --- |",
+        ]
+        for step in steps:
+            changed = ", ".join(f"`{cell(k)}`" for k in step.changed) or "—"
+            mark = "⚠️ stateful" if step.dangerous else ("protected" if step.protected else "")
+            out.append(f"| {cell(step.name)} | `{step.type}` | {changed} | {mark} |")
+        out.append("")
+    return out
 
 
 def to_json(summaries: Sequence[PreviewSummary]) -> dict[str, Any]:

@@ -28,10 +28,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from automation.engine.model import ProgressFn, Release, UpdateRecord
+from automation.engine.model import PreviewSummary, ProgressFn, Release, UpdateRecord
 from automation.engine.protocol import Engine
 from automation.errors import USAGE, StagelineError
-from automation.operate.updates import RetryPolicy, check_pending, run_update
+from automation.operate.updates import RetryPolicy, check_pending, run_update, with_actor, with_lock_retry
 
 ROLLBACK_PREFIX = "rollback to v"
 WORKTREES_DIR = Path(".stageline") / "worktrees"
@@ -192,6 +192,14 @@ def rolled_back(history: Iterable[UpdateRecord]) -> set[int]:
     }
 
 
+def running_canary(history: Iterable[UpdateRecord]) -> UpdateRecord | None:
+    """The update that left the stack on a canary split, when that is what runs (the newest update
+    still standing ran a canary): a promotion stopped before it moved the release to 100 %."""
+    standing = lineage(history)
+    top = standing[-1] if standing else None
+    return top if top is not None and is_canary(top.release) else None
+
+
 def _good(record: UpdateRecord) -> bool:
     return record.kind == "update" and record.succeeded and record.release is not None
 
@@ -211,6 +219,11 @@ def plan_rollback(
     `not_after_version`: only consider updates up to that version (promotion: what stood before it).
     """
     current = dict(current_release) if current_release is not None else None
+    canary = running_canary(history)
+    if canary is not None and not_after_version is None:
+        # What runs is the canary's release, whatever this checkout's stack file says: reverting the
+        # canary goes back to the release before it.
+        current = dict(canary.release or {})
     newest_first = sorted(history, key=lambda r: r.version, reverse=True)
     target: UpdateRecord | None = None
     release: Mapping[str, Any] | None = None  # the target's release, once one is chosen
@@ -253,6 +266,13 @@ def plan_rollback(
             )
     commit = target.commit
     warnings: list[str] = []
+    if canary is not None and not_after_version is None:
+        weight = float((canary.release or {}).get("canary", {}).get("weight") or 0)
+        warnings.append(
+            f"{stack} runs an unfinished canary: release {canary.release_version} on {weight:.0%} of the "
+            f"traffic since v{canary.version} (a promotion stopped before it finished); this rollback "
+            f"reverts it to release {release.get('version')} in full"
+        )
     if code:
         if not commit:
             raise RollbackRefused(
@@ -324,6 +344,8 @@ def execute_rollback(
     clear_pending: bool = False,
     progress: ProgressFn | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    actor: str | None = None,
+    gate: Callable[[PreviewSummary], None] | None = None,
     check_artifacts: bool = False,
 ) -> RollbackResult:
     """Carry out `plan`. Dry run: change nothing. Otherwise refuse on pending operations (unless
@@ -335,7 +357,9 @@ def execute_rollback(
     refuse, naming each missing one, before anything changes.
 
     When the update fails or is interrupted, Pulumi.<stack>.yaml gets its previous bytes back (so the
-    file keeps saying what was deployed before) and the error says so.
+    file keeps saying what was deployed before) and the error says so. `gate`, given, sees the preview
+    of the rollback (of the program it runs: the worktree's with `code`) and raises to refuse it; the
+    file is then put back the same way.
     """
     if check_artifacts:
         artifacts_present(engine, plan, progress)
@@ -348,7 +372,7 @@ def execute_rollback(
     # The main checkout's stack file gets the release too, so a later plain `up` keeps the rollback.
     engine.set_release(plan.stack, plan.release)
     try:
-        record = _roll(engine, plan, policy=policy, progress=progress, sleep=sleep)
+        record = _roll(engine, plan, policy=policy, progress=progress, sleep=sleep, actor=actor, gate=gate)
     except StagelineError as exc:
         said = f"{exc.format_message()}; {_restore(engine, plan.stack, path, before, previous)}"
         raise _same_kind(exc, said) from None
@@ -390,11 +414,18 @@ def _roll(
     policy: RetryPolicy,
     progress: ProgressFn | None,
     sleep: Callable[[float], None],
+    actor: str | None = None,
+    gate: Callable[[PreviewSummary], None] | None = None,
 ) -> UpdateRecord:
+    message = with_actor(plan.message, actor)
+
+    def check(work_dir: Path | None) -> None:
+        if gate is not None:
+            gate(with_lock_retry(plan.stack, lambda: engine.preview(plan.stack, work_dir=work_dir), policy))
+
     if not (plan.code and plan.commit):
-        return run_update(
-            engine, plan.stack, message=plan.message, policy=policy, progress=progress, sleep=sleep
-        )
+        check(None)
+        return run_update(engine, plan.stack, message=message, policy=policy, progress=progress, sleep=sleep)
     from automation.gitinfo import worktree
 
     where = engine.project_dir / WORKTREES_DIR / f"{plan.stack}-v{plan.target.version}"
@@ -402,10 +433,11 @@ def _roll(
         progress(f"{plan.stack}: checking out {plan.commit[:7]} in {where} …")
     with worktree(engine.project_dir, plan.commit, where) as checkout:
         engine.set_release(plan.stack, plan.release, work_dir=checkout)
+        check(checkout)
         return run_update(
             engine,
             plan.stack,
-            message=plan.message,
+            message=message,
             policy=policy,
             work_dir=checkout,
             progress=progress,

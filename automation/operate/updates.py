@@ -7,10 +7,11 @@ drive them with the fake.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,6 +93,14 @@ def with_lock_retry(
         f"it to finish; if it died, run `pulumi cancel -s {stack}` (Pulumi Cloud), or rerun with "
         "--clear-pending, which removes a self-managed backend's lock once its process is provably gone"
     )
+
+
+def not_locked(engine: Engine, stack: str) -> None:
+    """Raise ConcurrentUpdateError while a live process holds the stack's lock (for `with_lock_retry`);
+    a stale lock is left to the pending-operations check. Backends whose locks cannot be read pass."""
+    live = [lock for lock in engine.locks(stack) if not lock.stale]
+    if live:
+        raise ConcurrentUpdateError(f"{stack} is locked by another update: {live[0].describe()}")
 
 
 # --- pending operations ---------------------------------------------------------------------------
@@ -186,8 +195,10 @@ def run_update(
     progress: ProgressFn | None = None,
     sleep: Callable[[float], None] = time.sleep,
     refresh: bool = False,
+    policy_packs: Sequence[Path] = (),
 ) -> UpdateRecord:
-    """`engine.up` with lock retries; Ctrl-C or SIGTERM stops our update and raises Interrupted (130).
+    """`engine.up` with lock retries (and `policy_packs` run by the engine); Ctrl-C or SIGTERM stops
+    our update and raises Interrupted (130).
 
     `refresh=True` refreshes first (`up --refresh`), so drifted resources are put back: remediation.
 
@@ -200,7 +211,14 @@ def run_update(
         nonlocal running
         running = True
         try:
-            record = engine.up(stack, message=message, work_dir=work_dir, progress=progress, refresh=refresh)
+            record = engine.up(
+                stack,
+                message=message,
+                work_dir=work_dir,
+                progress=progress,
+                refresh=refresh,
+                policy_packs=policy_packs,
+            )
         except ConcurrentUpdateError:
             running = False  # the stack was locked by someone else: nothing of ours is running
             raise
@@ -230,7 +248,31 @@ def run_update(
             ) from None
 
 
-def update_message(text: str, commit: str | None) -> str:
-    """The message recorded with an update: `text`, tagged with the short commit the program ran from."""
+def update_message(text: str, commit: str | None, actor: str | None = None) -> str:
+    """The message recorded with an update: `text`, tagged with the short commit the program ran from
+    and, given `actor`, `by NAME` (Pulumi records no user for an update; `status` reads it from here)."""
     tag = f"@{commit[:7]}" if commit else "@(no git commit)"
-    return f"{text} {tag}" if tag not in text else text
+    message = f"{text} {tag}" if tag not in text else text
+    return with_actor(message, actor)
+
+
+def with_actor(message: str, actor: str | None) -> str:
+    """`message` ending in ` by NAME` (once)."""
+    if not actor or message.endswith(f" by {actor}"):
+        return message
+    return f"{message} by {actor}"
+
+
+def current_actor(environ: Mapping[str, str] | None = None) -> str | None:
+    """Who runs this driver: $GITHUB_ACTOR under GitHub Actions, else the login name; one word."""
+    import getpass
+
+    env = os.environ if environ is None else environ
+    name = (env.get("GITHUB_ACTOR") or "").strip()
+    if not name:
+        try:
+            name = getpass.getuser()
+        except (OSError, KeyError):
+            return None
+    name = re.sub(r"\s+", "-", name)
+    return name or None

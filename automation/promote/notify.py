@@ -1,4 +1,5 @@
-"""Slack notifications for a promotion: start, success, failure, rollback.
+"""Slack notifications for everything that needs a human: a promotion (start, success, failure,
+rollback), a manual rollback, drift found, a failed `up`, rollback or drift check.
 
 The webhook URL comes from an environment variable (SLACK_WEBHOOK_URL unless `--slack-webhook-env`
 names another). In CI that variable is the GitHub environment secret the stack publishes from its
@@ -18,8 +19,14 @@ from automation.redact import redact
 DEFAULT_ENV = "SLACK_WEBHOOK_URL"
 TIMEOUT_SECONDS = 5.0
 
-EVENTS = ("start", "success", "failure", "rollback")
-_ICONS = {"start": ":rocket:", "success": ":white_check_mark:", "failure": ":x:", "rollback": ":rewind:"}
+EVENTS = ("start", "success", "failure", "rollback", "drift")
+_ICONS = {
+    "start": ":rocket:",
+    "success": ":white_check_mark:",
+    "failure": ":x:",
+    "rollback": ":rewind:",
+    "drift": ":warning:",
+}
 
 
 def run_link(env: Mapping[str, str] | None = None) -> str | None:
@@ -57,17 +64,22 @@ class Notifier:
     timeout: float = TIMEOUT_SECONDS
     sent: list[str] = field(default_factory=list)  # events delivered, for the promotion record
     failed: list[str] = field(default_factory=list)
+    goes_on: str = "the promotion goes on"  # said when a message cannot be delivered
 
     @classmethod
     def from_env(
-        cls, variable: str, warn: Callable[[str], None], env: Mapping[str, str] | None = None
+        cls,
+        variable: str,
+        warn: Callable[[str], None],
+        env: Mapping[str, str] | None = None,
+        goes_on: str = "the promotion goes on",
     ) -> Notifier:
         env = os.environ if env is None else env
         url = (env.get(variable) or "").strip() or None
         if url is not None and not url.startswith(("https://", "http://")):
             warn(f"warning: ${variable} is not an http(s) URL; Slack notifications are off")
             url = None
-        return cls(url=url, warn=warn)
+        return cls(url=url, warn=warn, goes_on=goes_on)
 
     @property
     def enabled(self) -> bool:
@@ -94,5 +106,5 @@ class Notifier:
 
     def _failed(self, event: str, problem: str) -> bool:
         self.failed.append(event)
-        self.warn(f"warning: Slack notification ({event}) not delivered: {problem}; the promotion goes on")
+        self.warn(f"warning: Slack notification ({event}) not delivered: {problem}; {self.goes_on}")
         return False

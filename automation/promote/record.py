@@ -312,5 +312,10 @@ def summary_lines(record: PromotionRecord) -> list[str]:
         "failed": "promotion failed",
         "interrupted": "promotion interrupted",
     }.get(record.result, record.result)
+    if record.options.get("preview"):
+        verdict = {
+            "previewed": "approver's preview: every gate passes",
+            "refused": "approver's preview: a gate would refuse",
+        }.get(record.result, f"approver's preview {record.result}")
     lines.append(f"{verdict} (exit {record.exit_code}, {_secs(record.seconds)})")
     return lines

@@ -10,13 +10,21 @@ For each selected stage, in pipeline order:
    --approve-iam); the stage's approval; its `pre` steps. A refused gate puts the stack file back
    byte for byte and stops: exit 3.
 2. Release: the artifacts the release names are copied to the stage's registry and bucket.
+   Then TEST before APP: when the release changes, it goes out first as the stage's candidate (the
+   live release with `candidate`, so only the TEST distribution moves), its frontend is checked
+   through TEST and the `post` steps run with TEST_DOMAIN; a failure rolls back (5) with APP untouched.
 3. Up — skipped when the preview shows no changes: the stage is "unchanged", and gets the health
    checks and a one-off alarm check (no bake): an earlier run may have been stopped before it
    verified what the stage runs. A failure there fails the stage (exit 1) without a rollback.
 4. Verify: health checks and bake (with a canary weight: canary first, then 100 % and again),
    then the `post` steps. After each `up`, the frontend distributions' caches are invalidated.
 5. On failure after `up`: roll back to the release of the stage's last good update (the `rollback`
-   logic), verify the rollback, stop: exit 1. Later stages are not touched.
+   logic), verify the rollback, stop: exit 1. Later stages are not touched. An `up` that never
+   started (another update held the lock through every retry) deployed nothing: no rollback.
+
+A stage left on a canary split by an interrupted promotion (no live update holds its lock) is
+finished by promoting the same release (the canary is verified as it runs, then 100 %); another
+release is refused until the canary is finished or reverted with `rollback`.
 
 The source's release is read from its history (the last succeeded update), not from its stack
 file: in CI each stage runs in a fresh checkout, where only the engine's record says what the
@@ -33,10 +41,18 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from automation import errors
-from automation.engine.model import StackOutputs, UpdateRecord
+from automation.engine.model import (
+    ConcurrentUpdateError,
+    PolicyResult,
+    PolicyViolationError,
+    StackLock,
+    StackOutputs,
+    UpdateRecord,
+)
 from automation.engine.protocol import Engine
 from automation.operate import frontend_cache
 from automation.operate.artifacts import frontend_prefixes
+from automation.operate.rollback import is_canary, same_release
 from automation.operate.updates import RetryPolicy, run_update, update_message, with_lock_retry
 from automation.promote import record as rec
 from automation.promote.gates import Gate, drift_gate, iam_gate, pending_gate, replace_gate
@@ -55,7 +71,14 @@ from automation.promote.release import (
 )
 from automation.promote.steps import failure as step_failure
 from automation.promote.steps import run_steps
-from automation.promote.verify import Clock, RealClock, Verification, alarm_names, verify_stage
+from automation.promote.verify import (
+    Clock,
+    RealClock,
+    Verification,
+    alarm_names,
+    verify_frontend,
+    verify_stage,
+)
 from infra import outputs as out
 from infra.config import LAMBDA_VERSION_RE, VerifyConfig, stack_file_path
 
@@ -73,6 +96,7 @@ class PromoteOptions:
     allow_drift: bool = False
     allow_replace: frozenset[str] = frozenset()
     approve_iam: bool = False
+    policy_packs: tuple[Path, ...] = ()  # run by the engine with each stage's preview and up
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -81,6 +105,7 @@ class PromoteOptions:
             "allowDrift": self.allow_drift,
             "allowReplace": sorted(self.allow_replace),
             "approveIam": self.approve_iam,
+            "policyPacks": [str(p) for p in self.policy_packs],
         }
 
 
@@ -99,6 +124,7 @@ class Runtime:
     echo_steps: bool = True
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     commit: str | None = None  # the git commit the program runs from, for update messages
+    actor: str | None = None  # who runs the promotion, tagged onto update messages (`by NAME`)
     withheld_env: tuple[str, ...] = ()  # environment variables kept from pre/post steps (the webhook's)
 
 
@@ -394,7 +420,11 @@ def _run_stage(
     changes_release = not same_config(running, desired)
     outputs: StackOutputs | None = None
     first = desired
-    if changes_release and stage.canary_weight:
+    resuming = _unfinished_canary(rt, stage, sr, running=running, desired=desired, good=good, locks=locks)
+    if resuming:
+        outputs = _outputs(rt, stack)
+        _verify(rt, stage, sr, "canary", outputs)  # failing: rolled back to what ran before the canary
+    elif changes_release and stage.canary_weight:
         outputs = _outputs(rt, stack)
         live = _live_versions(outputs)
         if live is None:
@@ -412,8 +442,20 @@ def _run_stage(
         _set_release(rt, stack, first)
     try:
         say(f"{stack}: previewing release {desired['version']} …")
-        preview = with_lock_retry(stack, lambda: engine.preview(stack), rt.retry, progress=say)
+        preview = with_lock_retry(
+            stack, lambda: engine.preview(stack, policy_packs=opts.policy_packs), rt.retry, progress=say
+        )
         sr.preview = preview
+        if opts.policy_packs:
+            advisory = f"; {len(preview.policy)} advisory result(s)" if preview.policy else ""
+            sr.gates.append(
+                Gate(
+                    "policy",
+                    True,
+                    f"no mandatory policy violated{advisory}",
+                    items=_policy_items(preview.policy),
+                )
+            )
         _gate(sr, replace_gate(preview, opts.allow_replace))
         _gate(sr, _iam(preview, opts, rt, stack))
         if not preview.has_changes:
@@ -439,6 +481,8 @@ def _run_stage(
             _restore_stack_file(rt, stack, on_file, original)
         if isinstance(exc, KeyboardInterrupt):
             raise _Interrupted("interrupted before any change; the stack file was restored") from None
+        if isinstance(exc, PolicyViolationError):
+            _refuse(sr, Gate("policy", False, exc.format_message(), items=_policy_items(exc.results)))
         if isinstance(exc, errors.StagelineError) and not isinstance(exc, errors.ConfigurationError):
             raise _Failed(exc.format_message(), deployed=False) from None
         raise
@@ -447,12 +491,32 @@ def _run_stage(
         _check_unchanged(rt, stage, sr, desired, outputs)
         sr.add_time("gates", time.monotonic() - t)
         return
+    candidate = _candidate_release(running, desired) if changes_release and not resuming else None
+    if candidate is not None:
+        try:
+            _candidate_phase(rt, stage, sr, candidate, refresh=refresh, policy_packs=opts.policy_packs)
+        except _Failed as failed:
+            if not failed.deployed and wrote:
+                _restore_stack_file(rt, stack, on_file, original)
+            raise
+        refresh = False  # the candidate's update refreshed already
+        _set_release(rt, stack, first, deployed=True)
     phase = "canary" if sr.canary_weight else "release"
-    outputs = _up(rt, stage, sr, phase, desired, refresh=refresh)
+    try:
+        outputs = _up(rt, stage, sr, phase, desired, refresh=refresh, policy_packs=opts.policy_packs)
+    except _Failed as failed:
+        if not failed.deployed and wrote:  # the update never started: the file says what runs again
+            _restore_stack_file(rt, stack, on_file, original)
+        raise
     _verify(rt, stage, sr, phase, outputs)
     if sr.canary_weight:
         _set_release(rt, stack, desired, deployed=True)
-        outputs = _up(rt, stage, sr, "full", desired)
+        try:
+            outputs = _up(rt, stage, sr, "full", desired, policy_packs=opts.policy_packs)
+        except _Failed as failed:
+            if not failed.deployed:
+                _set_release(rt, stack, first, quiet=True)
+            raise
         _verify(rt, stage, sr, "full", outputs)
     if stage.post:
         t = time.monotonic()
@@ -477,6 +541,133 @@ def _run_stage(
     sr.release_after = desired
     sr.result = rec.DEPLOYED
     say(f"{stack}: deployed and verified release {desired['version']}")
+
+
+def _policy_items(results: Sequence[PolicyResult]) -> tuple[str, ...]:
+    return tuple(r.describe() for r in results)
+
+
+def _candidate_release(
+    running: Mapping[str, Any] | None, desired: Mapping[str, Any]
+) -> dict[str, Any] | None:
+    """What the stage runs now with TEST pointed at the incoming release's frontend: APP, the API and
+    the functions stay as they are. None when there is nothing live to keep (a first deployment), the
+    stage runs a canary, or the frontend release does not change."""
+    if running is None or is_canary(running) or version_of(running) == desired["version"]:
+        return None
+    live = {k: v for k, v in running.items() if k != "candidate"}
+    return {**live, "candidate": str(desired["version"])}
+
+
+def _candidate_phase(
+    rt: Runtime,
+    stage: Stage,
+    sr: StageRecord,
+    candidate: Mapping[str, Any],
+    *,
+    refresh: bool,
+    policy_packs: Sequence[Path] = (),
+) -> None:
+    """TEST before APP: deploy the release as the stage's candidate (only the TEST distribution moves to
+    its frontend), check the frontend through TEST and run the stage's `post` (E2E) steps with
+    TEST_DOMAIN, all before APP changes. A failure raises _Failed(deployed=True): the automatic
+    rollback puts TEST back on the live release, and APP was never touched."""
+    stack = stage.stack
+    _set_release(rt, stack, candidate)
+    rt.progress(
+        f"{stack}: TEST first: the TEST distribution gets release {candidate['candidate']}, APP stays …"
+    )
+    outputs = _up(rt, stage, sr, "candidate", candidate, refresh=refresh, policy_packs=policy_packs)
+    t = time.monotonic()
+    try:
+        v = stage.verify
+        check = verify_frontend(
+            outputs.values,
+            phase="candidate",
+            frontend_path=v.frontend_path,
+            timeout_seconds=v.timeout_seconds,
+            interval_seconds=v.interval_seconds,
+            clock=rt.clock,
+        )
+    except KeyboardInterrupt:
+        raise _Interrupted(
+            f"interrupted while checking the candidate on TEST; APP is unchanged: roll TEST back with "
+            f"`python -m automation rollback {stack}`, or promote again"
+        ) from None
+    results: list[Any] = []
+    problem = check.reason if not check.ok else None
+    if problem is None and stage.post:
+        domain = outputs.get(out.TEST_DOMAIN)
+        results = run_steps(
+            stage.post,
+            phase="candidate",
+            stack=stack,
+            outputs=outputs.values,
+            cwd=rt.root,
+            timeout=rt.step_timeout,
+            echo=rt.progress if rt.echo_steps else None,
+            secrets=_secret_values(outputs),
+            withhold=rt.withheld_env,
+            extra_env={"TEST_DOMAIN": str(domain or ""), "STAGELINE_PHASE": "candidate"},
+        )
+        problem = step_failure(results)
+    sr.verifications.append(
+        Verification(
+            phase="candidate",
+            ok=problem is None,
+            health=check.health,
+            bake=check.bake,
+            steps=tuple(results),
+            reason=problem,
+        )
+    )
+    sr.add_time("verify", time.monotonic() - t)
+    if problem is not None:
+        rt.progress(f"{stack}: the candidate FAILED on TEST: {problem}")
+        raise _Failed(f"the candidate failed on TEST: {problem}; APP was not changed", deployed=True)
+    rt.progress(f"{stack}: the candidate passed on TEST; now APP")
+
+
+def _unfinished_canary(
+    rt: Runtime,
+    stage: Stage,
+    sr: StageRecord,
+    *,
+    running: Mapping[str, Any] | None,
+    desired: Mapping[str, Any],
+    good: UpdateRecord | None,
+    locks: Sequence[StackLock],
+) -> bool:
+    """Whether this stage finishes a canary an earlier promotion left (stopped mid-bake).
+
+    The stage runs a canary split and no live process holds its lock. Promoting the same release
+    finishes it: the canary is verified as it runs (health checks, bake), then the release goes to
+    100 % through the usual gates. Another release is refused: the canary is finished or reverted
+    (`rollback`) first, so no release is stacked on a half-verified one.
+    """
+    if not is_canary(running) or running is None or any(not lock.stale for lock in locks):
+        return False
+    stack = stage.stack
+    weight = float(running["canary"].get("weight") or 0)
+    since = f" since v{good.version}" if good is not None else ""
+    what = f"release {version_of(running)} on {weight:.0%} of the traffic{since}"
+    if not same_release(running, desired):
+        _refuse(
+            sr,
+            Gate(
+                "canary",
+                False,
+                f"{stack} runs an unfinished canary: {what} (a promotion stopped before it finished); "
+                f"finish it (`python -m automation promote --only {stack} --release {version_of(running)}`) "
+                f"or revert it (`python -m automation rollback {stack}`) before promoting release "
+                f"{desired['version']}",
+            ),
+        )
+    detail = f"finishing the unfinished canary: {what}; verifying it as it runs, then 100 %"
+    sr.gates.append(Gate("canary", True, detail))
+    sr.notes.append(detail)
+    rt.progress(f"{stack}: {detail}")
+    return True
 
 
 def _pre_steps(rt: Runtime, stage: Stage, sr: StageRecord, outputs: StackOutputs) -> None:
@@ -674,6 +865,7 @@ def _up(
     release: Mapping[str, Any],
     *,
     refresh: bool = False,
+    policy_packs: Sequence[Path] = (),
 ) -> StackOutputs:
     """Run the update (refreshing first when `refresh`); then invalidate the frontend caches. Returns
     the outputs after it."""
@@ -681,21 +873,39 @@ def _up(
     what = f"promote {release['version']}" + (f" from {stage.source}" if stage.source else "")
     if phase == "canary":
         what += f" (canary {stage.canary_weight:.0%})"
+    elif phase == "candidate":
+        what = f"candidate {release['candidate']} on TEST" + (f" from {stage.source}" if stage.source else "")
     rt.progress(f"{stack}: up ({phase}) …")
     t = time.monotonic()
     try:
         result = run_update(
             rt.engine,
             stack,
-            message=update_message(what, rt.commit),
+            message=update_message(what, rt.commit, rt.actor),
             policy=rt.retry,
             progress=rt.progress,
             refresh=refresh,
+            policy_packs=policy_packs,
         )
     except errors.Interrupted as exc:
         sr.updates.append(UpdateRun(phase, None, "cancelled", time.monotonic() - t))
         sr.add_time("up", time.monotonic() - t)
         raise _Interrupted(exc.format_message()) from None
+    except ConcurrentUpdateError as exc:
+        # Our update never started: another one (a manual rollback, another promotion) held the lock
+        # through every retry. Nothing of ours was deployed in this phase, so nothing is rolled back:
+        # a rollback would only meet the same lock, or undo whoever holds it once it frees.
+        sr.updates.append(UpdateRun(phase, None, "locked", time.monotonic() - t, exc.format_message()))
+        sr.add_time("up", time.monotonic() - t)
+        if phase == "full":
+            now = (
+                f"{stack} still runs the canary ({stage.canary_weight:.0%} on release {release['version']}): "
+                f"rerun `python -m automation promote --only {stack}` to finish it, or "
+                f"`python -m automation rollback {stack}` to revert it"
+            )
+        else:
+            now = f"nothing was deployed to {stack}, so nothing was rolled back"
+        raise _Failed(f"up ({phase}) never started: {exc.format_message()}; {now}", deployed=False) from None
     except errors.StagelineError as exc:
         sr.updates.append(UpdateRun(phase, None, "failed", time.monotonic() - t, exc.format_message()))
         sr.add_time("up", time.monotonic() - t)
@@ -796,7 +1006,7 @@ def _rollback(stage: Stage, sr: StageRecord, rt: Runtime) -> None:
         plan = plan_rollback(history, current, stack=stack, to_version=target.version)
         rollback.to_version, rollback.release = plan.target.version, version_of(plan.release)
         rt.progress(f"{stack}: rolling back to v{plan.target.version} (release {rollback.release}) …")
-        done = execute_rollback(rt.engine, plan, policy=rt.retry, progress=rt.progress)
+        done = execute_rollback(rt.engine, plan, policy=rt.retry, progress=rt.progress, actor=rt.actor)
     except RollbackRefused as exc:
         return stop(f"no rollback possible: {exc.format_message()}")
     except errors.StagelineError as exc:
@@ -857,3 +1067,136 @@ def _rollback(stage: Stage, sr: StageRecord, rt: Runtime) -> None:
 
 
 # --- the command ------------------------------------------------------------------------------
+
+
+# --- the approver's preview ----------------------------------------------------------------------
+
+
+PREVIEWED = "previewed"
+
+
+def preview_promotion(
+    stages: Sequence[Stage], pipeline: Sequence[str], opts: PromoteOptions, rt: Runtime
+) -> PromotionRecord:
+    """What promoting each stage would do, for the person who approves it: the incoming release, every
+    gate's verdict (none stops the others), the preview's changes and the policy pack's results.
+
+    Read-only: the engine only previews and refreshes in preview mode (a job with the stack's read-only
+    role can run it); the incoming release is written into the stack file for the preview and the file
+    is put back byte for byte. No artifact is copied, nothing is deployed, nobody is notified.
+    Exit code: 0 when every gate passes, 3 when one would refuse (an approval would be refused too).
+    """
+    record = PromotionRecord(
+        pipeline=tuple(pipeline),
+        stages=[StageRecord(s.stack, s.source) for s in stages],
+        started=rt.now(),
+        options={**opts.to_json(), "preview": True},
+    )
+    verified: set[str] = set()
+    code = errors.OK
+    for stage, sr in zip(stages, record.stages, strict=True):
+        try:
+            release = _incoming(stage, sr, opts, rt, verified)
+            if record.release is None:
+                record.release = release
+            _preview_stage(stage, sr, release, opts, rt)
+        except _Refused as stopped:
+            sr.result, sr.reason = rec.REFUSED, stopped.gate.detail
+            code = errors.GATE
+            continue
+        except _Failed as failed:
+            sr.result, sr.reason = rec.FAILED, failed.reason
+            return _finish(
+                record, rt, result="failed", code=errors.FAILED, reason=f"{stage.stack}: {failed.reason}"
+            )
+        refusing = [g for g in sr.gates if not g.ok]
+        sr.result = rec.REFUSED if refusing else PREVIEWED
+        if refusing:
+            sr.reason = "; ".join(f"{g.name} gate would refuse: {g.detail}" for g in refusing)
+            code = errors.GATE
+    reason = next((f"{s.stack}: {s.reason}" for s in record.stages if s.reason), None)
+    return _finish(record, rt, result=PREVIEWED if code == errors.OK else "refused", code=code, reason=reason)
+
+
+def _preview_stage(
+    stage: Stage, sr: StageRecord, incoming: dict[str, Any], opts: PromoteOptions, rt: Runtime
+) -> None:
+    engine, stack = rt.engine, stage.stack
+    pending = _engine_call("reading pending operations", lambda: engine.pending_operations(stack))
+    locks = _engine_call("reading the stack's locks", lambda: engine.locks(stack))
+    sr.gates.append(pending_gate(pending, stack, [lock for lock in locks if lock.stale]))
+    sr.gates.append(drift_gate(_drift(rt, stack), allow=opts.allow_drift))
+    history = _engine_call("reading the history", lambda: engine.history(stack))
+    _, good = _last_good(history)
+    on_file = _engine_call("reading the release", lambda: engine.get_release(stack))
+    sr.release_before = good.release if good is not None else on_file
+    desired = promoted(incoming) if stage.source is not None else dict(incoming)
+    sr.release_after = desired
+    original = _stack_file_bytes(rt, stack)
+    wrote = not same_config(on_file, desired)
+    try:
+        if wrote:
+            _set_release(rt, stack, desired)
+        rt.progress(f"{stack}: previewing release {desired['version']} (read-only) …")
+        try:
+            preview = with_lock_retry(
+                stack,
+                lambda: engine.preview(stack, policy_packs=opts.policy_packs),
+                rt.retry,
+                progress=rt.progress,
+            )
+        except PolicyViolationError as exc:
+            sr.gates.append(Gate("policy", False, exc.format_message(), items=_policy_items(exc.results)))
+            return
+        except errors.StagelineError as exc:
+            if isinstance(exc, errors.ConfigurationError):
+                raise
+            raise _Failed(f"preview: {exc.format_message()}", deployed=False) from None
+    finally:
+        if wrote:
+            _restore_stack_file(rt, stack, on_file, original)
+    sr.preview = preview
+    if opts.policy_packs:
+        advisory = f"; {len(preview.policy)} advisory result(s)" if preview.policy else ""
+        sr.gates.append(
+            Gate(
+                "policy", True, f"no mandatory policy violated{advisory}", items=_policy_items(preview.policy)
+            )
+        )
+    sr.gates.append(replace_gate(preview, opts.allow_replace))
+    sr.gates.append(iam_gate(preview, approved=opts.approve_iam))
+    if stage.approval:
+        sr.gates.append(Gate("approval", True, "needs approval: this preview is what the approver approves"))
+
+
+def approver_markdown(record: PromotionRecord) -> str:
+    """The run summary an approver reads: per stage, the release, the gates and what would change."""
+    from automation.markdown import cell
+    from automation.operate.preview import counts_line, stack_details
+
+    version = version_of(record.release) or "?"
+    out = [f"## Approver's preview: release `{version}`", ""]
+    for sr in record.stages:
+        before = version_of(sr.release_before) or "(none)"
+        verdict = "every gate passes" if sr.result == PREVIEWED else f"**{sr.result}**"
+        out += [f"### {sr.stack}: {before} → {version} — {verdict}", ""]
+        if sr.preview is not None:
+            out += [f"Changes: {counts_line(sr.preview)}", ""]
+        out += ["| Gate | Verdict | Detail |", "| --- | --- | --- |"]
+        for gate in sr.gates:
+            mark = "✅" if gate.ok else "❌"
+            out.append(f"| {cell(gate.name)} | {mark} | {cell(gate.detail)} |")
+        items = [(g.name, item) for g in sr.gates for item in g.items]
+        if items:
+            out += ["", *(f"- {cell(name)}: `{cell(item)}`" for name, item in items)]
+        if sr.preview is not None:
+            out += [
+                "",
+                "<details><summary>Resources</summary>",
+                "",
+                *stack_details(sr.preview),
+                "",
+                "</details>",
+            ]
+        out.append("")
+    return "\n".join(out).rstrip("\n") + "\n"

@@ -74,14 +74,17 @@ def step_env(
     outputs: Mapping[str, Any],
     base: Mapping[str, str] | None = None,
     withhold: Iterable[str] = (),
+    extra: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """The environment a step runs with: the driver's, minus its credentials, plus the outputs."""
+    """The environment a step runs with: the driver's, minus its credentials, plus the outputs (and
+    `extra`: the candidate phase's TEST_DOMAIN and STAGELINE_PHASE)."""
     env = dict(os.environ if base is None else base)
     for name in withheld_names(withhold):
         env.pop(name, None)
     for name, value in outputs.items():
         env[env_name(name)] = _env_value(value)
     env[ENV_PREFIX + "STACK"] = stack
+    env.update(extra or {})
     return env
 
 
@@ -227,6 +230,7 @@ def run_steps(
     echo: Callable[[str], None] | None = None,
     secrets: Iterable[str] = (),
     withhold: Iterable[str] = (),
+    extra_env: Mapping[str, str] | None = None,
 ) -> list[StepResult]:
     """Run the commands in order; stop at the first that fails. Returns the results of those that ran.
 
@@ -234,7 +238,7 @@ def run_steps(
     webhook's); the values of all of them are masked in the kept output.
     """
     names = withheld_names(withhold)
-    env = step_env(stack, outputs, withhold=names)
+    env = step_env(stack, outputs, withhold=names, extra=extra_env)
     known = [*secrets, *withheld_values(names)]
     results: list[StepResult] = []
     for command in commands:

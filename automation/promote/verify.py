@@ -441,3 +441,32 @@ def verify_stage(
         )
     reason = failure_reason(health, baked)
     return Verification(phase=phase, ok=reason is None, health=health, bake=baked, reason=reason)
+
+
+def verify_frontend(
+    outputs: Mapping[str, Any],
+    *,
+    phase: str,
+    frontend_path: str,
+    timeout_seconds: float,
+    interval_seconds: float,
+    clock: Clock | None = None,
+    http: httpx.Client | None = None,
+) -> Verification:
+    """The frontend check alone, through the TEST distribution: what a candidate changes (the API and
+    APP are untouched by it, so their checks would say nothing about it)."""
+    try:
+        checks = [c for c in health_checks(outputs, frontend_path) if c.name == "frontend"]
+    except MissingOutput as exc:
+        return Verification(phase=phase, ok=False, reason=str(exc))
+    health = tuple(
+        check_health(
+            checks,
+            timeout_seconds=timeout_seconds,
+            interval_seconds=interval_seconds,
+            clock=clock,
+            client=http,
+        )
+    )
+    reason = failure_reason(health, None)
+    return Verification(phase=phase, ok=reason is None, health=health, reason=reason)

@@ -3,7 +3,8 @@
 `cli_engine(fake)` installs a FakeEngine through `automation.engine.protocol.engine_factory` (the documented
 mechanism, see docs/development.md); `invoke(args)` runs the CLI in-process with click's
 CliRunner.
-Lock-retry backoff is zero so contention tests do not sleep.
+Lock-retry backoff is zero so contention tests do not sleep; `GITHUB_ACTOR` is `ci-bot`, the
+`by NAME` the driver adds to its update messages.
 """
 
 from __future__ import annotations
@@ -19,11 +20,15 @@ import automation.engine.protocol
 from automation.cli import cli
 from automation.engine.fake import FakeEngine
 
+ACTOR = "ci-bot"
+
 
 @pytest.fixture(autouse=True)
 def _no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STAGELINE_LOCK_BACKOFF", "0")
     monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+    monkeypatch.setenv("GITHUB_ACTOR", ACTOR)  # who the driver tags its update messages with
+    monkeypatch.delenv("SLACK_WEBHOOK_URL", raising=False)  # no test posts to a real channel
 
 
 @pytest.fixture

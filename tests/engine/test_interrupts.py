@@ -125,7 +125,7 @@ def deployed(tmp_path: Path, pulumi_home: Path, engine_env: dict[str, str]) -> I
     env.pop("GITHUB_STEP_SUMMARY", None)
     checkout = Checkout(copy_repo(tmp_path / "repo"), Cloud(cloud), env)
     (checkout.root / ".stageline" / "state").mkdir(parents=True)
-    checkout.driver("up", "dev", "--yes")
+    checkout.driver("up", "dev", "--yes", "--approve-iam")  # a first deployment creates IAM roles
     yield checkout
 
 

@@ -27,7 +27,8 @@ import hashlib
 import json
 import subprocess
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+import urllib.request
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -236,20 +237,23 @@ class Deployed:
 
 @dataclass
 class Endpoint:
-    """A local HTTP server answering 200 to every GET: the stand-in API and CloudFront distributions."""
+    """A local HTTP server answering 200 to every GET: the stand-in API and CloudFront distributions.
+    A path one of `failing` accepts is answered 500 (a broken release, as a test arranges it)."""
 
     url: str
     seen: list[str]
+    failing: list[Callable[[str], bool]] = field(default_factory=list)
 
 
 @pytest.fixture(scope="module")
 def endpoint() -> Iterator[Endpoint]:
     seen: list[str] = []
+    failing: list[Callable[[str], bool]] = []
 
     class Answer(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             seen.append(self.path)
-            self.send_response(200)
+            self.send_response(500 if any(broken(self.path) for broken in list(failing)) else 200)
             self.send_header("Content-Type", "text/plain")
             self.end_headers()
             self.wfile.write(b"ok")
@@ -261,7 +265,7 @@ def endpoint() -> Iterator[Endpoint]:
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield Endpoint(f"http://127.0.0.1:{server.server_port}", seen)
+        yield Endpoint(f"http://127.0.0.1:{server.server_port}", seen, failing)
     finally:
         server.shutdown()
         server.server_close()
@@ -549,7 +553,7 @@ def secret_dev(tmp_path_factory: pytest.TempPathFactory, pulumi_home: Path) -> C
     checkout.pulumi("stack", "init", "dev")
     checkout.pulumi("config", "set", "--secret", "stageline:slackWebhookUrl", SLACK_URL, "-s", "dev")
     assert SLACK_URL not in (checkout.root / "Pulumi.dev.yaml").read_text()
-    up = checkout.driver("up", "dev", "--yes", "--json")
+    up = checkout.driver("up", "dev", "--yes", "--approve-iam", "--json")  # first deployment: IAM roles
     assert json.loads(up.stdout)["update"]["result"] == "succeeded"
     return checkout
 
@@ -644,6 +648,9 @@ def aws() -> Iterator[dict[str, str]]:
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
+    # moto's backends are per process, not per server: start from an empty cloud, whatever an earlier
+    # test on this worker created (an ECR repository of the same name would exist already).
+    urllib.request.urlopen(urllib.request.Request(f"http://{host}:{port}/moto-api/reset", method="POST"))
     try:
         yield {
             "AWS_ENDPOINT_URL": f"http://{host}:{port}",
@@ -681,7 +688,7 @@ def test_a_stack_is_created_with_the_secrets_provider_its_stack_file_names(
     stack_file.write_text(f"secretsprovider: {KMS_PROVIDER}\n" + stack_file.read_text())
     git(checkout.root, "commit", "-qam", "dev: secrets in KMS")
 
-    up = checkout.driver("up", "dev", "--yes", "--json")
+    up = checkout.driver("up", "dev", "--yes", "--approve-iam", "--json")  # first deployment: IAM roles
     assert json.loads(up.stdout)["update"]["result"] == "succeeded"
     document = yaml.safe_load(stack_file.read_text())
     assert document["secretsprovider"] == KMS_PROVIDER

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,8 @@ import pytest
 from tests.engine.conftest import needs_cli
 from tests.engine.test_program import FUNCTION, Endpoint, aws, boto, endpoint, make_checkout
 from tests.standin.harness import git
+
+DISTRIBUTION = "aws:cloudfront/distribution:Distribution"
 
 pytestmark = [pytest.mark.engine, needs_cli]
 
@@ -94,9 +97,19 @@ def set_release(stack_file: Path, version: str, images: dict[str, str]) -> None:
     stack_file.write_text(new)
 
 
-def test_promoting_a_new_dev_release_copies_its_artifacts_and_deploys_it_to_staging(
-    tmp_path: Path, pulumi_home: Path, endpoint: Endpoint, aws: dict[str, str]
-) -> None:
+@dataclass
+class Staged:
+    """dev and staging deployed with OLD; dev then redeployed with NEW, whose artifacts are in moto."""
+
+    checkout: Any
+    outputs: dict[str, dict[str, Any]]
+    images: dict[str, tuple[list[bytes], str]]
+    new_digests: dict[str, str]
+    files: dict[str, bytes]
+    staging_file: Path
+
+
+def stage_new_release(tmp_path: Path, pulumi_home: Path, endpoint: Endpoint, aws: dict[str, str]) -> Staged:
     checkout = make_checkout(tmp_path, pulumi_home, STAGELINE_STANDIN_ENDPOINT=endpoint.url)
     for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
         checkout.env.pop(name, None)
@@ -107,7 +120,7 @@ def test_promoting_a_new_dev_release_copies_its_artifacts_and_deploys_it_to_stag
         set_release(checkout.root / f"Pulumi.{stack}.yaml", OLD, OLD_IMAGES)
     git(checkout.root, "commit", "-qam", f"staging: no bake in this test; dev and staging run images {OLD}")
     for stack in ("dev", "staging"):
-        up = json.loads(checkout.driver("up", stack, "--yes", "--json").stdout)
+        up = json.loads(checkout.driver("up", stack, "--yes", "--approve-iam", "--json").stdout)
         assert up["update"]["result"] == "succeeded"
 
     # dev gets a new release: new images (their digests are their manifests' hashes), new version.
@@ -163,6 +176,21 @@ def test_promoting_a_new_dev_release_copies_its_artifacts_and_deploys_it_to_stag
     for key, body in files.items():
         s3.put_object(Bucket=outputs["dev"]["frontendBucket"], Key=key, Body=body)
     endpoint.seen.clear()
+    return Staged(checkout, outputs, images, new_digests, files, staging_file)
+
+
+def test_promoting_a_new_dev_release_copies_its_artifacts_and_deploys_it_to_staging(
+    tmp_path: Path, pulumi_home: Path, endpoint: Endpoint, aws: dict[str, str]
+) -> None:
+    staged = stage_new_release(tmp_path, pulumi_home, endpoint, aws)
+    checkout, outputs, images, new_digests = (
+        staged.checkout,
+        staged.outputs,
+        staged.images,
+        staged.new_digests,
+    )
+    files, staging_file = staged.files, staged.staging_file
+    ecr, s3 = boto("ecr", aws), boto("s3", aws)
 
     promoted = checkout.driver("promote", "--only", "staging", "--yes", "--json", env={**checkout.env, **aws})
     assert promoted.returncode == 0
@@ -173,7 +201,12 @@ def test_promoting_a_new_dev_release_copies_its_artifacts_and_deploys_it_to_stag
     assert (stage["stack"], stage["source"], stage["result"]) == ("staging", "dev", "deployed")
     assert stage["release"]["before"]["version"] == OLD
     assert stage["release"]["after"] == {"version": NEW, "images": new_digests}
-    assert [(u["phase"], u["result"]) for u in stage["updates"]] == [("release", "succeeded")]
+    # TEST first: the candidate update moved only the TEST distribution, then APP
+    assert [(u["phase"], u["result"]) for u in stage["updates"]] == [
+        ("candidate", "succeeded"),
+        ("release", "succeeded"),
+    ]
+    assert stage["verification"][0]["phase"] == "candidate" and stage["verification"][0]["ok"]
     assert {(i["service"], i["digest"], i["action"]) for i in stage["artifacts"]["images"]} == {
         (service, d, "copied") for service, d in new_digests.items()
     }
@@ -218,3 +251,63 @@ def yaml_release_version(stack_file: Path) -> str:
     import yaml
 
     return str(yaml.safe_load(stack_file.read_text())["config"]["stageline:release"]["version"])
+
+
+def origin_paths(checkout: Any, stack: str) -> dict[str, str]:
+    """Each distribution's origin path in the stand-in cloud, by its logical name (…-app, …-test)."""
+    found = {}
+    for record in checkout.cloud.resources(DISTRIBUTION, stack=stack):
+        [origin] = record.input("origins")
+        found[record.name] = origin["originPath"]
+    return found
+
+
+def test_a_release_whose_frontend_fails_on_test_never_changes_app(
+    tmp_path: Path, pulumi_home: Path, endpoint: Endpoint, aws: dict[str, str]
+) -> None:
+    staged = stage_new_release(tmp_path, pulumi_home, endpoint, aws)
+    checkout = staged.checkout
+    before = origin_paths(checkout, "staging")
+    assert sorted(before.values()) == [f"/releases/{OLD}", f"/releases/{OLD}"]
+    app = next(name for name in before if name.endswith("app"))
+    test = next(name for name in before if name.endswith("test"))
+    test_id = next(r.id for r in checkout.cloud.resources(DISTRIBUTION, stack="staging") if r.name == test)
+
+    def new_frontend_on_test(path: str) -> bool:
+        # The TEST distribution answers 500 while it serves NEW's files: a broken frontend build.
+        return (
+            path.startswith(f"/cdn/{test_id}")
+            and origin_paths(checkout, "staging")[test] == f"/releases/{NEW}"
+        )
+
+    endpoint.failing.append(new_frontend_on_test)
+    try:
+        promoted = checkout.driver(
+            "promote", "--only", "staging", "--yes", "--json", expect=1, env={**checkout.env, **aws}
+        )
+    finally:
+        endpoint.failing.clear()
+    record = json.loads(promoted.stdout)
+    [stage] = record["stages"]
+    assert (record["exitCode"], stage["result"]) == (1, "rolled back")
+    assert stage["reason"].startswith("the candidate failed on TEST: health check failed: frontend")
+    assert stage["reason"].endswith("; APP was not changed")
+    assert [(u["phase"], u["result"]) for u in stage["updates"]] == [
+        ("candidate", "succeeded"),
+        ("rollback", "succeeded"),
+    ]
+    # TEST served NEW (the check reached it), and is back on the live release; APP never moved
+    assert any(path.startswith(f"/cdn/{test_id}") for path in endpoint.seen)
+    assert origin_paths(checkout, "staging") == before and before[app] == f"/releases/{OLD}"
+    history = json.loads(checkout.driver("history", "staging", "--json").stdout)["updates"]
+    deployed = [u["release"] for u in sorted(history, key=lambda u: u["version"]) if u["kind"] == "update"]
+    assert [(r["version"], r.get("candidate")) for r in deployed] == [(OLD, None), (OLD, NEW), (OLD, None)]
+    # staging's functions still run OLD's images, in the state and in the stand-in cloud
+    state = checkout.export("staging")["resources"]
+    assert not any(
+        d in r["outputs"]["imageUri"]
+        for r in state
+        if r["type"] == FUNCTION
+        for d in staged.new_digests.values()
+    )
+    assert yaml_release_version(staged.staging_file) == OLD

@@ -10,7 +10,7 @@ import pytest
 from click.testing import Result
 from driver_testkit import git
 
-from automation.engine.fake import FakeEngine, make_release, step
+from automation.engine.fake import FakeEngine, make_release, step, urn
 
 BUCKET = "aws:s3/bucket:Bucket"
 FN = "aws:lambda/function:Function"
@@ -111,20 +111,31 @@ def test_up_previews_asks_and_records_the_commit(engine: FakeEngine, invoke: Cal
     assert "staging: 1 to update" in result.stderr and "Update staging?" in result.stderr
     assert result.stdout.startswith("staging: update v1 succeeded in 42s")
     [record] = engine.history("staging")
-    assert record.message == f"up staging @{head[:7]}"
+    assert record.message == f"up staging @{head[:7]} by ci-bot"
     assert record.commit == head
     assert engine.ops("staging") == [
         "ensure_stack",
         "pending_operations",
         "locks",
+        "locks",  # no live lock: preview now, not before another update ends
         "preview",
         "up",
         "history",
     ]
 
 
+def test_up_waits_for_a_live_lock_before_previewing(
+    engine: FakeEngine, invoke: Callable[..., Result]
+) -> None:
+    engine.add_lock("dev", stale=False)
+    result = invoke(["up", "dev", "--yes", "--lock-retries", "2"])
+    assert result.exit_code == 1
+    assert "error: dev is still locked by another update after 2 attempts" in result.stderr
+    assert engine.count("locks", "dev") == 3 and engine.count("preview") == 0 and engine.count("up") == 0
+
+
 def test_up_declined_changes_nothing(engine: FakeEngine, invoke: Callable[..., Result]) -> None:
-    result = invoke(["up", "prod"], input="n\n")
+    result = invoke(["up", "staging"], input="n\n")
     assert result.exit_code == 1
     assert "not confirmed; nothing was changed" in result.stderr
     assert engine.count("up") == 0
@@ -138,9 +149,53 @@ def test_up_yes_skips_the_question_and_keeps_a_custom_message(
     assert result.exit_code == 0
     document = json.loads(result.stdout)
     assert document["stack"] == "dev"
-    assert document["update"]["message"] == f"hotfix: raise memory @{head[:7]}"
+    assert document["update"]["message"] == f"hotfix: raise memory @{head[:7]} by ci-bot"
     assert document["update"]["commit"] == head
-    assert engine.count("preview") == 0
+    assert engine.count("preview") == 1  # the gates' preview; no question
+    assert "Update dev?" not in result.stderr
+
+
+def test_up_applies_the_replace_gate_unless_each_urn_is_allowed(
+    engine: FakeEngine, invoke: Callable[..., Result]
+) -> None:
+    bucket = urn("prod", BUCKET, "prod-artifacts")
+    logs = urn("prod", LOGS, "prod-api-logs")
+    refused = invoke(["up", "prod", "--yes"])
+    assert refused.exit_code == 3
+    lines = refused.stderr.strip().splitlines()
+    assert lines[-1] == (
+        "error: prod: replace gate refused: the preview would delete/replace 2 protected or stateful "
+        "resource(s), losing their data; pass --allow-replace URN for each one you mean; nothing was changed"
+    )
+    assert f"  replace {bucket} (changed: bucket)" in lines and f"  delete {logs}" in lines
+    assert engine.count("up") == 0
+    one = invoke(["up", "prod", "--yes", "--allow-replace", bucket])
+    assert one.exit_code == 3 and engine.count("up") == 0
+    both = invoke(["up", "prod", "--yes", "--allow-replace", bucket, "--allow-replace", logs])
+    assert both.exit_code == 0, both.stderr
+    assert "prod: 2 replace/delete of stateful resources allowed by --allow-replace" in both.stderr
+    assert engine.count("up", "prod") == 1
+
+
+def test_up_applies_the_iam_gate_unless_approved(engine: FakeEngine, invoke: Callable[..., Result]) -> None:
+    engine.set_preview(
+        "dev", [step("dev", "update", "aws:iam/role:Role", "dev-api-role", changed=["inlinePolicies"])]
+    )
+    refused = invoke(["up", "dev", "--yes"])
+    assert refused.exit_code == 3
+    assert "error: dev: iam gate refused: 1 change(s) may widen IAM permissions or trust" in refused.stderr
+    assert f"  update {urn('dev', 'aws:iam/role:Role', 'dev-api-role')} (inlinePolicies)" in refused.stderr
+    assert engine.count("up") == 0
+    approved = invoke(["up", "dev", "--yes", "--approve-iam"])
+    assert approved.exit_code == 0 and engine.count("up", "dev") == 1
+
+
+def test_up_refuses_a_malformed_urn_naming_the_option(
+    engine: FakeEngine, invoke: Callable[..., Result]
+) -> None:
+    result = invoke(["up", "prod", "--yes", "--allow-replace", "prod-artifacts"])
+    assert result.exit_code == 2
+    assert "--allow-replace" in result.stderr and "'prod-artifacts' is not a resource URN" in result.stderr
 
 
 def test_up_retries_a_locked_stack(engine: FakeEngine, invoke: Callable[..., Result]) -> None:

@@ -88,6 +88,15 @@ elif args[:1] == ["up"]:
     for _ in range(300):
         time.sleep(0.1)
     fail("error: the stub was never interrupted")
+elif args[:1] == ["preview"]:
+    # `up` previews first (its gates): one lambda update, then the stream ends.
+    log_file = args[args.index("--event-log") + 1]
+    with open(log_file, "a") as fh:
+        summary = {{"maybeCorrupt": False, "durationSeconds": 1,
+                   "resourceChanges": {{"update": 1, "same": 9}}, "PolicyPacks": {{}}}}
+        fh.write(json.dumps({{"sequence": 1, "timestamp": 1, "summaryEvent": summary}}) + "\n")
+        fh.write(json.dumps({{"sequence": 2, "timestamp": 2, "cancelEvent": {{}}}}) + "\n")
+    print("Previewing update (dev)")
 elif args[:1] == ["config"]:
     print(json.dumps({{"stageline:dbPassword": {{"value": "opaque-secret-value-123", "secret": True}},
                       "aws:region": {{"value": "eu-west-1", "secret": False}}}}))

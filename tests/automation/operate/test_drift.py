@@ -320,7 +320,7 @@ def test_remediate_asks_then_updates_the_drifted_stacks_only(
     assert "prod: remediated by update v1" in result.stdout
     assert drifting.count("up") == 1 and drifting.count("up", "prod") == 1
     head = git(drifting.project_dir, "rev-parse", "HEAD")
-    assert drifting.history("prod")[0].message == f"drift remediation of prod @{head[:7]}"
+    assert drifting.history("prod")[0].message == f"drift remediation of prod @{head[:7]} by ci-bot"
     assert drifting.history("prod")[0].commit == head
     assert not drifting.preview_refresh("prod").drifted
 

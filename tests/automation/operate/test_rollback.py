@@ -12,7 +12,7 @@ import pytest
 from click.testing import Result
 from driver_testkit import commit_file, git
 
-from automation.engine.fake import FakeEngine, make_release
+from automation.engine.fake import FakeEngine, make_release, step, urn
 from automation.engine.model import EngineError, UpdateRecord
 from automation.errors import FAILED, INTERRUPTED, USAGE, Interrupted
 from automation.operate.rollback import (
@@ -23,6 +23,7 @@ from automation.operate.rollback import (
     plan_rollback,
     rollback_message,
     rolled_back,
+    running_canary,
     same_release,
 )
 from automation.operate.updates import PendingOperationsError, RetryPolicy
@@ -421,7 +422,7 @@ def test_rollback_json(prod: FakeEngine, invoke: Callable[..., Result]) -> None:
     assert document["dryRun"] is False
     assert document["plan"]["targetVersion"] == 1 and document["plan"]["release"] == make_release("r1")
     assert document["plan"]["currentRelease"] == make_release("r3")
-    assert document["update"]["message"] == "rollback to v1 (1111111)"
+    assert document["update"]["message"] == "rollback to v1 (1111111) by ci-bot"
     assert document["update"]["release"]["version"] == "r1"
 
 
@@ -517,3 +518,69 @@ def test_rollback_of_a_stack_not_deployed_yet_exits_2_and_creates_nothing(
     assert result.exit_code == 2
     assert "error: stack qa is not deployed yet (run `python -m automation up qa`)" in result.stderr
     assert prod.count("ensure_stack") == 0 and not prod.stack("qa").deployed
+
+
+# --- the gates and an unfinished canary -----------------------------------------------------------
+
+ROLE = "aws:iam/role:Role"
+
+
+def test_rollback_code_applies_the_gates_to_the_programs_preview_in_its_worktree(
+    cli_engine: Callable[[FakeEngine], FakeEngine], repo: Path, invoke: Callable[..., Result]
+) -> None:
+    old = commit_file(repo, "infra.txt", "program v1\n")
+    commit_file(repo, "infra.txt", "program v2\n")
+    fake = cli_engine(FakeEngine(("prod",), project_dir=repo))
+    fake.add_history("prod", release=make_release("r1"), commit=old)
+    fake.add_history("prod", release=make_release("r2"), commit=git(repo, "rev-parse", "HEAD"))
+    before = (repo / "Pulumi.prod.yaml").read_bytes() if (repo / "Pulumi.prod.yaml").exists() else None
+    fake.set_preview("prod", [step("prod", "update", ROLE, "prod-api-role", changed=["assumeRolePolicy"])])
+
+    refused = invoke(["rollback", "prod", "--code", "--yes"])
+    assert refused.exit_code == 3
+    assert "error: prod: iam gate refused: 1 change(s) may widen IAM permissions or trust" in refused.stderr
+    assert f"  update {urn('prod', ROLE, 'prod-api-role')} (assumeRolePolicy)" in refused.stderr
+    assert fake.count("up") == 0
+    [preview] = [c for c in fake.calls if c.op == "preview"]
+    assert preview.args["work_dir"] and preview.args["work_dir"] != str(repo)  # the worktree's program
+    assert fake.get_release("prod") == make_release("r2")  # the stack file says what runs, as before
+    if before is not None:
+        assert (repo / "Pulumi.prod.yaml").read_bytes() == before
+
+    approved = invoke(["rollback", "prod", "--code", "--yes", "--approve-iam"])
+    assert approved.exit_code == 0, approved.stderr
+    assert fake.count("up", "prod") == 1 and fake.get_release("prod") == make_release("r1")
+
+
+def test_plain_rollback_applies_the_replace_gate_too(prod: FakeEngine, invoke: Callable[..., Result]) -> None:
+    bucket = urn("prod", "aws:s3/bucket:Bucket", "prod-data")
+    prod.set_preview(
+        "prod", [step("prod", "replace", "aws:s3/bucket:Bucket", "prod-data", changed=["bucket"])]
+    )
+    refused = invoke(["rollback", "prod", "--yes"])
+    assert refused.exit_code == 3 and "replace gate refused" in refused.stderr and prod.count("up") == 0
+    assert prod.get_release("prod") == make_release("r3")
+    allowed = invoke(["rollback", "prod", "--yes", "--allow-replace", bucket])
+    assert allowed.exit_code == 0 and prod.count("up") == 1
+
+
+def test_rollback_detects_an_unfinished_canary_and_reverts_it_in_full(
+    cli_engine: Callable[[FakeEngine], FakeEngine], repo: Path, invoke: Callable[..., Result]
+) -> None:
+    fake = cli_engine(FakeEngine(("prod",), project_dir=repo))
+    fake.add_history("prod", release=make_release("r1"), commit="1" * 40)
+    canary = {**make_release("r2"), "canary": {"weight": 0.25, "stableVersions": {"api": "3"}}}
+    fake.add_history("prod", release=canary, commit="2" * 40)
+    # A fresh checkout's stack file names the committed release, not the canary that runs.
+    fake.set_config("prod", "stageline:release", make_release("r2"))
+    result = invoke(["rollback", "prod", "--yes", "--json"])
+    assert result.exit_code == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert document["plan"]["targetVersion"] == 1 and document["plan"]["release"] == make_release("r1")
+    assert document["plan"]["warnings"] == [
+        "prod runs an unfinished canary: release r2 on 25% of the traffic since v2 (a promotion stopped "
+        "before it finished); this rollback reverts it to release r1 in full"
+    ]
+    assert "warning: prod runs an unfinished canary" in result.stderr
+    assert fake.get_release("prod") == make_release("r1")
+    assert running_canary(fake.history("prod")) is None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +34,7 @@ from promote_testkit import (
 )
 
 import automation.promote.run
-from automation.engine.fake import FakeEngine, make_release, step
+from automation.engine.fake import FakeEngine, make_release, step, urn
 from automation.engine.model import PropertyDrift, ResourceDrift
 from automation.gitinfo import head_commit
 from automation.operate.updates import RetryPolicy, update_message
@@ -164,6 +165,11 @@ def promote_cli(
     return run
 
 
+def _is_old(release: Mapping[str, Any]) -> bool:
+    """OLD deployed in full: what a rollback restores (a candidate phase keeps OLD's version too)."""
+    return release["version"] == OLD["version"] and "candidate" not in release
+
+
 def _stage(name: str, **changes: Any) -> Stage:
     """A stage as the stack files define it, without its pre/post steps unless given: the smoke
     script they name has its own tests, and the happy path runs it through the CLI."""
@@ -272,8 +278,11 @@ def test_happy_path_moves_the_release_through_three_stages(
     # every stage runs exactly the release dev verified, nothing rebuilt
     for stack in ("staging", "prod"):
         assert world.fake.stack(stack).history[-1].release == {"version": "5e6f7a8", "images": NEW["images"]}
-    assert [len(world.ups(s)) for s in STAGES] == [1, 1, 2]
-    assert world.ups("staging") == [update_message("promote 5e6f7a8 from dev", head_commit(ROOT))]
+    assert [len(world.ups(s)) for s in STAGES] == [2, 2, 3]  # TEST first (the candidate), then APP
+    assert world.ups("staging") == [
+        update_message("candidate 5e6f7a8 on TEST from dev", head_commit(ROOT), "ci-bot"),
+        update_message("promote 5e6f7a8 from dev", head_commit(ROOT), "ci-bot"),
+    ]
     # images arrived by digest in both later registries, the frontend files in both buckets
     for stack in ("staging", "prod"):
         ecr = boto("ecr", moto, seeded[stack]["region"])
@@ -300,12 +309,21 @@ def test_happy_path_moves_the_release_through_three_stages(
         }
     ]
     # verified: health of every service and the frontend, bakes watching each stage's alarm
-    assert [v["phase"] for v in staging["verification"]] == ["release", "post"]
-    assert [c["name"] for c in staging["verification"][0]["health"]] == ["api", "worker", "frontend"]
-    assert staging["verification"][0]["bake"]["alarms"] == [seeded["staging"]["alarm"]]
-    assert staging["verification"][0]["bake"]["plannedSeconds"] == 300
+    assert [v["phase"] for v in staging["verification"]] == ["candidate", "release", "post"]
+    # the candidate: the frontend through TEST, then the stage's post (E2E) steps, before APP moved
+    candidate = staging["verification"][0]
+    assert [c["name"] for c in candidate["health"]] == ["frontend"] and candidate["bake"] is None
+    assert [s["command"] for s in candidate["steps"]] == ["python scripts/smoke.py --frontend"]
+    assert [c["name"] for c in staging["verification"][1]["health"]] == ["api", "worker", "frontend"]
+    assert staging["verification"][1]["bake"]["alarms"] == [seeded["staging"]["alarm"]]
+    assert staging["verification"][1]["bake"]["plannedSeconds"] == 300
     assert [s["command"] for s in staging["steps"]] == ["python scripts/smoke.py --config-only"]
-    assert [v["phase"] for v in document["stages"][2]["verification"]] == ["canary", "full", "post"]
+    assert [v["phase"] for v in document["stages"][2]["verification"]] == [
+        "candidate",
+        "canary",
+        "full",
+        "post",
+    ]
     assert world.clock.slept == 300 + 900 + 900  # staging's bake, prod's canary bake and its full bake
     assert world.slack() == [
         ":rocket: Promoting release `5e6f7a8`: dev → staging → prod",
@@ -319,23 +337,29 @@ def test_the_canary_goes_out_at_its_weight_over_the_live_versions_then_at_100(wo
     record = world.run(yes=True)
     assert record.exit_code == 0
     written = world.releases_written("prod")
+    canary = {
+        **make_release("5e6f7a8", NEW["images"]),
+        "canary": {"weight": 0.1, "stableVersions": {"api": "3", "worker": "3"}},
+    }
+    # the gates' preview of the canary, TEST first (prod's live release with the candidate), the
+    # canary, then 100 %
     assert written == [
-        {
-            **make_release("5e6f7a8", NEW["images"]),
-            "canary": {"weight": 0.1, "stableVersions": {"api": "3", "worker": "3"}},
-        },
+        canary,
+        {**OLD, "candidate": "5e6f7a8"},
+        canary,
         make_release("5e6f7a8", NEW["images"]),
     ]
     assert world.ups("prod") == [
+        "candidate 5e6f7a8 on TEST from staging @fffffff",
         "promote 5e6f7a8 from staging (canary 10%) @fffffff",
         "promote 5e6f7a8 from staging @fffffff",
     ]
     prod = record.stages[2]
     assert prod.canary_weight == 0.1
-    assert [u.phase for u in prod.updates] == ["canary", "full"]
+    assert [u.phase for u in prod.updates] == ["candidate", "canary", "full"]
     assert world.file_release("prod") == NEW
     # at 10 %, each service must answer 44 times in a row before the canary counts as healthy
-    canary, full = prod.verifications[:2]
+    canary, full = prod.verifications[1:3]
     assert [(c.name, c.attempts, c.successes) for c in canary.health] == [
         ("api", 44, 44),
         ("worker", 44, 44),
@@ -348,7 +372,8 @@ def test_without_live_versions_there_is_no_canary_and_the_record_says_why(world:
     world.fake.stack("prod").outputs.pop(out.LIVE_VERSIONS)
     record = world.run(yes=True)
     assert record.exit_code == 0
-    assert world.releases_written("prod") == [make_release("5e6f7a8", NEW["images"])]
+    full = make_release("5e6f7a8", NEW["images"])
+    assert world.releases_written("prod") == [full, {**OLD, "candidate": "5e6f7a8"}, full]
     assert record.stages[2].canary_weight is None
     assert record.stages[2].notes[0] == (
         "no canary: prod exports no liveVersions yet (first deployment), so the release goes to 100 % at once"
@@ -491,15 +516,16 @@ def test_an_explicit_flag_lets_the_gate_pass_and_says_so(
     assert record.exit_code == 0
     passed = next(g for g in record.stages[1].gates if g.name == gate)
     assert passed.ok and passed.override == "--" + next(iter(override)).replace("_", "-")
-    assert len(world.ups("staging")) == 1
+    assert len(world.ups("staging")) == 2  # the candidate on TEST, then APP
 
 
 def test_allowed_drift_is_put_back_by_an_up_that_refreshes_first(world: World) -> None:
     _drift(world)
     record = world.run(yes=True, allow_drift=True)
     assert record.exit_code == 0
-    [up] = [c for c in world.fake.calls if c.op == "up" and c.stack == "staging"]
-    assert up.args["refresh"] is True  # a plain up compares the program with the state: drift stays
+    [candidate, up] = [c for c in world.fake.calls if c.op == "up" and c.stack == "staging"]
+    # a plain up compares the program with the state: drift stays; the stage's first up refreshes
+    assert (candidate.args["refresh"], up.args["refresh"]) == (True, False)
     assert not world.fake.preview_refresh("staging").drifted
     # Stages without drift update without a refresh.
     assert all(not c.args["refresh"] for c in world.fake.calls if c.op == "up" and c.stack != "staging")
@@ -609,7 +635,7 @@ def test_a_health_failure_rolls_the_stage_back_and_leaves_later_stages_alone(wor
     world.stub.routes["/staging/jobs/health"] = 503
 
     def healthy_again(stack: str, release: Mapping[str, Any]) -> None:
-        if stack == "staging" and release["version"] == OLD["version"]:
+        if stack == "staging" and _is_old(release):
             world.stub.routes["/staging/jobs/health"] = 200
 
     world.on_up.append(healthy_again)
@@ -622,7 +648,11 @@ def test_a_health_failure_rolls_the_stage_back_and_leaves_later_stages_alone(wor
         "verification (release) failed: health check failed: "
         f"worker {world.stub.url}/staging/jobs/health: HTTP 503"
     )
-    assert world.ups("staging") == ["promote 5e6f7a8 from dev @fffffff", "rollback to v1 (0000000)"]
+    assert world.ups("staging") == [
+        "candidate 5e6f7a8 on TEST from dev @fffffff",
+        "promote 5e6f7a8 from dev @fffffff",
+        "rollback to v1 (0000000)",
+    ]
     assert world.fake.stack("staging").history[-1].release == OLD
     assert world.file_release("staging") == OLD
     assert staging.rollback is not None and staging.rollback.ok
@@ -634,7 +664,7 @@ def test_a_health_failure_rolls_the_stage_back_and_leaves_later_stages_alone(wor
     ]
     failure = world.stub.posts(HOOK)[2]["blocks"][1]["elements"]
     assert failure[0]["text"].startswith("*why:* verification (release) failed: health check failed: worker")
-    assert failure[1]["text"] == "*rollback:* done: staging is back on release 4f9c2d1 (v1 restored as v3)"
+    assert failure[1]["text"] == "*rollback:* done: staging is back on release 4f9c2d1 (v1 restored as v4)"
 
 
 def test_an_alarm_during_the_canary_bake_rolls_prod_back_before_100_percent(
@@ -660,13 +690,19 @@ def test_an_alarm_during_the_canary_bake_rolls_prod_back_before_100_percent(
         "verification (canary) failed: alarm in ALARM during bake: prod-5xx-canary (Threshold Crossed: 7 5XX)"
     )
     written = world.releases_written("prod")
-    assert [w["version"] for w in written] == ["5e6f7a8", "4f9c2d1"]
-    assert "canary" in written[0]  # never written at 100 %: the rollback came first
+    assert [(w["version"], w.get("candidate")) for w in written] == [
+        ("5e6f7a8", None),
+        ("4f9c2d1", "5e6f7a8"),
+        ("5e6f7a8", None),
+        ("4f9c2d1", None),
+    ]
+    assert "canary" in written[0] and "canary" in written[2]  # never at 100 %: the rollback came first
     assert world.ups("prod") == [
+        "candidate 5e6f7a8 on TEST from staging @fffffff",
         "promote 5e6f7a8 from staging (canary 10%) @fffffff",
         "rollback to v1 (0000000)",
     ]
-    bake = record.stages[0].verifications[0].bake
+    bake = record.stages[0].verifications[1].bake
     assert bake is not None and bake.seconds == 120 and bake.planned_seconds == 900
 
 
@@ -757,9 +793,7 @@ def test_a_webhook_that_is_down_never_fails_the_promotion(
 def test_cli_text_output_is_one_line_per_stage_and_the_verdict(world: World, promote_cli: PromoteCli) -> None:
     world.stub.routes["/dev/api/health"] = 503
     world.on_up.append(
-        lambda stack, release: (
-            world.stub.routes.update(healthy_routes("dev")) if release["version"] == OLD["version"] else None
-        )
+        lambda stack, release: world.stub.routes.update(healthy_routes("dev")) if _is_old(release) else None
     )
     result = promote_cli(world, "--to", "staging")
     assert result.exit_code == 1
@@ -767,7 +801,12 @@ def test_cli_text_output_is_one_line_per_stage_and_the_verdict(world: World, pro
     assert lines[0].split()[:3] == ["dev", "rolled", "back"]
     assert lines[1].split() == ["staging", "not", "run", "-"]
     assert lines[2].startswith("promotion failed (exit 1, ")
-    assert "error: dev: verification (release) failed: health check failed: api" in result.stderr
+    # dev's post (E2E) step meets the failing API while the candidate is on TEST: APP never moved
+    assert (
+        "error: dev: the candidate failed on TEST: candidate step `python scripts/smoke.py` exited with 1"
+        in (result.stderr)
+    )
+    assert result.stderr.rstrip().endswith("; APP was not changed")
 
 
 @pytest.mark.parametrize(
@@ -817,7 +856,7 @@ def test_a_release_left_unverified_by_an_interrupted_run_is_checked_and_never_mo
     )
     assert "`python -m automation rollback staging`" in (again.stages[0].reason or "")
     assert again.stages[0].rollback is None  # it deployed nothing, so it rolls nothing back
-    assert len(world.ups("staging")) == 1
+    assert len(world.ups("staging")) == 2  # the candidate on TEST, then APP
 
     prod = world.run(stages=(_stage("prod"),), yes=True)
     assert (prod.result, prod.exit_code, prod.stages[0].result) == ("refused", 3, "refused")
@@ -869,8 +908,8 @@ def test_a_source_verified_earlier_in_the_same_run_is_not_checked_again(world: W
     assert record.exit_code == 0
     assert [g.detail for s in record.stages for g in s.gates if g.name == "source"] == [
         "first stage: deploys release 5e6f7a8 from Pulumi.dev.yaml",
-        "release 5e6f7a8 from dev v2",
-        "release 5e6f7a8 from staging v2",
+        "release 5e6f7a8 from dev v3",  # v2 ran it as a candidate on TEST, v3 in full
+        "release 5e6f7a8 from staging v3",
     ]
     assert world.stub.hits("/dev/api/health") == 1  # dev's own verification only
 
@@ -952,19 +991,27 @@ def test_every_up_that_switches_the_release_invalidates_the_frontend_caches(
     monkeypatch.setattr(automation.operate.frontend_cache, "invalidate_frontend", invalidate)
     world.stub.routes["/prod/jobs/health"] = 503
     world.on_up.append(
-        lambda stack, release: (
-            world.stub.routes.update(healthy_routes("prod")) if release["version"] == OLD["version"] else None
-        )
+        lambda stack, release: world.stub.routes.update(healthy_routes("prod")) if _is_old(release) else None
     )
     record = world.run(yes=True)
     assert [s.result for s in record.stages] == ["deployed", "deployed", "rolled back"]
-    # after dev's up, staging's up, prod's canary up and prod's rollback up
-    assert seen == [("dev", 1), ("staging", 1), ("prod", 1), ("prod", 2)]
-    assert [(u.phase, u.invalidations) for u in record.stages[2].updates] == [
-        ("canary", ["I3"]),
-        ("rollback", ["I4"]),
+    # after each stage's candidate up (TEST moves), dev's and staging's up, prod's canary up and
+    # prod's rollback up
+    assert seen == [
+        ("dev", 1),
+        ("dev", 2),
+        ("staging", 1),
+        ("staging", 2),
+        ("prod", 1),
+        ("prod", 2),
+        ("prod", 3),
     ]
-    assert record.stages[0].to_json()["updates"][0]["invalidations"] == ["I1"]
+    assert [(u.phase, u.invalidations) for u in record.stages[2].updates] == [
+        ("candidate", ["I5"]),
+        ("canary", ["I6"]),
+        ("rollback", ["I7"]),
+    ]
+    assert record.stages[0].to_json()["updates"][1]["invalidations"] == ["I2"]
 
 
 # --- reporting ---------------------------------------------------------------------------------------
@@ -1020,17 +1067,332 @@ def test_cli_out_records_why_nothing_ran_when_the_engine_cannot_open(
     assert document["pipeline"] == list(STAGES)
 
 
-def test_the_automatic_rollback_never_returns_to_a_canary_phase(stub: Stub) -> None:
-    """staging ran OLD in full, then a half-finished canary of a third release: the rollback goes
-    back to OLD in full, not to 10 % of an unverified release."""
+def _half_finished_canary(world: World, release: dict[str, Any]) -> None:
+    """staging ran OLD in full, then `release` as a 10 % canary whose promotion was stopped mid-bake."""
+    world.fake.add_history(
+        "staging",
+        release={**release, "canary": {"weight": 0.1, "stableVersions": {"api": "3", "worker": "3"}}},
+        message="promote (canary 10%)",
+    )
+
+
+def test_an_unfinished_canary_of_another_release_is_refused_naming_both_ways_out(stub: Stub) -> None:
     world = make_world(stub)
     half = make_release("9a9a9a9", {"api": "sha256:" + "e" * 64, "worker": "sha256:" + "f" * 64})
-    world.fake.add_history(
-        "staging", release={**half, "canary": {"weight": 0.1, "stableVersions": {"api": "3", "worker": "3"}}}
+    _half_finished_canary(world, half)
+    file_before = world.file_release("staging")
+    record = world.run(stages=(_stage("staging"),))
+    assert record.exit_code == 3
+    stage = record.stages[0]
+    assert stage.result == "refused" and stage.gates[-1].name == "canary"
+    assert stage.reason == (
+        "staging runs an unfinished canary: release 9a9a9a9 on 10% of the traffic since v2 (a promotion "
+        "stopped before it finished); finish it (`python -m automation promote --only staging --release "
+        "9a9a9a9`) or revert it (`python -m automation rollback staging`) before promoting release 4f9c2d1"
     )
+    assert world.ups("staging") == [] and world.releases_written("staging") == []
+    assert world.file_release("staging") == file_before
+
+
+def test_promoting_the_same_release_finishes_an_unfinished_canary(world: World) -> None:
+    world.fake.add_history("dev", release=NEW)  # dev runs NEW; staging stopped mid-canary of it
+    _half_finished_canary(world, NEW)
+    record = world.run(stages=(_stage("staging"),))
+    assert record.exit_code == 0, record.reason
+    stage = record.stages[0]
+    assert stage.result == "deployed"
+    assert [v.phase for v in stage.verifications] == ["canary", "release"]  # the canary as it ran, then 100 %
+    assert world.ups("staging") == ["promote 5e6f7a8 from dev @fffffff"]  # one update: to 100 %
+    assert world.releases_written("staging") == [make_release("5e6f7a8", NEW["images"])]
+    assert stage.notes[0].startswith("finishing the unfinished canary: release 5e6f7a8 on 10% of the traffic")
+    assert "canary" not in world.fake.get_release("staging")
+
+
+def test_an_unfinished_canary_that_fails_its_checks_is_rolled_back_to_the_release_before_it_in_full(
+    world: World,
+) -> None:
+    world.fake.add_history("dev", release=NEW)
+    _half_finished_canary(world, NEW)
     world.stub.routes["/staging/api/health"] = 500
     record = world.run(stages=(_stage("staging"),))
     assert record.exit_code == 1
     rollback = record.stages[0].rollback
     assert rollback is not None and (rollback.to_version, rollback.release) == (1, "4f9c2d1")
     assert "canary" not in world.fake.get_release("staging")
+    assert world.ups("staging") == ["rollback to v1 (0000000)"]  # never moved to 100 % first
+
+
+def test_exhausted_lock_retries_end_the_stage_without_a_rollback(world: World) -> None:
+    """Another update (a manual rollback, say) holds staging's lock through every retry: our up never
+    started, so nothing is rolled back — a rollback would undo whoever holds the lock once it frees."""
+    world.fake.add_history("dev", release=NEW)
+    file_before = world.file_release("staging")
+    world.fake.lock("staging", times=2)  # the world's retry policy tries twice
+    record = world.run(stages=(_stage("staging"),))
+    assert record.exit_code == 1
+    stage = record.stages[0]
+    assert stage.result == "failed" and stage.rollback is None
+    assert stage.reason.startswith(
+        "up (candidate) never started: staging is still locked by another update after 2"
+    )
+    assert stage.reason.endswith("nothing was deployed to staging, so nothing was rolled back")
+    assert [(u.phase, u.result) for u in stage.updates] == [("candidate", "locked")]
+    assert world.fake.count("up", "staging") == 2 and len(world.fake.history("staging")) == 1
+    assert world.file_release("staging") == file_before  # the file says what runs again
+    assert world.slack()[-1] == ":x: Promotion of `5e6f7a8` failed at staging"
+
+
+def test_exhausted_lock_retries_after_the_canary_leave_it_for_the_next_run(world: World) -> None:
+    original_up = world.fake.up
+    calls = {"n": 0}
+
+    def up(stack: str, **kwargs: Any) -> Any:
+        if stack == "prod":
+            calls["n"] += 1
+            if calls["n"] > 2:  # the candidate and the canary went out; the move to 100 % meets the lock
+                world.fake.lock("prod", times=1)
+        return original_up(stack, **kwargs)
+
+    world.fake.up = up  # type: ignore[method-assign]
+    record = world.run(yes=True)
+    assert record.exit_code == 1
+    prod = record.stages[2]
+    assert prod.rollback is None and [(u.phase, u.result) for u in prod.updates] == [
+        ("candidate", "succeeded"),
+        ("canary", "succeeded"),
+        ("full", "locked"),
+    ]
+    assert prod.reason.endswith(
+        "prod still runs the canary (10% on release 5e6f7a8): rerun `python -m automation promote --only "
+        "prod` to finish it, or `python -m automation rollback prod` to revert it"
+    )
+    assert world.file_release("prod")["canary"]["weight"] == 0.1  # the file says what runs: the canary
+
+
+# --- TEST before APP ---------------------------------------------------------------------------------
+
+
+def _deployed_releases(world: World, stack: str) -> list[dict[str, Any]]:
+    """The release of every update the engine ran on `stack` (what was deployed, not the file)."""
+    return [dict(r.release or {}) for r in world.fake.stack(stack).history]
+
+
+def test_a_frontend_failing_on_test_never_changes_app_and_puts_test_back_on_live(world: World) -> None:
+    world.fake.add_history("dev", release=NEW)  # dev runs NEW: staging receives it
+    world.stub.routes["/staging-test/"] = 500  # the new release's frontend, served by TEST, is broken
+    world.on_up.append(
+        lambda stack, release: world.stub.routes.update({"/staging-test/": 200}) if _is_old(release) else None
+    )
+    record = world.run(stages=(_stage("staging"),), yes=True)
+    assert record.exit_code == 1
+    staging = record.stages[0]
+    assert staging.result == "rolled back"
+    assert staging.reason is not None and staging.reason.startswith(
+        f"the candidate failed on TEST: health check failed: frontend {world.stub.url}/staging-test/: "
+        "HTTP 500"
+    )
+    assert staging.reason.endswith("; APP was not changed")
+    assert [(u.phase, u.result) for u in staging.updates] == [
+        ("candidate", "succeeded"),
+        ("rollback", "succeeded"),
+    ]
+    # every update staging ran kept APP on OLD: the candidate moved TEST only, the rollback moved it back
+    assert [(r["version"], r.get("candidate")) for r in _deployed_releases(world, "staging")] == [
+        ("4f9c2d1", None),
+        ("4f9c2d1", "5e6f7a8"),
+        ("4f9c2d1", None),
+    ]
+    assert world.file_release("staging") == OLD
+    assert staging.rollback is not None and staging.rollback.ok
+
+
+def test_the_stages_e2e_steps_run_against_test_with_test_domain_before_app_moves(
+    world: World, tmp_path: Path
+) -> None:
+    seen = tmp_path / "seen.json"
+    probe = (
+        f"{sys.executable} -c \"import json, os; open({str(seen)!r}, 'a').write(json.dumps("
+        "[os.environ['STAGELINE_PHASE'] if 'STAGELINE_PHASE' in os.environ else 'post', "
+        "os.environ.get('TEST_DOMAIN'), os.environ['STAGELINE_TEST_DOMAIN']]) + chr(10))\""
+    )
+    world.fake.add_history("dev", release=NEW)
+    record = world.run(stages=(_stage("staging", post=(probe,)),), yes=True)
+    assert record.exit_code == 0, record.reason
+    runs = [json.loads(line) for line in seen.read_text().splitlines()]
+    domain = f"{world.stub.url}/staging-test"
+    assert runs == [["candidate", domain, domain], ["post", None, domain]]
+    phases = [v.phase for v in record.stages[0].verifications]
+    assert phases == ["candidate", "release", "post"]
+
+
+def test_a_failing_e2e_step_on_test_rolls_back_before_app_moves(world: World) -> None:
+    failing = (
+        f'{sys.executable} -c "import os, sys; '
+        "sys.exit(1 if os.environ.get('STAGELINE_PHASE') == 'candidate' else 0)\""
+    )
+    world.fake.add_history("dev", release=NEW)
+    record = world.run(stages=(_stage("staging", post=(failing,)),), yes=True)
+    assert record.exit_code == 1
+    assert record.stages[0].result == "rolled back"
+    assert (record.stages[0].reason or "").startswith("the candidate failed on TEST: candidate step")
+    assert all(r["version"] == "4f9c2d1" for r in _deployed_releases(world, "staging"))
+
+
+def test_no_candidate_phase_when_the_frontend_release_does_not_change(world: World) -> None:
+    world.fake.add_history("dev", release=NEW)
+    world.fake.add_history("staging", release=NEW)  # staging already runs NEW: nothing for TEST to show
+    world.fake.set_preview("staging", [])
+    record = world.run(stages=(_stage("staging"),), yes=True)
+    assert record.exit_code == 0 and record.stages[0].result == "unchanged"
+    assert world.ups("staging") == []
+
+
+# --- the policy pack under the engine -----------------------------------------------------------------
+
+
+def test_a_mandatory_policy_violation_refuses_the_stage_and_restores_the_stack_file(
+    world: World, tmp_path: Path
+) -> None:
+    from automation.engine.model import PolicyResult
+
+    world.fake.add_history("dev", release=NEW)
+    before = world.file_release("staging")
+    pack = tmp_path / "policy"
+    pack.mkdir()
+    violation = PolicyResult(
+        "log-retention",
+        urn("staging", "aws:cloudwatch/logGroup:LogGroup", "api-logs"),
+        "mandatory",
+        "set a retention",
+    )
+    world.fake.set_policy("staging", [violation])
+    record = world.run(stages=(_stage("staging"),), yes=True, policy_packs=(pack,))
+    assert record.exit_code == 3
+    stage = record.stages[0]
+    assert stage.result == "refused" and stage.gates[-1].name == "policy"
+    assert stage.gates[-1].items == (violation.describe(),)
+    assert "the policy pack refused it: log-retention: api-logs: set a retention" in (stage.reason or "")
+    assert world.ups("staging") == [] and world.file_release("staging") == before
+    [preview] = [c for c in world.fake.calls if c.op == "preview" and c.stack == "staging"]
+    assert preview.args["policy_packs"] == [str(pack)]
+
+    world.fake.set_policy("staging", [])
+    passed = world.run(stages=(_stage("staging"),), yes=True, policy_packs=(pack,))
+    assert passed.exit_code == 0
+    assert (
+        next(g for g in passed.stages[0].gates if g.name == "policy").detail == "no mandatory policy violated"
+    )
+    assert all(c.args["policy_packs"] == [str(pack)] for c in world.fake.calls if c.op == "up")
+
+
+# --- the approver's preview ---------------------------------------------------------------------------
+
+
+def _preview(world: World, stage: Stage, **options: Any) -> PromotionRecord:
+    from automation.promote.run import preview_promotion
+
+    rt = Runtime(
+        engine=world.fake,
+        root=world.root,
+        notifier=Notifier(world.stub.url + HOOK, warn=lambda _: None),
+        progress=lambda _: None,
+        clock=world.clock,
+        retry=RetryPolicy(tries=2, base_delay=0),
+        echo_steps=False,
+        commit="f" * 40,
+    )
+    return preview_promotion((stage,), PIPELINE.names, PromoteOptions(**options), rt)
+
+
+def test_the_approvers_preview_shows_the_release_gates_and_changes_and_changes_nothing(world: World) -> None:
+    from automation.promote.run import approver_markdown
+
+    world.fake.add_history("staging", release=NEW)
+    file_before = (world.root / "Pulumi.prod.yaml").read_bytes()
+    record = _preview(world, _stage("prod"))
+    assert (record.result, record.exit_code) == ("previewed", 0)
+    [prod] = record.stages
+    assert [g.name for g in prod.gates] == ["source", "pending", "drift", "replace", "iam", "approval"]
+    assert all(g.ok for g in prod.gates)
+    # read-only: no copy, no up, nobody told; the stack file written for the preview is put back
+    assert world.ups("prod") == [] and world.slack() == []
+    assert world.file_release("prod") == OLD
+    assert (world.root / "Pulumi.prod.yaml").read_bytes() == file_before
+    md = approver_markdown(record)
+    assert md.startswith("## Approver's preview: release `5e6f7a8`\n")
+    assert "### prod: 4f9c2d1 → 5e6f7a8 — every gate passes" in md
+    assert "Changes: 1 to update, 11 unchanged" in md
+    assert "| iam | ✅ | no IAM-widening change |" in md
+    assert "| prod-api | `aws:lambda/function:Function` | `imageUri` |  |" in md
+
+
+def test_the_approvers_preview_lists_every_gate_that_would_refuse(world: World, tmp_path: Path) -> None:
+    from automation.engine.model import PolicyResult
+    from automation.promote.run import approver_markdown
+
+    world.fake.add_history("staging", release=NEW)
+    world.fake.set_preview(
+        "prod",
+        [
+            step("prod", "update", "aws:iam/role:Role", "prod-api-role", changed=["inlinePolicies"]),
+            step("prod", "delete", "aws:s3/bucket:Bucket", "prod-data"),
+        ],
+    )
+    advisory = PolicyResult(
+        "cost-tags", urn("prod", "aws:s3/bucket:Bucket", "prod-data"), "advisory", "tag it"
+    )
+    world.fake.set_policy("prod", [advisory])
+    pack = tmp_path / "policy"
+    pack.mkdir()
+    record = _preview(world, _stage("prod"), policy_packs=(pack,))
+    assert (record.result, record.exit_code) == ("refused", 3)
+    verdicts = {g.name: g.ok for g in record.stages[0].gates}
+    assert verdicts == {
+        "source": True,
+        "pending": True,
+        "drift": True,
+        "policy": True,
+        "replace": False,
+        "iam": False,
+        "approval": True,
+    }
+    md = approver_markdown(record)
+    assert "### prod: 4f9c2d1 → 5e6f7a8 — **refused**" in md
+    assert "| replace | ❌ |" in md and "| iam | ❌ |" in md
+    assert f"- policy: `cost-tags (advisory) {advisory.urn}: tag it`" in md
+    assert f"- iam: `update {urn('prod', 'aws:iam/role:Role', 'prod-api-role')} (inlinePolicies)`" in md
+
+
+def test_a_mandatory_policy_violation_shows_in_the_approvers_preview(world: World, tmp_path: Path) -> None:
+    from automation.engine.model import PolicyResult
+
+    world.fake.add_history("staging", release=NEW)
+    violation = PolicyResult(
+        "prod-reviewers",
+        urn("prod", "github:index/repositoryEnvironment:RepositoryEnvironment", "env"),
+        "mandatory",
+        "needs reviewers",
+    )
+    world.fake.set_policy("prod", [violation])
+    pack = tmp_path / "policy"
+    pack.mkdir()
+    record = _preview(world, _stage("prod"), policy_packs=(pack,))
+    assert record.exit_code == 3
+    policy = next(g for g in record.stages[0].gates if g.name == "policy")
+    assert not policy.ok and policy.items == (violation.describe(),)
+    assert world.file_release("prod") == OLD
+
+
+def test_cli_promote_preview_writes_the_run_summary(
+    world: World, promote_cli: PromoteCli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world.fake.add_history("staging", release=NEW)
+    summary = tmp_path / "summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    result = promote_cli(world, "--only", "prod", "--preview")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[-1].startswith("approver's preview: every gate passes (exit 0")
+    assert summary.read_text().startswith("## Approver's preview: release `5e6f7a8`")
+    assert world.fake.count("up") == 0 and world.fake.count("set_release", "prod") == 2  # written, put back
+    both = promote_cli(world, "--only", "prod", "--preview", "--plan")
+    assert both.exit_code == 2 and "--plan and --preview" in both.stderr
