@@ -178,3 +178,17 @@ def test_every_job_that_assumes_a_role_installs_from_the_lock_and_builds_the_pin
         assert script.index("pip install --no-deps -e .") > lock, (name, job_id)
         assert "scripts/build-engine.sh" in script, (name, job_id)
         assert "pip install -e" not in script, (name, job_id)
+
+
+def test_the_pull_request_preview_keeps_one_sticky_comment_with_the_jobs_own_token() -> None:
+    [(job_id, job)] = DOCUMENTS["preview.yml"]["jobs"].items()
+    assert job["permissions"] == {"contents": "read", "id-token": "write", "pull-requests": "write"}, job_id
+    [step] = [s for s in job["steps"] if "--pr-comment" in s.get("run", "")]
+    assert step["env"]["GITHUB_TOKEN"] == "${{ github.token }}"  # never a stored secret
+    assert "preview dev" in step["run"]
+
+
+def test_the_scheduled_drift_check_can_notify() -> None:
+    [step] = [s for s in DOCUMENTS["drift.yml"]["jobs"]["drift"]["steps"] if s.get("name") == "Drift"]
+    assert step["env"]["SLACK_WEBHOOK_URL"] == "${{ secrets.SLACK_WEBHOOK_URL }}"
+    assert "automation drift" in step["run"]
