@@ -179,11 +179,7 @@ def preview(
     policy_pack: Path | None,
     github_token_env: str,
 ) -> None:
-    """\b
-    Examples:
-      python -m automation preview dev
-      python -m automation preview --all --format markdown > preview.md
-      python -m automation preview staging prod --json"""
+    """Preview what an update of each stack would change: read-only, it takes no lock and writes nothing."""
     from automation.engine.protocol import resolve_stacks
     from automation.gitinfo import head_commit
     from automation.operate import pr_comment as comments
@@ -258,11 +254,7 @@ def up(
     slack_webhook_env: str,
     as_json: bool,
 ) -> None:
-    """\b
-    Examples:
-      python -m automation up dev --yes
-      python -m automation up prod -m "hotfix: raise api memory"
-      python -m automation up staging --clear-pending --yes --json"""
+    """Deploy one stack: preview it, apply the replace and IAM gates, then update it."""
     from automation.engine.protocol import resolve_stacks
     from automation.gitinfo import head_commit
     from automation.operate import updates
@@ -367,12 +359,7 @@ def drift(
     lock_retries: int,
     slack_webhook_env: str,
 ) -> None:
-    """\b
-    Examples:
-      python -m automation drift --all
-      python -m automation drift prod --format markdown > drift.md
-      python -m automation drift dev staging --parallel 2 --json
-      python -m automation drift staging --remediate"""
+    """Find drift: compare each stack's state with the cloud (a preview-only refresh: it writes nothing)."""
     from datetime import UTC, datetime
 
     from automation.engine.protocol import resolve_stacks
@@ -489,11 +476,7 @@ def rollback(
     slack_webhook_env: str,
     as_json: bool,
 ) -> None:
-    """\b
-    Examples:
-      python -m automation rollback prod --dry-run
-      python -m automation rollback prod --yes
-      python -m automation rollback prod --to-version 41 --code --yes"""
+    """Roll a stack back to an earlier release from its history (--code: its program's commit too)."""
     from automation.engine.protocol import resolve_stacks
     from automation.operate import rollback as rollbacks
     from automation.operate.frontend_cache import invalidate_after_rollback
@@ -577,12 +560,7 @@ def history(
     fmt: str,
     as_json: bool,
 ) -> None:
-    """\b
-    Examples:
-      python -m automation history prod
-      python -m automation history prod --limit 10 --metrics
-      python -m automation history staging --metrics --window 7 --json
-      python -m automation history --all --metrics"""
+    """A stack's updates, newest first, numbered as --to-version takes them; --metrics for DORA metrics."""
     from datetime import UTC, datetime
 
     from automation.engine.protocol import resolve_stacks
