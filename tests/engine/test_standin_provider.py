@@ -10,6 +10,7 @@ Skipped when `pulumi` is not on PATH.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -17,7 +18,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,7 +63,26 @@ class Rig:
 
 
 @pytest.fixture
-def rig(tmp_path: Path) -> Rig:
+def rig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Rig]:
+    # The SDK's inline language server runs each program in an event loop it never closes; the
+    # collector would report it (and its self-pipe sockets) in whichever test runs next. Kept here
+    # and closed when the test ends.
+    loops: list[asyncio.AbstractEventLoop] = []
+    new_event_loop = asyncio.new_event_loop
+
+    def tracked() -> asyncio.AbstractEventLoop:
+        loop = new_event_loop()
+        loops.append(loop)
+        return loop
+
+    monkeypatch.setattr(asyncio, "new_event_loop", tracked)
+    yield _rig(tmp_path)
+    for loop in loops:
+        if not loop.is_running() and not loop.is_closed():
+            loop.close()
+
+
+def _rig(tmp_path: Path) -> Rig:
     cli = shutil.which("pulumi")
     assert cli is not None
     for sub in ("work", "backend", "home", "cloud"):
