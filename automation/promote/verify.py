@@ -410,14 +410,16 @@ def verify_stage(
     http: httpx.Client | None = None,
     cloudwatch: CloudWatchClient | None = None,
     canary_weight: float | None = None,
+    only: str | None = None,
 ) -> Verification:
-    """Health checks, then (unless `bake_seconds` is None) the bake. Never raises for a failed check.
+    """Health checks (`only`: the one of that name), then (unless `bake_seconds` is None) the bake.
+    Never raises for a failed check.
 
     `bake_seconds=0` checks the alarms once. `canary_weight`: the canary phase's weight (see the
     module docstring).
     """
     try:
-        checks = health_checks(outputs, frontend_path, canary_weight)
+        checks = [c for c in health_checks(outputs, frontend_path, canary_weight) if only in (None, c.name)]
     except MissingOutput as exc:
         return Verification(phase=phase, ok=False, reason=str(exc))
     health = tuple(
@@ -455,18 +457,15 @@ def verify_frontend(
 ) -> Verification:
     """The frontend check alone, through the TEST distribution: what a candidate changes (the API and
     APP are untouched by it, so their checks would say nothing about it)."""
-    try:
-        checks = [c for c in health_checks(outputs, frontend_path) if c.name == "frontend"]
-    except MissingOutput as exc:
-        return Verification(phase=phase, ok=False, reason=str(exc))
-    health = tuple(
-        check_health(
-            checks,
-            timeout_seconds=timeout_seconds,
-            interval_seconds=interval_seconds,
-            clock=clock,
-            client=http,
-        )
+    return verify_stage(
+        outputs,
+        phase=phase,
+        frontend_path=frontend_path,
+        timeout_seconds=timeout_seconds,
+        interval_seconds=interval_seconds,
+        bake_seconds=None,
+        region=None,
+        clock=clock,
+        http=http,
+        only="frontend",
     )
-    reason = failure_reason(health, None)
-    return Verification(phase=phase, ok=reason is None, health=health, reason=reason)
